@@ -1,0 +1,44 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"time"
+)
+
+// newFlagSet returns a FlagSet that prints help text to stderr on -h.
+func newFlagSet(name, help string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { io.WriteString(stderr, help) }
+	return fs
+}
+
+// parseArgs parses flags that may stand before, between or after the
+// positional arguments (as doveadm's getopt allows); "--" ends the flags.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		consumed := len(args) - len(rest)
+		if len(rest) == 0 || (consumed > 0 && args[consumed-1] == "--") {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// anvilFlags are the flags every command that talks to anvil has.
+type anvilFlags struct {
+	socket  string
+	timeout time.Duration
+}
+
+func (a *anvilFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.socket, "a", "/run/dovecot/anvil", "anvil socket path")
+	fs.DurationVar(&a.timeout, "timeout", 30*time.Second, "anvil timeout")
+}

@@ -1,0 +1,50 @@
+// Command kickagent lists and disconnects Dovecot sessions; see doc.go.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes follow sysexits.h, as doveadm's do.
+const (
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 64 // EX_USAGE
+	exitNotFound = 68 // EX_NOHOST: doveadm's "no users kicked"
+	exitTempFail = 75 // EX_TEMPFAIL: anvil unreachable or broken reply
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches the subcommand and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "who":
+		return runWho(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "version", "--version":
+		fmt.Fprintln(stdout, "kickagent", version)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "kickagent: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"

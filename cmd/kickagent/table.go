@@ -1,0 +1,66 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// table prints aligned columns like doveadm's table formatter, but never
+// truncates a value to the terminal width.
+type table struct {
+	titles     []string
+	rightAlign []bool
+	rows       [][]string
+}
+
+func newTable(titles ...string) *table {
+	return &table{titles: titles, rightAlign: make([]bool, len(titles))}
+}
+
+func (t *table) add(row ...string) { t.rows = append(t.rows, row) }
+
+func (t *table) write(w io.Writer) error {
+	width := make([]int, len(t.titles))
+	measure := func(row []string) {
+		for i, v := range row {
+			width[i] = max(width[i], utf8.RuneCountInString(v))
+		}
+	}
+	measure(t.titles)
+	for _, r := range t.rows {
+		measure(r)
+	}
+	var b strings.Builder
+	line := func(row []string) {
+		b.Reset()
+		for i, v := range row {
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(v))
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			switch {
+			case t.rightAlign[i]:
+				b.WriteString(pad)
+				b.WriteString(v)
+			case i == len(row)-1:
+				b.WriteString(v)
+			default:
+				b.WriteString(v)
+				b.WriteString(pad)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	line(t.titles)
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	for _, r := range t.rows {
+		line(r)
+		if _, err := io.WriteString(w, b.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

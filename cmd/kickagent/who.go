@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/match"
+)
+
+func runWho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("who", whoUsage, stderr)
+	var af anvilFlags
+	af.register(fs)
+	perConn := fs.Bool("1", false, "one row per connection")
+	field := fs.String("f", "", "alt-username field")
+	asJSON := fs.Bool("json", false, "JSON output")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	filter, err := match.Parse(pos, *field)
+	if err != nil {
+		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, af.timeout)
+	defer cancel()
+	cl := &anvil.Client{Path: af.socket}
+	snap, err := cl.Dump(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
+		return exitTempFail
+	}
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	switch {
+	case *asJSON:
+		err = writeWhoJSON(w, snap, &filter)
+	case *perConn:
+		err = writeWhoConns(w, snap, &filter)
+	default:
+		err = writeWhoAggregated(w, snap, &filter)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}

@@ -1,0 +1,3 @@
+module github.com/kickagent/kickagent
+
+go 1.24

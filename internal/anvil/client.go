@@ -1,0 +1,284 @@
+package anvil
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+)
+
+// DefaultSocket is anvil's socket under Debian's base_dir.
+const DefaultSocket = "/run/dovecot/anvil"
+
+// DefaultGreetTimeout is how long Open waits for a 2.4 greeting when nothing
+// in base_dir says the server is 2.4. A 2.3 anvil never speaks first, so the
+// wait is the price of telling them apart; a late 2.4 greeting is still
+// caught (see Client.Dump).
+const DefaultGreetTimeout = 150 * time.Millisecond
+
+// maxGreetWait bounds the wait for a greeting from a server known to be 2.4.
+const maxGreetWait = 5 * time.Second
+
+// hinted23GreetWait is the greeting wait when base_dir looks like 2.3.
+const hinted23GreetWait = 25 * time.Millisecond
+
+// Client opens connections to one anvil socket.
+type Client struct {
+	Path string
+	// Protocol forces a protocol generation; zero detects it.
+	Protocol Protocol
+	// GreetTimeout overrides DefaultGreetTimeout.
+	GreetTimeout time.Duration
+}
+
+// Conn is one handshaken connection to anvil. Commands on a Conn run one at
+// a time; it is not safe for concurrent use.
+type Conn struct {
+	path    string
+	nc      net.Conn
+	r       *bufio.Reader
+	proto   Protocol
+	minor   int
+	guessed bool // 2.3 was assumed because no greeting came in time
+}
+
+// Protocol is the protocol generation the server speaks.
+func (c *Conn) Protocol() Protocol { return c.proto }
+
+// ServerMinor is the minor version in the 2.4 greeting.
+func (c *Conn) ServerMinor() int { return c.minor }
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+// Open dials anvil, detects the protocol and does the handshake.
+func (cl *Client) Open(ctx context.Context) (*Conn, error) {
+	return cl.open(ctx, cl.Protocol)
+}
+
+func (cl *Client) open(ctx context.Context, force Protocol) (*Conn, error) {
+	path := cl.Path
+	if path == "" {
+		path = DefaultSocket
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to anvil socket %s: %w", path, ctx.Err())
+		}
+		return nil, dialError(path, err)
+	}
+	c := &Conn{path: path, nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
+	if err := c.handshake(ctx, force, cl.greetWait(path, force)); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// greetWait picks how long to wait for a greeting. base_dir tells 2.4 apart
+// when it holds 2.4-only entries (per-process srv.* admin sockets,
+// anvil-connect-limit); then the greeting is awaited as long as ctx allows.
+func (cl *Client) greetWait(path string, force Protocol) time.Duration {
+	switch force {
+	case Proto23:
+		return 0
+	case Proto24:
+		return maxGreetWait
+	}
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(filepath.Join(dir, "anvil-connect-limit")); err == nil {
+		return maxGreetWait
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "srv.*")); len(m) > 0 {
+		return maxGreetWait
+	}
+	if cl.GreetTimeout > 0 {
+		return cl.GreetTimeout
+	}
+	// The ipc socket exists in 2.3's base_dir only (2.4 removed the ipc
+	// service): a short wait is then enough to catch an unexpected greeting.
+	if _, err := os.Stat(filepath.Join(dir, "ipc")); err == nil {
+		return hinted23GreetWait
+	}
+	return DefaultGreetTimeout
+}
+
+func (c *Conn) handshake(ctx context.Context, force Protocol, wait time.Duration) error {
+	stop := bindContext(ctx, c.nc)
+	defer stop()
+	if force != Proto23 {
+		line, err := c.readGreeting(ctx, wait)
+		switch {
+		case err != nil:
+			return err
+		case line == "" && force == Proto24:
+			return closedError(c.path, "waiting for the 2.4 greeting", errors.New("no greeting"))
+		case line != "":
+			return c.greeted(line)
+		}
+		c.guessed = true
+	}
+	c.proto = Proto23
+	return c.write("VERSION\tanvil\t1\t0\n")
+}
+
+// readGreeting returns the greeting line, or "" when none came within wait.
+func (c *Conn) readGreeting(ctx context.Context, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = c.nc.SetReadDeadline(deadline)
+	line, err := c.r.ReadString('\n')
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil && line == "" && c.r.Buffered() == 0 {
+			_ = c.nc.SetReadDeadline(ctxDeadline(ctx))
+			return "", nil
+		}
+		return "", c.ioError(ctx, "waiting for the greeting", err)
+	}
+	_ = c.nc.SetReadDeadline(ctxDeadline(ctx))
+	return strings.TrimSuffix(line, "\n"), nil
+}
+
+// greeted checks the 2.4 greeting "VERSION\tanvil-server\t<major>\t<minor>"
+// and answers with the client handshake and the empty handshake line that
+// makes this a plain request/response connection.
+func (c *Conn) greeted(line string) error {
+	f := strings.Split(line, "\t")
+	if len(f) != 4 || f[0] != "VERSION" || f[1] != "anvil-server" {
+		return protoErr(0, line, "unexpected greeting (is this an anvil socket?)")
+	}
+	major, err1 := strconv.Atoi(f[2])
+	minor, err2 := strconv.Atoi(f[3])
+	if err1 != nil || err2 != nil {
+		return protoErr(0, line, "bad version in greeting")
+	}
+	if major != int(Proto24) {
+		return fmt.Errorf("%w: anvil at %s speaks protocol %d.%d; this kickagent knows 1 (Dovecot 2.3) and 2 (Dovecot 2.4)",
+			ErrUnsupportedVersion, c.path, major, minor)
+	}
+	c.proto, c.minor = Proto24, minor
+	return c.write("VERSION\tanvil-client\t2\t0\n\n")
+}
+
+func (c *Conn) write(s string) error {
+	if _, err := c.nc.Write([]byte(s)); err != nil {
+		return closedError(c.path, "write", err)
+	}
+	return nil
+}
+
+// errLateGreeting: a 2.4 anvil greeted after we had assumed 2.3.
+var errLateGreeting = errors.New("late 2.4 greeting")
+
+// Dump runs CONNECT-DUMP on c.
+func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
+	stop := bindContext(ctx, c.nc)
+	defer stop()
+	if err := c.write("CONNECT-DUMP\n"); err != nil {
+		return nil, err
+	}
+	body, err := c.readDump(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// body is never written again, so the parsed strings may share it.
+	s := unsafe.String(unsafe.SliceData(body), len(body))
+	snap := &Snapshot{Protocol: c.proto, ServerMinor: c.minor, Bytes: len(body) + 1}
+	if c.proto == Proto24 {
+		snap.AltNames, snap.Sessions, err = ParseDump24(s)
+	} else {
+		snap.Sessions, err = ParseDump23(s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("anvil %s: %w", c.path, err)
+	}
+	snap.Taken = time.Now()
+	return snap, nil
+}
+
+// readDump reads one dump reply up to its terminating empty line and
+// returns it without the terminator. On 2.4 the first line is the header
+// and may itself be empty.
+func (c *Conn) readDump(ctx context.Context) ([]byte, error) {
+	buf := make([]byte, 0, 256<<10)
+	header := c.proto == Proto24
+	lineStart := 0
+	for {
+		chunk, err := c.r.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			if c.guessed && len(buf) == 0 {
+				return nil, errLateGreeting
+			}
+			return nil, c.ioError(ctx, "CONNECT-DUMP", err)
+		}
+		line := buf[lineStart : len(buf)-1]
+		switch {
+		case header:
+			header = false
+		case len(line) == 0:
+			return buf[:lineStart], nil
+		case lineStart == 0 && c.guessed && strings.HasPrefix(string(line), "VERSION\tanvil-server\t"):
+			return nil, errLateGreeting
+		}
+		lineStart = len(buf)
+	}
+}
+
+func (c *Conn) ioError(ctx context.Context, during string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("anvil %s: %s: %w", c.path, during, ctx.Err())
+	}
+	return closedError(c.path, during, err)
+}
+
+// Dump opens a connection, takes one CONNECT-DUMP and closes it. When 2.3
+// was assumed but a 2.4 anvil greeted late (a busy server), the dump is
+// retried once on a new 2.4 connection.
+func (cl *Client) Dump(ctx context.Context) (*Snapshot, error) {
+	c, err := cl.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := c.Dump(ctx)
+	c.Close()
+	if !errors.Is(err, errLateGreeting) {
+		return snap, err
+	}
+	if c, err = cl.open(ctx, Proto24); err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Dump(ctx)
+}
+
+// bindContext applies ctx's deadline to nc and interrupts blocked I/O when
+// ctx is cancelled. The returned func undoes both.
+func bindContext(ctx context.Context, nc net.Conn) (stop func()) {
+	_ = nc.SetDeadline(ctxDeadline(ctx))
+	cancel := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	return func() {
+		cancel()
+		_ = nc.SetDeadline(time.Time{})
+	}
+}
+
+func ctxDeadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
+}

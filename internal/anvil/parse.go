@@ -1,0 +1,212 @@
+package anvil
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// ErrProtocol marks a reply that does not follow the anvil protocol.
+var ErrProtocol = errors.New("anvil protocol error")
+
+// ProtocolError says which dump line was malformed and why.
+type ProtocolError struct {
+	Line   int    // 1-based line of the dump (0: not a dump line)
+	Text   string // the line, shortened
+	Reason string
+}
+
+func (e *ProtocolError) Error() string {
+	if e.Line == 0 {
+		return fmt.Sprintf("anvil protocol error: %s", e.Reason)
+	}
+	return fmt.Sprintf("anvil protocol error: dump line %d %q: %s", e.Line, e.Text, e.Reason)
+}
+
+func (e *ProtocolError) Unwrap() error { return ErrProtocol }
+
+func protoErr(line int, text, reason string) error {
+	const max = 120
+	if len(text) > max {
+		text = text[:max] + "…"
+	}
+	return &ProtocolError{Line: line, Text: text, Reason: reason}
+}
+
+// forEachLine calls fn for each LF-terminated line of body; a last line
+// without LF is passed too.
+func forEachLine(body string, fn func(n int, line string) error) error {
+	n := 0
+	for len(body) > 0 {
+		n++
+		i := strings.IndexByte(body, '\n')
+		line := body
+		if i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = ""
+		}
+		if err := fn(n, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ParseDump23 parses the session lines of a Dovecot 2.3 CONNECT-DUMP (the
+// terminating empty line removed): "<escaped ident>\t<pid>\t<refcount>".
+func ParseDump23(body string) ([]Session, error) {
+	sessions := make([]Session, 0, strings.Count(body, "\n")+1)
+	fields := make([]string, 0, 4)
+	err := forEachLine(body, func(n int, line string) error {
+		fields = splitTab(fields, line)
+		s, reason := parseSession23(fields)
+		if reason != "" {
+			return protoErr(n, line, reason)
+		}
+		sessions = append(sessions, s)
+		return nil
+	})
+	return sessions, err
+}
+
+func parseSession23(f []string) (Session, string) {
+	if len(f) != 3 {
+		return Session{}, fmt.Sprintf("want 3 fields, got %d", len(f))
+	}
+	pid, err := parsePID(f[1])
+	if err != nil {
+		return Session{}, "bad pid"
+	}
+	ref, err := strconv.ParseUint(f[2], 10, 31)
+	if err != nil {
+		return Session{}, "bad refcount"
+	}
+	s := Session{PID: pid, Connections: int(ref)}
+	service, rest, ok := strings.Cut(f[0], "/")
+	if !ok || service == "" {
+		return Session{}, "ident is not service/ip/user"
+	}
+	s.Service = service
+	// imap, pop3 and submission register service/ip/user; lmtp registers
+	// service/user with no IP and an unescaped user that may hold '/'.
+	if service == "lmtp" {
+		s.User = rest
+		return s, ""
+	}
+	ip, user, ok := strings.Cut(rest, "/")
+	if !ok {
+		s.User = rest
+		return s, ""
+	}
+	s.User = user
+	if ip != "" {
+		// doveadm ignores an unparsable IP; a session without IP never
+		// matches a network filter, so that is the safe reading too.
+		if a, err := netip.ParseAddr(ip); err == nil {
+			s.IP = a
+		}
+	}
+	return s, ""
+}
+
+// ParseDump24 parses a Dovecot 2.4 CONNECT-DUMP: the header line of alt
+// field names (possibly empty) followed by session lines
+// "<pid>\t<user>\t<service>\t<ip>\t<conn-guid>\t<dest-ip>[\t<alt>…]", the
+// terminating empty line removed.
+func ParseDump24(body string) (altNames []string, sessions []Session, err error) {
+	header, rest, ok := strings.Cut(body, "\n")
+	if !ok && header != "" {
+		return nil, nil, protoErr(1, header, "header line not terminated")
+	}
+	altNames = splitTab(nil, header)
+	for i, n := range altNames {
+		if n == "" {
+			return nil, nil, protoErr(1, header, fmt.Sprintf("empty alt field name in column %d", i+1))
+		}
+	}
+	count := strings.Count(rest, "\n") + 1
+	sessions = make([]Session, 0, count)
+	var alts []string
+	if len(altNames) > 0 {
+		alts = make([]string, 0, count*len(altNames))
+	}
+	fields := make([]string, 0, 6+len(altNames))
+	err = forEachLine(rest, func(n int, line string) error {
+		fields = splitTab(fields, line)
+		s, reason := parseSession24(fields)
+		if reason == "" && len(fields)-6 > len(altNames) {
+			reason = fmt.Sprintf("%d alt columns but the header names %d", len(fields)-6, len(altNames))
+		}
+		if reason != "" {
+			return protoErr(n+1, line, reason)
+		}
+		if len(fields) > 6 {
+			start := len(alts)
+			alts = append(alts, fields[6:]...)
+			s.altNames, s.altValues = altNames, alts[start:len(alts):len(alts)]
+		} else {
+			s.altNames = altNames
+		}
+		sessions = append(sessions, s)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return altNames, sessions, nil
+}
+
+func parseSession24(f []string) (Session, string) {
+	if len(f) < 6 {
+		return Session{}, fmt.Sprintf("want at least 6 fields, got %d", len(f))
+	}
+	pid, err := parsePID(f[0])
+	if err != nil {
+		return Session{}, "bad pid"
+	}
+	s := Session{PID: pid, User: f[1], Service: f[2], Connections: 1}
+	if s.Service == "" {
+		return Session{}, "empty service"
+	}
+	if f[3] != "" {
+		if s.IP, err = netip.ParseAddr(f[3]); err != nil {
+			return Session{}, "bad client ip"
+		}
+	}
+	if !isGUID(f[4]) {
+		return Session{}, "bad connection guid"
+	}
+	s.ConnGUID = f[4]
+	if f[5] != "" {
+		if s.DestIP, err = netip.ParseAddr(f[5]); err != nil {
+			return Session{}, "bad dest ip"
+		}
+	}
+	return s, ""
+}
+
+func parsePID(s string) (int64, error) {
+	pid, err := strconv.ParseInt(s, 10, 64)
+	if err == nil && pid <= 0 {
+		err = errors.New("pid must be positive")
+	}
+	return pid, err
+}
+
+// isGUID reports whether s is 32 hex digits, as Dovecot's
+// guid_128_from_string requires.
+func isGUID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

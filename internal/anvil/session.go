@@ -1,0 +1,105 @@
+package anvil
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Protocol is the anvil protocol major version a server speaks.
+type Protocol int
+
+const (
+	// Proto23 is anvil protocol 1, spoken by Dovecot 2.3.
+	Proto23 Protocol = 1
+	// Proto24 is anvil protocol 2, spoken by Dovecot 2.4.
+	Proto24 Protocol = 2
+)
+
+// Dovecot names the Dovecot generation that speaks p.
+func (p Protocol) Dovecot() string {
+	switch p {
+	case Proto23:
+		return "2.3"
+	case Proto24:
+		return "2.4"
+	}
+	return "unknown"
+}
+
+func (p Protocol) String() string { return "dovecot-" + p.Dovecot() }
+
+// Session is one record of anvil's session table, normalized across both
+// protocol generations.
+//
+// On 2.4 a record is one connection. On 2.3 a record is one (ident, pid)
+// pair and Connections holds anvil's refcount: an imap process with
+// client_limit > 1, or imap-hibernate, serves several connections of the same
+// user and IP under one record.
+type Session struct {
+	Service string     // imap, pop3, submission, lmtp, imap-login (2.4 proxy) …
+	User    string     // login name as anvil has it (unescaped)
+	IP      netip.Addr // client IP; invalid (zero) when anvil has none
+	PID     int64      // process holding the session
+	// ConnGUID is the 32-hex connection GUID (2.4 only).
+	ConnGUID string
+	// DestIP is the proxy destination (2.4 login proxies only).
+	DestIP netip.Addr
+	// Connections is 2.3's refcount; always 1 on 2.4.
+	Connections int
+
+	// altNames is the dump's header (shared by all sessions of a snapshot);
+	// altValues[i] belongs to altNames[i]. Columns a session does not carry
+	// are absent, not empty.
+	altNames  []string
+	altValues []string
+}
+
+// Alt returns the session's value of the alt-username field (a passdb or
+// userdb user_* field, 2.4 only) and whether the session carries it. An
+// empty value is treated as absent, as login proxies omit empty values.
+func (s *Session) Alt(field string) (string, bool) {
+	for i, n := range s.altNames {
+		if n == field {
+			if i < len(s.altValues) && s.altValues[i] != "" {
+				return s.altValues[i], true
+			}
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// AltFields calls fn for each alt-username field the session carries, in
+// header order.
+func (s *Session) AltFields(fn func(field, value string)) {
+	for i, v := range s.altValues {
+		if v != "" && i < len(s.altNames) {
+			fn(s.altNames[i], v)
+		}
+	}
+}
+
+// AltValues returns the raw alt columns, aligned with Snapshot.AltNames.
+// Trailing columns the session lacks are absent. Do not modify.
+func (s *Session) AltValues() []string { return s.altValues }
+
+// SetAlt attaches alt-username columns to s; names is shared, values[i]
+// belongs to names[i]. For tests and synthetic sessions.
+func (s *Session) SetAlt(names, values []string) {
+	s.altNames, s.altValues = names, values
+}
+
+// Snapshot is one CONNECT-DUMP of anvil.
+type Snapshot struct {
+	Protocol Protocol
+	// ServerMinor is the minor version of the 2.4 greeting (0 on 2.3).
+	ServerMinor int
+	// AltNames is the 2.4 dump header: the alt-username field names in the
+	// order of the session columns. The order is not stable between dumps.
+	AltNames []string
+	Sessions []Session
+	// Taken is when the dump finished.
+	Taken time.Time
+	// Bytes is the size of the dump on the wire.
+	Bytes int
+}
