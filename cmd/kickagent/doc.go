@@ -6,6 +6,8 @@ anvil process, on Dovecot 2.3 and 2.4.
 
 Usage:
   kickagent who [-a anvil_socket_path] [-1] [-f passdb_field] [--json] [user_mask ...] [ip[/bits]]
+  kickagent kick [-a anvil_socket_path] [-f passdb_field] [-h dest_ip] [--dry-run] [--json] [--force] user_mask ... [ip[/bits]]
+  kickagent kick [-a anvil_socket_path] [-f passdb_field] -h dest_ip
   kickagent version
 
 Run "kickagent COMMAND -h" for the flags of a command.
@@ -16,7 +18,51 @@ network (an IPv4-mapped IPv6 client counts as IPv4; /0 matches everything;
 an all-digits argument is a user mask).
 
 Exit status: 0 success, 64 usage error, 75 anvil unreachable or its reply
-malformed.
+malformed; kick also 68 (nothing matched) and 2 (not everything selected
+was kicked).
+`
+
+const kickUsage = `Usage:
+  kickagent kick [-a anvil_socket_path] [-f passdb_field] [-h dest_ip] [--dry-run] [--json] [--force] user_mask ...
+  kickagent kick [-a anvil_socket_path] [-f passdb_field] [-h dest_ip] [...] ip[/bits]
+  kickagent kick [-a anvil_socket_path] [-f passdb_field] [-h dest_ip] [...] user_mask ... ip[/bits]
+  kickagent kick [-a anvil_socket_path] -h dest_ip
+
+Disconnects the sessions that match, as doveadm kick does: every session of
+a user matching a mask ('*', '?', case-insensitive; masks are OR-ed), every
+session from the network, only sessions matching both when both are given,
+and with -h only proxied sessions to that destination.
+
+Delivery: Dovecot 2.4: one dump, local matching, then one KICK-USER user
+conn_guid per process and user; a proxied session in a one-connection login
+process that anvil fails to close (Dovecot 2.4.0-2.4.4) gets SIGTERM to that
+login process once it is verified to hold only that session. Dovecot 2.3:
+SIGTERM to each session's process after checking /proc that the pid is still
+that Dovecot process; lmtp is never signalled. Results are confirmed with a
+fresh dump: a session counts as kicked only when it left anvil's table.
+
+Collateral guard: when the only way to kick a matching connection would also
+close connections the command did not name (2.3: a process serving other
+users or connections; 2.4: other connections of the same user in the same
+process), nothing is done for it unless --force is given, and the
+connections that would be hit are listed.
+
+The flags are:
+  -a PATH     anvil socket (default /run/dovecot/anvil)
+  -f FIELD    match the masks against alt-username field FIELD (user_*)
+  -h IP       only proxied sessions whose destination is IP (an IP address;
+              host names are not resolved)
+  --dry-run   print what would be kicked, kick nothing
+  --json      one JSON object per selected connection: the who keys plus
+              outcome (kicked, dry-run, refused-collateral, still-connected,
+              failed, skipped), method, collateral, error
+  --force     also kick when connections not named would be closed
+  --timeout D give up after D (default 30s)
+
+Exit status: 0 every selected connection was kicked (or, with --dry-run,
+would be); 68 nothing matched; 2 something matched but not all of it was
+kicked (refused for collateral, still connected, failed); 64 usage error;
+75 anvil unreachable or its reply malformed.
 `
 
 const whoUsage = `Usage: kickagent who [-a anvil_socket_path] [-1] [-f passdb_field] [--json] [user_mask ...] [ip[/bits]]

@@ -184,12 +184,16 @@ func writeWhoJSON(w io.Writer, snap *anvil.Snapshot, f *match.Filter) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	for _, s := range sortedSessions(snap, f) {
-		rec := whoJSON{User: s.User, Service: s.Service, PID: s.PID, IP: addr(s.IP),
-			ConnGUID: s.ConnGUID, DestIP: addr(s.DestIP), Alt: map[string]string{}, Connections: s.Connections}
-		s.AltFields(func(k, v string) { rec.Alt[k] = v })
-		if err := enc.Encode(rec); err != nil {
+		if err := enc.Encode(sessionJSON(s)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func sessionJSON(s *anvil.Session) whoJSON {
+	rec := whoJSON{User: s.User, Service: s.Service, PID: s.PID, IP: addr(s.IP),
+		ConnGUID: s.ConnGUID, DestIP: addr(s.DestIP), Alt: map[string]string{}, Connections: s.Connections}
+	s.AltFields(func(k, v string) { rec.Alt[k] = v })
+	return rec
 }

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/kick"
+	"github.com/kickagent/kickagent/internal/match"
+)
+
+// exitPartial: something was selected but not every selected connection
+// was kicked (collateral refused, still connected, or failed).
+const exitPartial = 2
+
+func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("kick", kickUsage, stderr)
+	var af anvilFlags
+	af.register(fs)
+	field := fs.String("f", "", "alt-username field")
+	dest := fs.String("h", "", "proxy destination IP")
+	dryRun := fs.Bool("dry-run", false, "kick nothing")
+	asJSON := fs.Bool("json", false, "JSON output")
+	force := fs.Bool("force", false, "allow collateral kicks")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	filter, err := match.Parse(pos, *field)
+	if err == nil && *dest != "" {
+		filter.DestIP, err = parseDest(*dest)
+	}
+	if err == nil && len(filter.Masks) == 0 && !filter.HasNetwork() && !filter.DestIP.IsValid() {
+		err = errors.New("give a user mask, a network or -h dest_host (use '*' to kick everyone)")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kickagent kick: %v\n", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, af.timeout)
+	defer cancel()
+	conn, err := (&anvil.Client{Path: af.socket}).Open(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "kickagent kick: %v\n", err)
+		return exitTempFail
+	}
+	defer conn.Close()
+	snap, err := conn.Dump(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "kickagent kick: %v\n", err)
+		return exitTempFail
+	}
+	plan := kick.NewPlan(snap, filter.Match)
+	if len(plan.Units) == 0 && len(plan.Skipped) == 0 {
+		fmt.Fprintln(stderr, "no users kicked")
+		return exitNotFound
+	}
+	results, runErr := kick.Run(ctx, conn, kick.ProcSignaler{}, plan, kick.Options{Force: *force, DryRun: *dryRun})
+	w := bufio.NewWriter(stdout)
+	if *asJSON {
+		err = writeKickJSON(w, results)
+	} else {
+		err = writeKickText(w, stderr, results, *dryRun)
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	switch {
+	case runErr != nil:
+		fmt.Fprintf(stderr, "kickagent kick: %v\n", runErr)
+		return exitTempFail
+	case err != nil:
+		fmt.Fprintf(stderr, "kickagent kick: %v\n", err)
+		return exitFailure
+	}
+	for _, r := range results {
+		if r.Outcome != kick.Kicked && r.Outcome != kick.DryRun {
+			return exitPartial
+		}
+	}
+	return exitOK
+}
+
+// parseDest accepts an IP literal only: on 2.4 anvil records the address
+// the proxy connected to, so a name would have to be resolved the same way
+// the proxy did, and a stale answer would kick the wrong backend.
+func parseDest(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("-h %q: give the proxy destination as an IP address (host names are not resolved)", s)
+	}
+	return a.Unmap(), nil
+}
+
+func writeKickText(w io.Writer, stderr io.Writer, results []kick.Result, dryRun bool) error {
+	var users []string
+	kicked := 0
+	for _, r := range results {
+		s := r.Session
+		switch r.Outcome {
+		case kick.Kicked, kick.DryRun:
+			kicked += max(s.Connections, 1)
+			if !slices.Contains(users, s.User) {
+				users = append(users, s.User)
+			}
+		case kick.RefusedCollateral:
+			if r.Session == r.Unit.Targets[0] {
+				fmt.Fprintf(stderr, "warning: not kicking %s: pid %d (%s) would also close connections the command did not name: %s; use --force to kick anyway\n",
+					describe(r.Unit.Targets), r.Unit.PID, r.Unit.Service, describe(r.Unit.Collateral))
+			}
+		case kick.StillConnected:
+			fmt.Fprintf(stderr, "warning: %s is still connected after the kick\n", describe([]*anvil.Session{s}))
+		case kick.Failed, kick.Skipped:
+			fmt.Fprintf(stderr, "warning: %s not kicked: %v\n", describe([]*anvil.Session{s}), r.Err)
+		}
+	}
+	slices.Sort(users)
+	if kicked == 0 {
+		_, err := fmt.Fprintln(w, "no users kicked")
+		return err
+	}
+	verb := "kicked"
+	if dryRun {
+		verb = "would be kicked (dry run)"
+		fmt.Fprintln(w, "connections from the following users would be kicked:")
+	} else {
+		fmt.Fprintln(w, "kicked connections from the following users:")
+	}
+	fmt.Fprintln(w, strings.Join(users, " "))
+	_, err := fmt.Fprintf(w, "%d connections %s\n", kicked, verb)
+	return err
+}
+
+// describe lists sessions as "user (service pid ip)".
+func describe(ss []*anvil.Session) string {
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = fmt.Sprintf("%s (%s pid %d %s)", s.User, s.Service, s.PID, addr(s.IP))
+	}
+	return strings.Join(parts, ", ")
+}
+
+type kickJSON struct {
+	whoJSON
+	Outcome    string `json:"outcome"`
+	Method     string `json:"method,omitempty"`
+	Collateral bool   `json:"collateral"`
+	Error      string `json:"error,omitempty"`
+}
+
+func writeKickJSON(w io.Writer, results []kick.Result) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for _, r := range results {
+		rec := kickJSON{whoJSON: sessionJSON(r.Session), Outcome: string(r.Outcome), Method: r.Method, Collateral: r.Collateral}
+		if r.Err != nil {
+			rec.Error = r.Err.Error()
+		}
+		if err := enc.Encode(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}

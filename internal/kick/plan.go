@@ -1,0 +1,128 @@
+package kick
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+)
+
+// Unit is the smallest thing Dovecot can kick that holds selected sessions:
+// on 2.3 a process (SIGTERM), on 2.4 one user's sessions within a process
+// (KICK-USER user guid reaches the processes holding guid, and they drop
+// all of that user's connections there).
+type Unit struct {
+	PID     int64
+	Service string
+	User    string // 2.4 only
+	// Targets are the selected sessions the unit kicks.
+	Targets []*anvil.Session
+	// Collateral are sessions the unit's kick would also close that were
+	// not selected. A unit with collateral runs only when forced.
+	Collateral []*anvil.Session
+}
+
+// Skip is a selected session that is never kicked, and why.
+type Skip struct {
+	Session *anvil.Session
+	Reason  string
+}
+
+// Plan is what a kick would do to one snapshot.
+type Plan struct {
+	Protocol anvil.Protocol
+	Units    []*Unit
+	Skipped  []Skip
+}
+
+// Selected counts the selected sessions (2.3 records count their refcount).
+func (p *Plan) Selected() int {
+	n := 0
+	for _, u := range p.Units {
+		n += connections(u.Targets)
+	}
+	return n
+}
+
+func connections(ss []*anvil.Session) int {
+	n := 0
+	for _, s := range ss {
+		n += max(s.Connections, 1)
+	}
+	return n
+}
+
+// NewPlan plans the kick of the sessions of snap for which selected is true.
+func NewPlan(snap *anvil.Snapshot, selected func(*anvil.Session) bool) *Plan {
+	p := &Plan{Protocol: snap.Protocol}
+	byPID := make(map[int64][]*anvil.Session)
+	var pids []int64
+	for i := range snap.Sessions {
+		s := &snap.Sessions[i]
+		if byPID[s.PID] == nil {
+			pids = append(pids, s.PID)
+		}
+		byPID[s.PID] = append(byPID[s.PID], s)
+	}
+	slices.Sort(pids)
+	for _, pid := range pids {
+		all := byPID[pid]
+		var chosen []*anvil.Session
+		for _, s := range all {
+			if !selected(s) {
+				continue
+			}
+			// lmtp is a delivery in progress: anvil never kicks it on 2.4
+			// (kick type N) and on 2.3 its process must not be signalled.
+			if s.Service == "lmtp" {
+				p.Skipped = append(p.Skipped, Skip{s, "lmtp deliveries are never kicked"})
+				continue
+			}
+			chosen = append(chosen, s)
+		}
+		if len(chosen) == 0 {
+			continue
+		}
+		if snap.Protocol == anvil.Proto23 {
+			p.Units = append(p.Units, unitFor(pid, "", chosen, all))
+			continue
+		}
+		for _, user := range usersOf(chosen) {
+			var targets, scope []*anvil.Session
+			for _, s := range chosen {
+				if s.User == user {
+					targets = append(targets, s)
+				}
+			}
+			for _, s := range all {
+				if s.User == user {
+					scope = append(scope, s)
+				}
+			}
+			p.Units = append(p.Units, unitFor(pid, user, targets, scope))
+		}
+	}
+	return p
+}
+
+// unitFor builds a unit whose kick closes every session in scope.
+func unitFor(pid int64, user string, targets, scope []*anvil.Session) *Unit {
+	u := &Unit{PID: pid, User: user, Targets: targets, Service: targets[0].Service}
+	for _, s := range scope {
+		if !slices.Contains(targets, s) {
+			u.Collateral = append(u.Collateral, s)
+		}
+	}
+	return u
+}
+
+func usersOf(ss []*anvil.Session) []string {
+	var users []string
+	for _, s := range ss {
+		if !slices.Contains(users, s.User) {
+			users = append(users, s.User)
+		}
+	}
+	slices.SortFunc(users, strings.Compare)
+	return users
+}
