@@ -7,15 +7,15 @@ import (
 )
 
 // table prints aligned columns like doveadm's table formatter, but never
-// truncates a value to the terminal width.
+// truncates a value to the terminal width, and left-aligns every column so
+// that each starts where its title does (scripts can cut by the header).
 type table struct {
-	titles     []string
-	rightAlign []bool
-	rows       [][]string
+	titles []string
+	rows   [][]string
 }
 
 func newTable(titles ...string) *table {
-	return &table{titles: titles, rightAlign: make([]bool, len(titles))}
+	return &table{titles: titles}
 }
 
 func (t *table) add(row ...string) { t.rows = append(t.rows, row) }
@@ -39,14 +39,8 @@ func (t *table) write(w io.Writer) error {
 			if i > 0 {
 				b.WriteByte(' ')
 			}
-			switch {
-			case t.rightAlign[i]:
-				b.WriteString(pad)
-				b.WriteString(v)
-			case i == len(row)-1:
-				b.WriteString(v)
-			default:
-				b.WriteString(v)
+			b.WriteString(v)
+			if i < len(row)-1 {
 				b.WriteString(pad)
 			}
 		}

@@ -79,7 +79,6 @@ func groupMatches(g *whoGroup, f *match.Filter) bool {
 
 func writeWhoAggregated(w io.Writer, snap *anvil.Snapshot, f *match.Filter) error {
 	t := newTable("username", "#", serviceTitle(snap), "(pids)", "(ips)")
-	t.rightAlign[1] = true
 	for _, g := range aggregate(snap) {
 		if !groupMatches(g, f) {
 			continue

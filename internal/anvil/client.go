@@ -71,8 +71,8 @@ func (cl *Client) open(ctx context.Context, force Protocol) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to anvil socket %s: %w", path, ctx.Err())
+		if cerr := ctxErr(ctx); cerr != nil {
+			return nil, fmt.Errorf("connect to anvil socket %s: %w", path, cerr)
 		}
 		return nil, dialError(path, err)
 	}
@@ -141,7 +141,7 @@ func (c *Conn) readGreeting(ctx context.Context, wait time.Duration) (string, er
 	line, err := c.r.ReadString('\n')
 	if err != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil && line == "" && c.r.Buffered() == 0 {
+		if errors.As(err, &ne) && ne.Timeout() && ctxErr(ctx) == nil && line == "" && c.r.Buffered() == 0 {
 			_ = c.nc.SetReadDeadline(ctxDeadline(ctx))
 			return "", nil
 		}
@@ -222,9 +222,6 @@ func (c *Conn) readDump(ctx context.Context) ([]byte, error) {
 			continue
 		}
 		if err != nil {
-			if c.guessed && len(buf) == 0 {
-				return nil, errLateGreeting
-			}
 			return nil, c.ioError(ctx, "CONNECT-DUMP", err)
 		}
 		line := buf[lineStart : len(buf)-1]
@@ -241,10 +238,23 @@ func (c *Conn) readDump(ctx context.Context) ([]byte, error) {
 }
 
 func (c *Conn) ioError(ctx context.Context, during string, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("anvil %s: %s: %w", c.path, during, ctx.Err())
+	if cerr := ctxErr(ctx); cerr != nil {
+		return fmt.Errorf("anvil %s: %s: %w", c.path, during, cerr)
 	}
 	return closedError(c.path, during, err)
+}
+
+// ctxErr is ctx.Err(), except that a deadline already passed counts even
+// before ctx's timer has fired: the socket deadline is set to the same
+// instant and often expires first.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // Dump opens a connection, takes one CONNECT-DUMP and closes it. When 2.3

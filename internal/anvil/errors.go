@@ -42,7 +42,8 @@ func dialError(path string, err error) error {
 
 // closedError explains an EOF in the middle of an exchange.
 func closedError(path, during string, err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) {
 		return fmt.Errorf("%w (%s) during %s; %s", ErrClosed, path, during, logHint)
 	}
 	return fmt.Errorf("anvil %s: %s: %w", path, during, err)

@@ -105,7 +105,7 @@ func parseSession23(f []string) (Session, string) {
 	if ip != "" {
 		// doveadm ignores an unparsable IP; a session without IP never
 		// matches a network filter, so that is the safe reading too.
-		if a, err := netip.ParseAddr(ip); err == nil {
+		if a, err := parseAddr(ip); err == nil {
 			s.IP = a
 		}
 	}
@@ -172,7 +172,7 @@ func parseSession24(f []string) (Session, string) {
 		return Session{}, "empty service"
 	}
 	if f[3] != "" {
-		if s.IP, err = netip.ParseAddr(f[3]); err != nil {
+		if s.IP, err = parseAddr(f[3]); err != nil {
 			return Session{}, "bad client ip"
 		}
 	}
@@ -181,11 +181,22 @@ func parseSession24(f []string) (Session, string) {
 	}
 	s.ConnGUID = f[4]
 	if f[5] != "" {
-		if s.DestIP, err = netip.ParseAddr(f[5]); err != nil {
+		if s.DestIP, err = parseAddr(f[5]); err != nil {
 			return Session{}, "bad dest ip"
 		}
 	}
 	return s, ""
+}
+
+// parseAddr parses an IP as Dovecot's net_addr2ip (inet_pton) does: an
+// IPv6 zone ("%eth0") is not an address. Anvil never sends one, and after
+// unescaping a zone could hold any byte, TAB and LF included.
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err == nil && a.Zone() != "" {
+		return netip.Addr{}, errors.New("ip with zone")
+	}
+	return a, err
 }
 
 func parsePID(s string) (int64, error) {

@@ -104,10 +104,7 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 		if err != nil {
 			outcome = Failed
 		}
-		rs := unitResults(u, outcome, method, err, opt.Force && outcome == "")
-		for i := range rs {
-			results = append(results, rs[i])
-		}
+		results = append(results, unitResults(u, outcome, method, err, opt.Force && outcome == "")...)
 	}
 	for i := range results {
 		if results[i].Outcome == "" {

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Throwaway Dovecot instances for kickagent's tests.
+#   instance.sh start NAME   (re)start NAME from scratch; waits until anvil and IMAP/POP3 accept
+#   instance.sh stop NAME    doveadm stop; waits for the master; kills only that master if stuck
+#   instance.sh stop-all     stops every instance, then unmounts the chroot's /proc and /dev
+#   instance.sh env NAME     prints $KA_ROOT/inst/NAME/env
+# NAME: v23 v23shared v23proxy (Dovecot 2.3, host) | v24 v24proxy v24proxyhp (2.4, chroot).
+# 2.3 files live in $KA_ROOT/inst/NAME; 2.4 files in $KA_ROOT/trixie/ka/NAME (the env file
+# is always $KA_ROOT/inst/NAME/env). Users alice bob carol jane jano james dave eve "john doe",
+# password "pass". Run test/dovecot/install.sh first.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+KA_ROOT=${KA_ROOT:-$here/../../.dovecot}
+mkdir -p "$KA_ROOT/inst"
+KA_ROOT=$(cd "$KA_ROOT" && pwd)
+case $KA_ROOT in *[[:space:]\'\"]*) echo "instance.sh: KA_ROOT must not contain spaces or quotes" >&2; exit 1 ;; esac
+T=$KA_ROOT/trixie
+USERS=(alice bob carol jane jano james dave eve "john doe")
+ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy)
+
+die() { echo "instance.sh: $*" >&2; exit 1; }
+
+# def NAME: sets VER KIND IMAP POP3 BACKEND EXTRA and the paths of that instance.
+def() {
+  NAME=$1 BACKEND="" EXTRA=""
+  case $NAME in
+  v23) VER=2.3 KIND=backend IMAP=31143 POP3=31110 ;;
+  v23shared) VER=2.3 KIND=backend IMAP=31243 POP3=31210
+    EXTRA=$'service imap {\n  client_limit = 10\n  process_limit = 1\n  service_count = 0\n}' ;;
+  v24) VER=2.4 KIND=backend IMAP=31343 POP3=31310 ;;
+  v24proxy) VER=2.4 KIND=proxy IMAP=31443 POP3=31410 BACKEND=v24 ;;
+  v24proxyhp) VER=2.4 KIND=proxy IMAP=31543 POP3=31510 BACKEND=v24
+    EXTRA=$'service imap-login {\n  restart_request_count = unlimited\n  process_min_avail = 1\n}\nservice pop3-login {\n  restart_request_count = unlimited\n  process_min_avail = 1\n}' ;;
+  v23proxy) VER=2.3 KIND=proxy IMAP=31643 POP3=31610 BACKEND=v23 ;;
+  *) die "unknown instance '$NAME' (known: ${ALL[*]})" ;;
+  esac
+  ENVDIR=$KA_ROOT/inst/$NAME
+  if [ "$VER" = 2.4 ]; then
+    CDIR=/ka/$NAME HDIR=$T/ka/$NAME CHROOT=$T
+    DOVEADM="chroot $T doveadm -c $CDIR/dovecot.conf"
+  else
+    CDIR=$KA_ROOT/inst/$NAME HDIR=$CDIR CHROOT=""
+    DOVEADM="doveadm -c $CDIR/dovecot.conf"
+  fi
+  CONF=$CDIR/dovecot.conf BASE=$HDIR/run
+}
+
+dc() { if [ -n "$CHROOT" ]; then chroot "$CHROOT" "$@"; else "$@"; fi; }
+
+# master_pid: prints the pid from master.pid if that process is this instance's dovecot master.
+master_pid() {
+  local pid
+  pid=$(cat "$BASE/master.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$CONF" || return 1
+  echo "$pid"
+}
+
+mount_chroot() {
+  [ -f "$T/.kickagent-ready" ] || die "no 2.4 chroot at $T; run test/dovecot/install.sh"
+  mountpoint -q "$T/proc" || mount -t proc proc "$T/proc"
+  mountpoint -q "$T/dev" || mount --bind /dev "$T/dev"
+}
+
+ensure_vmail() {
+  id vmail >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin vmail
+  if [ "$VER" = 2.4 ] && ! chroot "$T" id vmail >/dev/null 2>&1; then
+    chroot "$T" useradd --system --no-create-home --shell /usr/sbin/nologin vmail
+  fi
+}
+
+# passwd_line USER [PROTO]: one passwd-file line for the current instance. Alt names cannot
+# hold spaces (passwd-file splits extra fields on spaces), so "john doe" gets john_doe-alt.
+passwd_line() {
+  local u=$1 proto=${2:-} alt=${1// /_}-alt ext="" port
+  case $u in alice|jane|james) ext=" user_ext=$alt@ext.example" ;; esac
+  case $VER/$KIND in
+  2.3/backend) echo "$u:{PLAIN}pass::::::" ;;
+  2.4/backend) echo "$u:{PLAIN}pass::::::userdb_user_alt=$alt${ext/ user_/ userdb_user_}" ;;
+  2.3/proxy)
+    port=$B_POP3; [ "$proto" = imap ] && port=$B_IMAP
+    echo "$u:{PLAIN}pass::::::proxy=y host=127.0.0.1 port=$port user_alt=$alt$ext" ;;
+  2.4/proxy) echo "$u:{PLAIN}pass::::::proxy=y host=127.0.0.1 port=%{protocol|if('eq','imap','$B_IMAP','$B_POP3')} user_alt=$alt$ext" ;;
+  esac
+}
+
+write_files() {
+  local u p sock
+  sock="$BASE/token-login/imap-urlauth-xxxxxx" # longest socket path Dovecot makes, plus margin
+  [ ${#sock} -lt 100 ] || die "UNIX socket paths under $BASE would exceed 100 bytes; set a shorter KA_ROOT"
+  if [ "$KIND" = proxy ]; then
+    B_IMAP=$( (def "$BACKEND"; echo "$IMAP") ) B_POP3=$( (def "$BACKEND"; echo "$POP3") )
+  fi
+  rm -rf "$HDIR"
+  mkdir -p "$HDIR/run" "$HDIR/state" "$HDIR/home" "$ENVDIR"
+  sed -e "s|@NAME@|$NAME|g" -e "s|@DIR@|$CDIR|g" -e "s|@IMAP_PORT@|$IMAP|g" -e "s|@POP3_PORT@|$POP3|g" \
+    "$here/conf/${VER/./}-$KIND.conf.in" | awk -v extra="$EXTRA" '$0 == "@EXTRA@" {print extra; next} {print}' \
+    >"$HDIR/dovecot.conf"
+  if [ "$VER/$KIND" = 2.3/proxy ]; then
+    for p in imap pop3; do
+      for u in "${USERS[@]}"; do passwd_line "$u" "$p"; done >"$HDIR/passwd-$p"
+    done
+  else
+    for u in "${USERS[@]}"; do passwd_line "$u"; done >"$HDIR/passwd"
+  fi
+  chmod 644 "$HDIR"/passwd*
+  dc chown vmail:vmail "$CDIR/home"
+  cat >"$ENVDIR/env" <<EOF
+KA_NAME='$NAME'
+KA_VERSION='$VER'
+KA_DIR='$HDIR'
+KA_CHROOT='$CHROOT'
+KA_BASE_DIR='$BASE'
+KA_ANVIL='$BASE/anvil'
+KA_IPC='$BASE/ipc'
+KA_IMAP_PORT='$IMAP'
+KA_POP3_PORT='$POP3'
+KA_CONF='$CONF'
+KA_DOVEADM='$DOVEADM'
+KA_LOG='$HDIR/dovecot.log'
+KA_BACKEND='$BACKEND'
+EOF
+}
+
+tcp_open() { timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+healthy() {
+  master_pid >/dev/null && [ -S "$BASE/anvil" ] && $DOVEADM who >/dev/null 2>&1 &&
+    tcp_open 127.0.0.1 "$IMAP" && tcp_open ::1 "$IMAP" && tcp_open 127.0.0.1 "$POP3" && tcp_open ::1 "$POP3"
+}
+
+start() {
+  def "$1"
+  if [ -n "$BACKEND" ]; then (def "$BACKEND"; healthy) || "$0" start "$BACKEND"; fi
+  [ "$VER" = 2.4 ] && mount_chroot
+  ensure_vmail
+  stop "$NAME"
+  write_files
+  dc dovecot -c "$CONF" </dev/null >/dev/null 2>&1 || { tail -n 20 "$HDIR/dovecot.log" >&2 2>/dev/null; die "$NAME: dovecot failed to start"; }
+  local i
+  for i in $(seq 100); do
+    healthy && { echo "$NAME: running (imap $IMAP, pop3 $POP3, pid $(master_pid))"; return 0; }
+    sleep 0.1
+  done
+  tail -n 20 "$HDIR/dovecot.log" >&2 2>/dev/null || true
+  die "$NAME: not answering after 10 s"
+}
+
+stop() {
+  def "$1"
+  local pid i kids
+  pid=$(master_pid) || { rm -f "$BASE/master.pid"; return 0; }
+  kids=$(ps -o pid= --ppid "$pid" | tr -s ' \n' ' ')
+  $DOVEADM stop >/dev/null 2>&1 || true
+  for i in $(seq 100); do
+    [ -d "/proc/$pid" ] || { echo "$NAME: stopped"; return 0; }
+    sleep 0.1
+  done
+  echo "$NAME: master $pid still alive after 10 s; killing it and its children" >&2
+  for i in $kids; do
+    [ "$(ps -o ppid= -p "$i" 2>/dev/null | tr -d ' ')" = "$pid" ] && kill -KILL "$i" 2>/dev/null || true
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+stop_all() {
+  local n
+  for n in "${ALL[@]}"; do stop "$n"; done
+  for n in v24 v24proxy v24proxyhp; do (def "$n"; ! master_pid >/dev/null) || return 0; done
+  [ -d "$T" ] || return 0
+  if mountpoint -q "$T/dev"; then umount "$T/dev"; fi
+  if mountpoint -q "$T/proc"; then umount "$T/proc"; fi
+}
+
+case ${1:-} in
+start) [ $# -eq 2 ] || die "usage: start NAME"; start "$2" ;;
+stop) [ $# -eq 2 ] || die "usage: stop NAME"; stop "$2" ;;
+stop-all) stop_all ;;
+env) [ $# -eq 2 ] || die "usage: env NAME"; def "$2"; cat "$ENVDIR/env" ;;
+*) die "usage: instance.sh start NAME | stop NAME | stop-all | env NAME" ;;
+esac

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's test command (README "Tests"): installs what it needs
+# (Dovecot 2.3 from Debian 12, Dovecot 2.4 in a Debian 13 chroot, staticcheck),
+# starts throwaway Dovecot instances on loopback, and runs vet, staticcheck,
+# unit tests, integration tests against real Dovecot, and bounded fuzzing.
+# Run as root. FUZZTIME (default 20s per target) bounds each fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
+FUZZTIME=${FUZZTIME:-20s}
+
+echo "== installing Dovecot 2.3 and 2.4"
+test/dovecot/install.sh
+command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+echo "== gofmt, go vet, staticcheck"
+unformatted=$(gofmt -l cmd internal test 2>/dev/null || true)
+[ -z "$unformatted" ] || { echo "gofmt needed: $unformatted"; exit 1; }
+go vet ./...
+staticcheck ./...
+
+echo "== starting Dovecot instances"
+trap 'test/dovecot/instance.sh stop-all >/dev/null 2>&1 || true' EXIT
+for n in v23 v23shared v24 v24proxy v24proxyhp; do
+  test/dovecot/instance.sh start "$n"
+done
+
+echo "== go test (unit + integration against real Dovecot)"
+KICKAGENT_IT=1 go test -count=1 -p 1 -timeout 20m ./...
+
+echo "== fuzzing, $FUZZTIME per target"
+fuzz() { go test -run='^$' -fuzz="^$2\$" -fuzztime="$FUZZTIME" "$1"; }
+fuzz ./internal/anvil FuzzUnescape
+fuzz ./internal/anvil FuzzParseDump23
+fuzz ./internal/anvil FuzzParseDump24
+fuzz ./internal/match FuzzWildcard
+echo "== all tests passed"
