@@ -1,10 +1,10 @@
 package integration
 
 import (
-	"encoding/json"
-	"strings"
 	"context"
+	"encoding/json"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
