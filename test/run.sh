@@ -21,7 +21,7 @@ staticcheck ./...
 
 echo "== starting Dovecot instances"
 trap 'test/dovecot/instance.sh stop-all >/dev/null 2>&1 || true' EXIT
-for n in v23 v23shared v24 v24proxy v24proxyhp; do
+for n in v23 v23shared v23proxy v24 v24proxy v24proxyhp; do
   test/dovecot/instance.sh start "$n"
 done
 

@@ -57,6 +57,12 @@ The flags are:
               outcome (kicked, dry-run, refused-collateral, still-connected,
               failed, skipped), method, collateral, error
   --force     also kick when connections not named would be closed
+  --ipc PATH  Dovecot 2.3 ipc socket, where 2.3 keeps its proxied sessions
+              (default: the ipc socket next to the anvil socket; used when
+              it exists). 2.3 proxies are kicked per user with ipc's KICK,
+              which closes all of that user's proxied connections: a user
+              with proxied connections the command did not name is refused
+              unless --force.
   --timeout D give up after D (default 30s)
 
 Exit status: 0 every selected connection was kicked (or, with --dry-run,

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/ipc"
 	"github.com/kickagent/kickagent/internal/kick"
 	"github.com/kickagent/kickagent/internal/match"
 )
@@ -30,6 +33,7 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dryRun := fs.Bool("dry-run", false, "kick nothing")
 	asJSON := fs.Bool("json", false, "JSON output")
 	force := fs.Bool("force", false, "allow collateral kicks")
+	ipcPath := fs.String("ipc", "", "Dovecot 2.3 ipc socket")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -61,12 +65,29 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kickagent kick: %v\n", err)
 		return exitTempFail
 	}
-	plan := kick.NewPlan(snap, filter.Match)
-	if len(plan.Units) == 0 && len(plan.Skipped) == 0 {
+	opts := kick.Options{Force: *force, DryRun: *dryRun}
+	var results []kick.Result
+	var runErr error
+	if plan := kick.NewPlan(snap, filter.Match); len(plan.Units) > 0 || len(plan.Skipped) > 0 {
+		results, runErr = kick.Run(ctx, conn, kick.ProcSignaler{}, plan, opts)
+	}
+	// Dovecot 2.3 keeps proxied sessions out of anvil; its ipc socket
+	// lists and kicks them.
+	if snap.Protocol == anvil.Proto23 && runErr == nil {
+		path := *ipcPath
+		if path == "" {
+			path = filepath.Join(filepath.Dir(af.socket), "ipc")
+		}
+		if _, err := os.Stat(path); err == nil || *ipcPath != "" {
+			var pr []kick.Result
+			pr, runErr = kick.RunProxies23(ctx, &ipc.Client{Path: path}, filter.Match, opts)
+			results = append(results, pr...)
+		}
+	}
+	if len(results) == 0 && runErr == nil {
 		fmt.Fprintln(stderr, "no users kicked")
 		return exitNotFound
 	}
-	results, runErr := kick.Run(ctx, conn, kick.ProcSignaler{}, plan, kick.Options{Force: *force, DryRun: *dryRun})
 	w := bufio.NewWriter(stdout)
 	if *asJSON {
 		err = writeKickJSON(w, results)
@@ -116,8 +137,12 @@ func writeKickText(w io.Writer, stderr io.Writer, results []kick.Result, dryRun 
 			}
 		case kick.RefusedCollateral:
 			if r.Session == r.Unit.Targets[0] {
-				fmt.Fprintf(stderr, "warning: not kicking %s: pid %d (%s) would also close connections the command did not name: %s; use --force to kick anyway\n",
-					describe(r.Unit.Targets), r.Unit.PID, r.Unit.Service, describe(r.Unit.Collateral))
+				how := fmt.Sprintf("pid %d (%s)", r.Unit.PID, r.Unit.Service)
+				if r.Unit.PID == 0 {
+					how = "Dovecot 2.3's ipc KICK of " + r.Unit.User
+				}
+				fmt.Fprintf(stderr, "warning: not kicking %s: %s would also close connections the command did not name: %s; use --force to kick anyway\n",
+					describe(r.Unit.Targets), how, describe(r.Unit.Collateral))
 			}
 		case kick.StillConnected:
 			fmt.Fprintf(stderr, "warning: %s is still connected after the kick\n", describe([]*anvil.Session{s}))
@@ -146,6 +171,10 @@ func writeKickText(w io.Writer, stderr io.Writer, results []kick.Result, dryRun 
 func describe(ss []*anvil.Session) string {
 	parts := make([]string, len(ss))
 	for i, s := range ss {
+		if s.PID == 0 { // a Dovecot 2.3 proxy, known only to ipc
+			parts[i] = fmt.Sprintf("%s (%s %s -> %s)", s.User, s.Service, addr(s.IP), addr(s.DestIP))
+			continue
+		}
 		parts[i] = fmt.Sprintf("%s (%s pid %d %s)", s.User, s.Service, s.PID, addr(s.IP))
 	}
 	return strings.Join(parts, ", ")

@@ -109,3 +109,26 @@ func listed(recs []whoRec, user, service, ip string) bool {
 	}
 	return false
 }
+
+// assertClosed waits until the server closed every connection.
+func assertClosed(t *testing.T, ctx context.Context, cs ...*testrig.Conn) {
+	t.Helper()
+	for _, c := range cs {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.WaitClosed(wctx)
+		cancel()
+		if err != nil {
+			t.Errorf("%s from %s (%s) was not closed: %v", c.User, c.Src, c.Proto, err)
+		}
+	}
+}
+
+// assertOpen proves every connection is still served.
+func assertOpen(t *testing.T, ctx context.Context, cs ...*testrig.Conn) {
+	t.Helper()
+	for _, c := range cs {
+		if err := c.StillOpen(ctx); err != nil {
+			t.Errorf("%s from %s (%s) should still be open: %v", c.User, c.Src, c.Proto, err)
+		}
+	}
+}
