@@ -44,15 +44,18 @@ func (t *table) write(w io.Writer) error {
 				b.WriteString(pad)
 			}
 		}
-		b.WriteByte('\n')
 	}
-	line(t.titles)
-	if _, err := io.WriteString(w, b.String()); err != nil {
+	emit := func(row []string) error {
+		line(row)
+		// Empty trailing cells (absent alt fields) leave no trailing blanks.
+		_, err := io.WriteString(w, strings.TrimRight(b.String(), " ")+"\n")
+		return err
+	}
+	if err := emit(t.titles); err != nil {
 		return err
 	}
 	for _, r := range t.rows {
-		line(r)
-		if _, err := io.WriteString(w, b.String()); err != nil {
+		if err := emit(r); err != nil {
 			return err
 		}
 	}
