@@ -8,6 +8,11 @@ Usage:
   kickagent who [-a anvil_socket_path] [-1] [-f passdb_field] [--json] [user_mask ...] [ip[/bits]]
   kickagent kick [-a anvil_socket_path] [-f passdb_field] [-h dest_ip] [--dry-run] [--json] [--force] user_mask ... [ip[/bits]]
   kickagent kick [-a anvil_socket_path] [-f passdb_field] -h dest_ip
+  kickagent run [-c config] [-a socket] [--rules PATH]... [--rules-dir DIR] [--policy DIR]... [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--dry-run] [--once]
+  kickagent check [-c config] [--rules PATH]... [--policy DIR]...
+  kickagent snapshot [-a anvil_socket_path] > snap.json
+  kickagent plan [-c config] [--rules PATH]... [--policy DIR]... [--snapshot snap.json | -a anvil_socket_path] [--json]
+  kickagent test-policy [-q] [--run REGEX] DIR...
   kickagent version
 
 Run "kickagent COMMAND -h" for the flags of a command.

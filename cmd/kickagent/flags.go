@@ -39,6 +39,7 @@ type anvilFlags struct {
 }
 
 func (a *anvilFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.socket, "a", "/run/dovecot/anvil", "anvil socket path")
+	// Empty means the config file's socket, else anvil.DefaultSocket.
+	fs.StringVar(&a.socket, "a", "", "anvil socket path (default /run/dovecot/anvil)")
 	fs.DurationVar(&a.timeout, "timeout", 30*time.Second, "anvil timeout")
 }

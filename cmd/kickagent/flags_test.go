@@ -54,10 +54,8 @@ func TestParseArgs(t *testing.T) {
 		if !slices.Equal(pos, tc.pos) || *perConn != tc.perConn {
 			t.Errorf("parseArgs(%q) = %q, -1=%v; want %q, -1=%v", tc.args, pos, *perConn, tc.pos, tc.perConn)
 		}
+		// An unset -a stays empty: the config's socket, else anvil's default, applies.
 		want := tc.socket
-		if want == "" {
-			want = "/run/dovecot/anvil"
-		}
 		if af.socket != want {
 			t.Errorf("parseArgs(%q): -a %q, want %q", tc.args, af.socket, want)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/kickagent/kickagent/internal/ipc"
 	"github.com/kickagent/kickagent/internal/kick"
 	"github.com/kickagent/kickagent/internal/match"
+	"github.com/kickagent/kickagent/internal/snapshot"
 )
 
 // exitPartial: something was selected but not every selected connection
@@ -76,7 +78,7 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if snap.Protocol == anvil.Proto23 && runErr == nil {
 		path := *ipcPath
 		if path == "" {
-			path = filepath.Join(filepath.Dir(af.socket), "ipc")
+			path = filepath.Join(filepath.Dir(cmp.Or(af.socket, anvil.DefaultSocket)), "ipc")
 		}
 		if _, err := os.Stat(path); err == nil || *ipcPath != "" {
 			var pr []kick.Result
@@ -181,7 +183,7 @@ func describe(ss []*anvil.Session) string {
 }
 
 type kickJSON struct {
-	whoJSON
+	snapshot.Record
 	Outcome    string `json:"outcome"`
 	Method     string `json:"method,omitempty"`
 	Collateral bool   `json:"collateral"`
@@ -192,7 +194,7 @@ func writeKickJSON(w io.Writer, results []kick.Result) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	for _, r := range results {
-		rec := kickJSON{whoJSON: sessionJSON(r.Session), Outcome: string(r.Outcome), Method: r.Method, Collateral: r.Collateral}
+		rec := kickJSON{Record: snapshot.RecordOf(r.Session), Outcome: string(r.Outcome), Method: r.Method, Collateral: r.Collateral}
 		if r.Err != nil {
 			rec.Error = r.Err.Error()
 		}

@@ -37,6 +37,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runWho(ctx, args[1:], stdout, stderr)
 	case "kick":
 		return runKick(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runAgent(ctx, args[1:], stdout, stderr)
+	case "check":
+		return runCheck(ctx, args[1:], stdout, stderr)
+	case "plan":
+		return runPlan(ctx, args[1:], stdout, stderr)
+	case "snapshot":
+		return runSnapshot(ctx, args[1:], stdout, stderr)
+	case "test-policy":
+		return runTestPolicy(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/match"
+	"github.com/kickagent/kickagent/internal/snapshot"
 )
 
 // whoGroup is one row of the aggregated listing: a user on a service.
@@ -167,32 +168,13 @@ func addr(a netip.Addr) string {
 	return a.String()
 }
 
-// whoJSON is the --json record; keys are part of the interface.
-type whoJSON struct {
-	User        string            `json:"user"`
-	Service     string            `json:"service"`
-	PID         int64             `json:"pid"`
-	IP          string            `json:"ip"`
-	ConnGUID    string            `json:"conn_guid"`
-	DestIP      string            `json:"dest_ip"`
-	Alt         map[string]string `json:"alt"`
-	Connections int               `json:"connections"`
-}
-
 func writeWhoJSON(w io.Writer, snap *anvil.Snapshot, f *match.Filter) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	for _, s := range sortedSessions(snap, f) {
-		if err := enc.Encode(sessionJSON(s)); err != nil {
+		if err := enc.Encode(snapshot.RecordOf(s)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func sessionJSON(s *anvil.Session) whoJSON {
-	rec := whoJSON{User: s.User, Service: s.Service, PID: s.PID, IP: addr(s.IP),
-		ConnGUID: s.ConnGUID, DestIP: addr(s.DestIP), Alt: map[string]string{}, Connections: s.Connections}
-	s.AltFields(func(k, v string) { rec.Alt[k] = v })
-	return rec
 }

@@ -104,7 +104,10 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 		if err != nil {
 			outcome = Failed
 		}
-		results = append(results, unitResults(u, outcome, method, err, opt.Force && outcome == "")...)
+		// A forced unit also closes its collateral: list it when the kick
+		// runs and when a dry run shows what --force would do.
+		withCollateral := opt.Force && (outcome == "" || outcome == DryRun)
+		results = append(results, unitResults(u, outcome, method, err, withCollateral)...)
 	}
 	for i := range results {
 		if results[i].Outcome == "" {

@@ -1,0 +1,23 @@
+# make            build ./kickagent
+# make test       the project's tests (test/run.sh; root; installs Dovecot 2.3/2.4)
+# make install    binary, systemd unit, example config and rules
+PREFIX ?= /usr/local
+GO ?= go
+
+.PHONY: build test install bench
+build:
+	$(GO) build -o kickagent ./cmd/kickagent
+
+test:
+	test/run.sh
+
+bench:
+	bench/run.sh
+
+install: build
+	install -D -m 0755 kickagent $(DESTDIR)$(PREFIX)/bin/kickagent
+	install -D -m 0644 systemd/kickagent.service $(DESTDIR)/etc/systemd/system/kickagent.service
+	install -d -m 0750 $(DESTDIR)/etc/kickagent/rules.d $(DESTDIR)/var/log/kickagent
+	test -e $(DESTDIR)/etc/kickagent/kickagent.yaml || install -m 0640 systemd/kickagent.yaml $(DESTDIR)/etc/kickagent/kickagent.yaml
+	test -e $(DESTDIR)/etc/kickagent/rules.yaml || install -m 0640 rules.example.yaml $(DESTDIR)/etc/kickagent/rules.yaml
+	@echo "installed; review /etc/kickagent/rules.yaml, then: systemctl daemon-reload && systemctl enable --now kickagent"

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kickagent/kickagent/internal/agent"
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/audit"
+	"github.com/kickagent/kickagent/internal/config"
+	"github.com/kickagent/kickagent/internal/engine"
+	"github.com/kickagent/kickagent/internal/kick"
+	"github.com/kickagent/kickagent/internal/sdnotify"
+)
+
+const defaultMetrics = "127.0.0.1:9868"
+
+// runSettings are config file values with flags laid over them.
+type runSettings struct {
+	cfg      config.Config
+	once     bool
+	logLevel slog.Level
+	logJSON  bool
+}
+
+func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
+	fs := newFlagSet("run", runUsage, stderr)
+	cfgPath := fs.String("c", "", "config file")
+	socket := fs.String("a", "", "anvil socket")
+	var rules, policies listFlag
+	fs.Var(&rules, "rules", "rules file or directory")
+	fs.Var(&policies, "policy", "policy directory")
+	rulesDir := fs.String("rules-dir", "", "drop-in directory")
+	interval := fs.Duration("interval", 0, "cycle interval")
+	metrics := fs.String("metrics", "", "metrics listen address")
+	auditLog := fs.String("audit-log", "", "audit log file")
+	dryRun := fs.Bool("dry-run", false, "kick nothing")
+	once := fs.Bool("once", false, "one cycle")
+	maxKicks := fs.Int("max-kicks-per-cycle", 0, "cap")
+	breaker := fs.Float64("breaker-fraction", 0, "breaker")
+	level := fs.String("log-level", "info", "log level")
+	logJSON := fs.Bool("log-json", false, "JSON logs")
+	if code, ok := parseNoArgs(fs, args); !ok {
+		return nil, code, false
+	}
+	rs := &runSettings{once: *once, logJSON: *logJSON}
+	if err := rs.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "kickagent run: --log-level: %v\n", err)
+		return nil, exitUsage, false
+	}
+	if *cfgPath != "" {
+		c, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "kickagent run: %v\n", err)
+			return nil, exitConfig, false
+		}
+		rs.cfg = *c
+	}
+	c := &rs.cfg
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&c.AnvilSocket, *socket)
+	set(&c.RulesDir, *rulesDir)
+	set(&c.Metrics, *metrics)
+	set(&c.AuditLog, *auditLog)
+	c.Rules = append(c.Rules, rules...)
+	c.Policies = append(c.Policies, policies...)
+	if *interval > 0 {
+		c.Interval.Duration = *interval
+	}
+	if *dryRun {
+		c.DryRun = true
+	}
+	if *maxKicks > 0 {
+		c.Limits.MaxKicksPerCycle = *maxKicks
+	}
+	if *breaker > 0 {
+		c.Limits.BreakerFraction = *breaker
+	}
+	if len(c.Rules) == 0 && len(c.Policies) == 0 && c.RulesDir == "" {
+		fmt.Fprintln(stderr, "kickagent run: no rules: give -c CONFIG, --rules, --rules-dir or --policy")
+		return nil, exitUsage, false
+	}
+	if c.Metrics == "" {
+		c.Metrics = defaultMetrics
+	}
+	return rs, exitOK, true
+}
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	rs, code, ok := parseRun(args, stderr)
+	if !ok {
+		return code
+	}
+	c := &rs.cfg
+	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: rs.logLevel})
+	if rs.logJSON {
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: rs.logLevel})
+	}
+	log := slog.New(h)
+	if c.RulesDir != "" {
+		// The drop-in directory exists from the start so that it is
+		// watched before block/reset/drain write their first rule.
+		if err := os.MkdirAll(c.RulesDir, 0o750); err != nil {
+			log.Error("cannot create the drop-in directory", "dir", c.RulesDir, "err", err)
+			return exitConfig
+		}
+	}
+	var auditLog *audit.Log
+	switch c.AuditLog {
+	case "":
+	case "-":
+		auditLog = audit.New(stdout)
+	default:
+		f, err := os.OpenFile(c.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			log.Error("cannot open the audit log", "err", err)
+			return exitConfig
+		}
+		auditLog = audit.New(f)
+	}
+	defer auditLog.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := agent.NewMetrics(reg)
+	src := &agent.AnvilSource{Client: &anvil.Client{Path: c.AnvilSocket}}
+	defer src.Close()
+	interval := c.Interval.Duration
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	sources := func() engine.Sources { return engine.Sources{Rules: c.RuleSources(), Policies: c.Policies} }
+	a := agent.New(agent.Settings{Interval: interval, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
+		BreakerFraction: c.Limits.BreakerFraction, BreakerMinSessions: c.Limits.BreakerMinSessions,
+		RepeatThreshold: c.Limits.RepeatThreshold},
+		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src, Signal: kick.ProcSignaler{}, Settle: min(2*time.Second, interval/3)},
+			Load:  func(ctx context.Context) (*engine.Ruleset, error) { return engine.Load(ctx, sources()) },
+			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv()})
+
+	if rs.once {
+		if err := a.Run(ctx, nil, true); err != nil {
+			log.Error("cycle failed", "err", err)
+			if errors.Is(err, agent.ErrNoRules) {
+				return exitConfig
+			}
+			return exitTempFail
+		}
+		return exitOK
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if c.Metrics != "off" {
+		srv, err := serveMetrics(ctx, c.Metrics, reg, a)
+		if err != nil {
+			log.Error("metrics listener", "err", err)
+			return exitConfig
+		}
+		log.Info("metrics listening", "addr", srv)
+	}
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	watched := append(append([]string{}, c.Rules...), c.Policies...)
+	if c.RulesDir != "" {
+		watched = append(watched, c.RulesDir)
+	}
+	go func() {
+		if err := agent.Watch(ctx, watched, 100*time.Millisecond, 30*time.Second, reload, log.With("component", "watch")); err != nil {
+			log.Warn("file watching unavailable; reload with SIGHUP", "err", err)
+		}
+	}()
+	log.Info("kickagent running", "anvil", cmp.Or(c.AnvilSocket, anvil.DefaultSocket), "interval", interval, "dry_run", c.DryRun)
+	if err := a.Run(ctx, reload, false); err != nil {
+		log.Error("agent stopped", "err", err)
+		if errors.Is(err, agent.ErrNoRules) {
+			return exitConfig
+		}
+		return exitFailure
+	}
+	return exitOK
+}
+
+// serveMetrics serves /metrics and /healthz until ctx ends and returns the
+// address it listens on.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, a *agent.Agent) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.Healthy() {
+			http.Error(w, "no cycle completed recently", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return ln.Addr().String(), nil
+}

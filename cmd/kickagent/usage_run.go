@@ -1,0 +1,42 @@
+package main
+
+const runUsage = `Usage: kickagent run [-c config] [-a anvil_socket_path] [--rules PATH]... [--rules-dir DIR] [--policy DIR]...
+                     [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--dry-run] [--once]
+                     [--max-kicks-per-cycle N] [--breaker-fraction F] [--log-level info] [--log-json]
+
+The agent. Every interval it takes one anvil snapshot, evaluates the YAML
+rules and Rego policies once, and kicks what they select, through the same
+code as kickagent kick (never forcing collateral). Rules are reloaded when a
+file changes (the directories of the rule files, the drop-in directory and
+the policy directories are watched) or on SIGHUP; a reload that fails keeps
+the previous rules. After a successful reload a cycle runs at once.
+
+Safety valves: the allow list; max_kicks_per_cycle per rule and over all
+rules (default 100; the rest wait, oldest decisions first); a circuit
+breaker that kicks nothing, until the rules change, when the rules would
+kick more than --breaker-fraction (default 0.5) of all sessions (judged on
+snapshots of at least 20 sessions).
+
+Every setting can come from the config file (-c, see CONFIGURATION.md) or a
+flag; flags win, --rules and --policy add to the config's.
+
+The flags are:
+  -c CONFIG            the agent's config file
+  -a PATH              anvil socket (default /run/dovecot/anvil)
+  --rules PATH         YAML rules file or directory (repeatable)
+  --rules-dir DIR      drop-in directory (created if missing, watched)
+  --policy DIR         Rego policy directory (repeatable)
+  --interval D         time between cycles (default 5s)
+  --metrics ADDR       listen address of /metrics and /healthz
+                       (default 127.0.0.1:9868; "off" disables)
+  --audit-log FILE     append one JSON line per decision acted on ("-": stdout)
+  --dry-run            decide and audit, kick nothing
+  --once               run one cycle and exit (cron, tests)
+  --max-kicks-per-cycle N
+  --breaker-fraction F
+  --log-level LEVEL    debug, info, warn, error (default info)
+  --log-json           JSON logs instead of text
+
+Exit status: 0 stopped by SIGTERM/SIGINT (or --once succeeded), 64 usage,
+78 the rules did not load at start, 75 (--once) the cycle failed.
+`

@@ -1,0 +1,207 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/audit"
+	"github.com/kickagent/kickagent/internal/engine"
+	"github.com/kickagent/kickagent/internal/kick"
+	"github.com/kickagent/kickagent/internal/sdnotify"
+)
+
+// Settings tune the loop.
+type Settings struct {
+	Interval           time.Duration
+	DryRun             bool
+	MaxKicksPerCycle   int
+	BreakerFraction    float64
+	BreakerMinSessions int
+	RepeatThreshold    int
+}
+
+// Defaults fills zero settings with the documented defaults.
+func (s *Settings) Defaults() {
+	if s.Interval <= 0 {
+		s.Interval = 5 * time.Second
+	}
+	if s.MaxKicksPerCycle <= 0 {
+		s.MaxKicksPerCycle = 100
+	}
+	if s.BreakerFraction <= 0 {
+		s.BreakerFraction = 0.5
+	}
+	if s.BreakerMinSessions <= 0 {
+		s.BreakerMinSessions = 20
+	}
+	if s.RepeatThreshold <= 0 {
+		s.RepeatThreshold = 3
+	}
+}
+
+// SessionSource takes anvil snapshots.
+type SessionSource interface {
+	Dump(ctx context.Context) (*anvil.Snapshot, error)
+}
+
+// Kicker kicks the sessions of snap that selected names.
+type Kicker interface {
+	Kick(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool) ([]kick.Result, error)
+}
+
+// Loader builds a complete new ruleset.
+type Loader func(ctx context.Context) (*engine.Ruleset, error)
+
+// Agent is the loop. Create it with New; run it with Run.
+type Agent struct {
+	set     Settings
+	src     SessionSource
+	kicker  Kicker
+	load    Loader
+	audit   *audit.Log
+	m       *Metrics
+	log     *slog.Logger
+	now     func() time.Time
+	notify  *sdnotify.Notifier
+	rules   atomic.Pointer[engine.Ruleset]
+	healthy atomic.Int64 // unix nanos of the last completed cycle
+
+	st state // owned by the loop goroutine
+}
+
+// Deps are what New wires together.
+type Deps struct {
+	Source  SessionSource
+	Kicker  Kicker
+	Load    Loader
+	Audit   *audit.Log // nil: no audit file
+	Metrics *Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time // nil: time.Now
+	Notify  *sdnotify.Notifier
+}
+
+// New returns an agent; it does not load rules yet.
+func New(set Settings, d Deps) *Agent {
+	set.Defaults()
+	a := &Agent{set: set, src: d.Source, kicker: d.Kicker, load: d.Load, audit: d.Audit,
+		m: d.Metrics, log: d.Logger, now: d.Now, notify: d.Notify}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.st.init()
+	return a
+}
+
+// Rules returns the active ruleset.
+func (a *Agent) Rules() *engine.Ruleset { return a.rules.Load() }
+
+// Healthy reports whether a cycle completed within three intervals.
+func (a *Agent) Healthy() bool {
+	last := a.healthy.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < 3*a.set.Interval
+}
+
+// ErrNoRules is returned by Run when the first load fails: an agent with
+// no valid rules must not start.
+var ErrNoRules = errors.New("no valid rules")
+
+// Run loads the rules and runs cycles until ctx ends. A value on reload
+// (SIGHUP, file watcher) reloads the rules; once=true runs one cycle and
+// returns.
+func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) error {
+	rs, err := a.load(ctx)
+	if err != nil {
+		a.m.reloadOK.Set(0)
+		a.m.reloads.WithLabelValues("error").Inc()
+		return fmt.Errorf("%w: %v", ErrNoRules, err)
+	}
+	a.swap(rs)
+	a.log.Info("rules loaded", "rev", rs.Rev(), "yaml_rules", rs.RuleCount(), "policy", rs.HasPolicy())
+	if once {
+		return a.cycle(ctx)
+	}
+	ready := false
+	t := time.NewTicker(a.set.Interval)
+	defer t.Stop()
+	var watchdog <-chan time.Time
+	if wd := sdnotify.WatchdogInterval(); wd > 0 {
+		wt := time.NewTicker(wd)
+		defer wt.Stop()
+		watchdog = wt.C
+	}
+	runCycle := func() {
+		if err := a.cycle(ctx); err == nil && !ready {
+			ready = true
+			_ = a.notify.Send("READY=1\nSTATUS=" + a.st.status)
+		} else if ready {
+			_ = a.notify.Send("STATUS=" + a.st.status)
+		}
+	}
+	runCycle()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = a.notify.Send("STOPPING=1")
+			return a.audit.Flush()
+		case <-t.C:
+			runCycle()
+		case <-watchdog:
+			// Pinged only while cycles complete: a stuck loop gets restarted.
+			if a.Healthy() {
+				_ = a.notify.Send("WATCHDOG=1")
+			}
+		case <-reload:
+			_ = a.notify.Reloading()
+			changed := a.Reload(ctx)
+			_ = a.notify.Send("READY=1")
+			if changed {
+				// A new block takes effect now, not at the next tick.
+				runCycle()
+				t.Reset(a.set.Interval)
+			}
+		}
+	}
+}
+
+// Reload builds a new ruleset and swaps it in when it is valid and
+// different. It reports whether the active rules changed.
+func (a *Agent) Reload(ctx context.Context) bool {
+	rs, err := a.load(ctx)
+	if err != nil {
+		a.m.reloadOK.Set(0)
+		a.m.reloads.WithLabelValues("error").Inc()
+		a.log.Error("reload failed; the previous rules stay active", "err", err, "active_rev", a.rules.Load().Rev())
+		return false
+	}
+	a.m.reloadOK.Set(1)
+	if cur := a.rules.Load(); cur != nil && cur.Rev() == rs.Rev() {
+		a.m.reloads.WithLabelValues("unchanged").Inc()
+		a.log.Debug("reload: rules unchanged", "rev", rs.Rev())
+		return false
+	}
+	a.swap(rs)
+	a.m.reloads.WithLabelValues("ok").Inc()
+	a.log.Info("rules reloaded", "rev", rs.Rev(), "yaml_rules", rs.RuleCount(), "policy", rs.HasPolicy())
+	return true
+}
+
+func (a *Agent) swap(rs *engine.Ruleset) {
+	a.rules.Store(rs)
+	a.m.reloadOK.Set(1)
+	a.m.reloadTime.Set(float64(a.now().Unix()))
+	a.m.rulesLoaded.Set(float64(rs.RuleCount()))
+	if rs.HasPolicy() {
+		a.m.policyLoaded.Set(1)
+	} else {
+		a.m.policyLoaded.Set(0)
+	}
+}

@@ -1,0 +1,220 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/audit"
+	"github.com/kickagent/kickagent/internal/engine"
+	"github.com/kickagent/kickagent/internal/kick"
+	"github.com/kickagent/kickagent/internal/snapshot"
+)
+
+// cycle is one dump, one evaluation, and the kicks. It returns an error
+// only when the snapshot or the evaluation failed.
+func (a *Agent) cycle(ctx context.Context) error {
+	start := time.Now()
+	now := a.now()
+	// The whole cycle, kicks included, ends before the next tick.
+	ctx, cancel := context.WithTimeout(ctx, a.set.Interval*9/10)
+	defer cancel()
+	defer func() { a.m.cycleDuration.Observe(time.Since(start).Seconds()) }()
+	defer a.flushAudit()
+
+	snap, err := a.src.Dump(ctx)
+	if err != nil {
+		a.m.anvilErrors.Inc()
+		a.m.cycles.WithLabelValues("error").Inc()
+		a.log.Warn("anvil snapshot failed; retrying next cycle", "err", err)
+		a.st.status = "anvil unreachable: " + err.Error()
+		return err
+	}
+	rs := a.rules.Load()
+	ids := make([]string, len(snap.Sessions))
+	perService := map[string]int{}
+	for i := range snap.Sessions {
+		ids[i] = engine.SessionID(&snap.Sessions[i])
+		perService[snap.Sessions[i].Service]++
+	}
+	a.st.observe(ids, now)
+	a.m.sessions.Reset()
+	for svc, n := range perService {
+		a.m.sessions.WithLabelValues(svc).Set(float64(n))
+	}
+	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
+
+	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now,
+		FirstSeen: func(id string) time.Time { return a.st.firstSeen[id] }})
+	if err != nil {
+		a.m.cycles.WithLabelValues("error").Inc()
+		a.log.Error("rule evaluation failed", "err", err, "rev", rs.Rev())
+		a.st.status = "evaluation failed: " + err.Error()
+		return err
+	}
+	a.m.decisions.Reset()
+	var kicks []*engine.Decision
+	for i := range decisions {
+		d := &decisions[i]
+		if a.set.DryRun && d.Action == engine.ActionKick {
+			d.Action = engine.ActionDryRun
+		}
+		a.m.decisions.WithLabelValues(d.Rule, string(d.Action)).Inc()
+		switch d.Action {
+		case engine.ActionKick:
+			kicks = append(kicks, d)
+			if _, ok := a.st.decidedAt[d.ID]; !ok {
+				a.st.decidedAt[d.ID] = now
+			}
+		case engine.ActionDryRun:
+			a.report(d, audit.DryRun, snap, rs, now)
+		case engine.ActionAllowed:
+			a.report(d, audit.Allowed, snap, rs, now)
+		}
+	}
+	kicked := 0
+	if a.breakerHolds(kicks, snap, rs) {
+		for _, d := range kicks {
+			a.report(d, audit.Breaker, snap, rs, now)
+		}
+	} else {
+		kicked = a.enforce(ctx, kicks, snap, rs, now)
+	}
+	a.st.pruneKicks(now)
+	a.m.cycles.WithLabelValues("ok").Inc()
+	a.healthy.Store(time.Now().UnixNano())
+	a.m.lastCycleTime.Set(float64(now.Unix()))
+	a.st.status = fmt.Sprintf("rules %s: %d sessions, %d to kick, %d kicked%s", rs.Rev(), len(snap.Sessions), len(kicks), kicked, dryRunNote(a.set.DryRun))
+	return nil
+}
+
+func dryRunNote(dry bool) string {
+	if dry {
+		return " (dry run)"
+	}
+	return ""
+}
+
+// breakerHolds trips, holds or resets the circuit breaker. A ruleset that
+// would kick more than the set fraction of all sessions is presumed wrong:
+// nothing is kicked until the rules change.
+func (a *Agent) breakerHolds(kicks []*engine.Decision, snap *anvil.Snapshot, rs *engine.Ruleset) bool {
+	b := &a.st.breaker
+	if b.open && b.rev != rs.Rev() {
+		b.open = false
+		a.log.Info("circuit breaker reset: the rules changed", "rev", rs.Rev())
+	}
+	n := len(snap.Sessions)
+	if !b.open && n >= a.set.BreakerMinSessions && float64(len(kicks)) > a.set.BreakerFraction*float64(n) {
+		b.open, b.rev = true, rs.Rev()
+		a.log.Error("CIRCUIT BREAKER OPEN: the rules would kick too many sessions; kicking nothing until the rules change",
+			"would_kick", len(kicks), "sessions", n, "fraction", a.set.BreakerFraction, "rev", rs.Rev())
+	}
+	if b.open {
+		a.m.breakerOpen.Set(1)
+	} else {
+		a.m.breakerOpen.Set(0)
+	}
+	return b.open
+}
+
+// enforce kicks, oldest decisions first, within the per-rule and
+// per-cycle caps; the rest wait for the next cycle.
+func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anvil.Snapshot, rs *engine.Ruleset, now time.Time) int {
+	slices.SortStableFunc(kicks, func(x, y *engine.Decision) int {
+		return a.st.decidedAt[x.ID].Compare(a.st.decidedAt[y.ID])
+	})
+	perRule := map[string]int{}
+	chosen := map[*anvil.Session]*engine.Decision{}
+	for _, d := range kicks {
+		if len(chosen) >= a.set.MaxKicksPerCycle || (d.MaxKicksPerCycle > 0 && perRule[d.Rule] >= d.MaxKicksPerCycle) {
+			a.report(d, audit.HeldBack, snap, rs, now)
+			continue
+		}
+		perRule[d.Rule]++
+		chosen[d.Session] = d
+	}
+	if len(chosen) == 0 {
+		return 0
+	}
+	results, err := a.kicker.Kick(ctx, snap, func(s *anvil.Session) bool { return chosen[s] != nil })
+	if err != nil {
+		a.log.Warn("kick interrupted", "err", err)
+	}
+	kicked := 0
+	for i := range results {
+		r := &results[i]
+		d := chosen[r.Session]
+		if d == nil {
+			continue // not ours: collateral is never forced by the agent
+		}
+		res := resultOf(r.Outcome)
+		rec := a.record(d, res, snap, rs, now)
+		rec.Method = r.Method
+		if r.Err != nil {
+			rec.Error = r.Err.Error()
+		}
+		if res == audit.Kicked {
+			kicked++
+			rec.Repeat = a.st.kicked(d.Session.User, now)
+			if rec.Repeat >= a.set.RepeatThreshold {
+				a.m.repeatKicks.WithLabelValues(d.Rule).Inc()
+				a.log.Warn("user kicked repeatedly: the client reconnects with valid credentials; block it in the passdb or flush the auth cache",
+					"user", d.Session.User, "kicks_last_hour", rec.Repeat, "rule", d.Rule)
+			}
+			a.log.Info("session kicked", "rule", d.Rule, "user", d.Session.User, "ip", addr(d.Session), "service", d.Session.Service, "pid", d.Session.PID)
+		} else {
+			a.log.Warn("session not kicked", "result", res, "rule", d.Rule, "user", d.Session.User, "err", rec.Error)
+		}
+		a.m.kicks.WithLabelValues(d.Rule, res).Inc()
+		a.writeAudit(rec)
+	}
+	return kicked
+}
+
+func resultOf(o kick.Outcome) string {
+	switch o {
+	case kick.Kicked:
+		return audit.Kicked
+	case kick.StillConnected:
+		return audit.StillConnected
+	case kick.RefusedCollateral:
+		return audit.RefusedCollateral
+	}
+	return audit.Failed
+}
+
+// report audits a decision that is not a kick, once per session and result.
+func (a *Agent) report(d *engine.Decision, result string, snap *anvil.Snapshot, rs *engine.Ruleset, now time.Time) {
+	if !a.st.once(d.ID, result+"\x00"+d.Rule) {
+		return
+	}
+	a.m.kicks.WithLabelValues(d.Rule, result).Inc()
+	a.writeAudit(a.record(d, result, snap, rs, now))
+}
+
+func (a *Agent) record(d *engine.Decision, result string, snap *anvil.Snapshot, rs *engine.Ruleset, now time.Time) *audit.Record {
+	return &audit.Record{Time: now.UTC(), Result: result, Rule: d.Rule, Engine: string(d.Engine), Reason: d.Reason,
+		Rev: rs.Rev(), Dovecot: snap.Protocol.Dovecot(), Record: snapshot.RecordOf(d.Session)}
+}
+
+func (a *Agent) writeAudit(r *audit.Record) {
+	if err := a.audit.Write(r); err != nil {
+		a.log.Error("audit log write failed", "err", err)
+	}
+}
+
+func (a *Agent) flushAudit() {
+	if err := a.audit.Flush(); err != nil {
+		a.log.Error("audit log flush failed", "err", err)
+	}
+}
+
+func addr(s *anvil.Session) string {
+	if !s.IP.IsValid() {
+		return ""
+	}
+	return s.IP.String()
+}

@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the agent's Prometheus metrics. Labels stay bounded (rule,
+// result, service, action): never a user or an IP.
+type Metrics struct {
+	sessions      *prometheus.GaugeVec
+	cycles        *prometheus.CounterVec
+	cycleDuration prometheus.Histogram
+	anvilErrors   prometheus.Counter
+	decisions     *prometheus.GaugeVec
+	kicks         *prometheus.CounterVec
+	repeatKicks   *prometheus.CounterVec
+	reloads       *prometheus.CounterVec
+	reloadOK      prometheus.Gauge
+	reloadTime    prometheus.Gauge
+	rulesLoaded   prometheus.Gauge
+	policyLoaded  prometheus.Gauge
+	breakerOpen   prometheus.Gauge
+	lastCycleTime prometheus.Gauge
+	expiredRules  prometheus.Gauge
+}
+
+// NewMetrics registers the metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_sessions",
+			Help: "Sessions in the last anvil snapshot, by service."}, []string{"service"}),
+		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_cycles_total",
+			Help: "Cycles run, by result (ok, error)."}, []string{"result"}),
+		cycleDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kickagent_cycle_duration_seconds",
+			Help: "Duration of a cycle: dump, evaluation, kicks.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
+		anvilErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "kickagent_anvil_errors_total",
+			Help: "Cycles whose anvil dump failed."}),
+		decisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_decisions",
+			Help: "Decisions of the last cycle, by rule and action (kick, dry-run, allowed)."}, []string{"rule", "action"}),
+		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_kicks_total",
+			Help: "Decisions acted on, by rule and result (kicked, still-connected, refused-collateral, failed, dry-run, held-back, breaker)."},
+			[]string{"rule", "result"}),
+		repeatKicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_repeat_kicks_total",
+			Help: "Kicks of a user already kicked repeat_threshold times within an hour (a client looping on valid credentials)."},
+			[]string{"rule"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_reloads_total",
+			Help: "Rule reloads, by result (ok, unchanged, error)."}, []string{"result"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_config_last_reload_successful",
+			Help: "1 if the last rule reload succeeded, 0 if it failed (the previous rules stay active)."}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_config_last_reload_success_timestamp_seconds",
+			Help: "Time of the last successful rule reload."}),
+		rulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_loaded",
+			Help: "YAML rules in the active ruleset."}),
+		policyLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_policy_loaded",
+			Help: "1 if a Rego policy is active."}),
+		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_circuit_breaker_open",
+			Help: "1 while the circuit breaker holds all kicks (until the rules change)."}),
+		lastCycleTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_last_successful_cycle_timestamp_seconds",
+			Help: "Time of the last cycle that completed."}),
+		expiredRules: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_expired",
+			Help: "YAML rules past their expires time (inactive)."}),
+	}
+	reg.MustRegister(m.sessions, m.cycles, m.cycleDuration, m.anvilErrors, m.decisions, m.kicks,
+		m.repeatKicks, m.reloads, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
+		m.breakerOpen, m.lastCycleTime, m.expiredRules)
+	return m
+}

@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Sources names what a Ruleset is loaded from.
+type Sources struct {
+	// Rules are YAML rule files or directories of *.yaml / *.yml files
+	// (a main file plus a drop-in directory such as rules.d), loaded in
+	// the order given, directory entries in name order.
+	Rules []string
+	// Policies are directories of Rego files (package kickagent).
+	Policies []string
+}
+
+// Empty reports whether nothing is to be loaded.
+func (s Sources) Empty() bool { return len(s.Rules) == 0 && len(s.Policies) == 0 }
+
+// ruleFiles expands the rule paths into files.
+func (s Sources) ruleFiles() ([]string, Errors) {
+	var files []string
+	var errs Errors
+	for _, p := range s.Rules {
+		st, err := os.Stat(p)
+		if err != nil {
+			errs = append(errs, &Error{File: p, Msg: fmt.Sprintf("cannot read rules: %v", err)})
+			continue
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			errs = append(errs, &Error{File: p, Msg: fmt.Sprintf("cannot read rules directory: %v", err)})
+			continue
+		}
+		for _, e := range entries {
+			n := e.Name()
+			// Editors' temporaries and hidden files are not rules.
+			if strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+				continue
+			}
+			if e.Type()&fs.ModeType != 0 && e.Type()&fs.ModeSymlink == 0 {
+				continue
+			}
+			files = append(files, filepath.Join(p, n))
+		}
+	}
+	return files, errs
+}
+
+// Load reads, checks and compiles every source. It returns all problems
+// found, each with file and line; on any error the Ruleset is nil, so
+// nothing of a broken file set is ever used.
+func Load(ctx context.Context, src Sources) (*Ruleset, error) {
+	files, errs := src.ruleFiles()
+	rs := &Ruleset{}
+	h := sha256.New()
+	names := map[string]*rule{}
+	var allowUsers []string
+	var allowNets []netip.Prefix
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, &Error{File: f, Msg: fmt.Sprintf("cannot read: %v", err)})
+			continue
+		}
+		fmt.Fprintf(h, "rules %s %d\n", f, len(data))
+		h.Write(data)
+		spec, ferrs := parseRulesFile(f, data)
+		errs = append(errs, ferrs...)
+		if spec == nil {
+			continue
+		}
+		for _, u := range spec.AllowUsers {
+			if u == "" {
+				errs = append(errs, &Error{File: f, Line: spec.allowLines["users"], Msg: "allow.users: empty mask"})
+			}
+			allowUsers = append(allowUsers, u)
+		}
+		for _, n := range spec.AllowNetworks {
+			p, err := parseNetwork(n)
+			if err != nil {
+				errs = append(errs, &Error{File: f, Line: spec.allowLines["networks"], Msg: "allow.networks: " + err.Error()})
+				continue
+			}
+			allowNets = append(allowNets, p)
+		}
+		for _, s := range spec.Rules {
+			r, rerrs := compileRule(f, s)
+			errs = append(errs, rerrs...)
+			if len(rerrs) > 0 {
+				continue
+			}
+			if prev, dup := names[r.name]; dup {
+				errs = append(errs, &Error{File: f, Line: r.line, Rule: r.name,
+					Msg: fmt.Sprintf("duplicate rule name (first defined at %s:%d)", prev.file, prev.line)})
+				continue
+			}
+			names[r.name] = r
+			r.order = len(rs.rules)
+			rs.rules = append(rs.rules, r)
+		}
+		rs.files = append(rs.files, f)
+	}
+	if len(src.Policies) > 0 {
+		p, err := LoadPolicy(ctx, src.Policies)
+		if err != nil {
+			if es, ok := err.(Errors); ok {
+				errs = append(errs, es...)
+			} else {
+				errs = append(errs, &Error{File: strings.Join(src.Policies, ","), Msg: err.Error()})
+			}
+		} else {
+			rs.policy = p
+			fmt.Fprintf(h, "policy %s\n", p.Rev())
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	rs.Allow = &Allow{Users: slices.Compact(allowUsers), Networks: allowNets}
+	rs.Allow.compile()
+	rs.index = newRuleIndex(rs.rules)
+	rs.rev = hex.EncodeToString(h.Sum(nil))[:12]
+	return rs, nil
+}

@@ -1,0 +1,275 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+)
+
+// Rego policies.
+//
+// A policy is every *.rego file (not *_test.rego) under the directories
+// given to LoadPolicy, all in package kickagent, Rego v1 syntax, compiled
+// in strict mode (unused variables, imports and arguments are errors). The
+// agent queries data.kickagent.kick, a set of objects:
+//
+//	{"session": <id from the input>, "rule": "name", "reason": "why",
+//	 "dry_run": true}                       # dry_run optional
+//
+// The input document:
+//
+//	{"sessions": [<session>...], "now": "2006-01-02T15:04:05Z",
+//	 "now_ns": <int>, "dovecot": "2.3"|"2.4",
+//	 "allow": {"users": [<mask>...], "networks": [<cidr>...]}}
+//
+// and each session:
+//
+//	{"id": SessionID, "user", "service", "pid", "ip" ("" if none),
+//	 "conn_guid" ("" on 2.3), "dest_ip" ("" unless proxied),
+//	 "alt": {field: value}, "connections" (2.3 refcount, 1 on 2.4),
+//	 "first_seen" (RFC 3339), "first_seen_ns",
+//	 "user_sessions" (sessions of this user in the snapshot),
+//	 "ip_sessions" (sessions from this client IP; 0 without IP)}
+//
+// Policies may call the Go builtins kickagent.in_networks and
+// kickagent.user_match (rego_builtins.go).
+//
+// Cost and caching (see rego_cache.go): a decision is cached per session
+// id and reused while the session's input is unchanged, so a poll cycle
+// evaluates only new (or changed) sessions. That is valid only when a
+// session's decision depends on that session's object alone. LoadPolicy
+// checks the compiled policy and falls back to evaluating every session
+// every cycle (Volatile says why) when it reads input.now/now_ns, calls a
+// non-deterministic builtin such as time.now_ns, or looks at
+// input.sessions other than by iterating it once in a kick rule.
+
+// Package and query every policy must provide.
+const (
+	policyPackage = "kickagent"
+	policyQuery   = "data.kickagent.kick"
+)
+
+// Policy is a loaded, compiled Rego policy with its prepared query and its
+// decision cache. It is safe for concurrent use; Evaluate calls are
+// serialized.
+type Policy struct {
+	name  string // the directories, for messages
+	files []string
+	rev   string
+	query rego.PreparedEvalQuery
+	bi    *regoBuiltins
+	deps  policyDeps
+
+	mu    sync.Mutex // serializes Evaluate; guards cache and stats
+	cache regoCache
+	stats PolicyStats
+}
+
+// PolicyInput is what one evaluation sees.
+type PolicyInput struct {
+	Snapshot *anvil.Snapshot
+	Now      time.Time
+	// FirstSeen returns when the agent first saw a session id. Nil: the
+	// time this Policy first evaluated the session (Now for new ones).
+	FirstSeen func(id string) time.Time
+	// Allow is passed to the policy as input.allow; it is applied by the
+	// caller, in Go, whatever the policy does.
+	Allow *Allow
+}
+
+// Rev is the policy's revision: sha256 over the file names and contents.
+func (p *Policy) Rev() string { return p.rev }
+
+// Files returns the policy files loaded, sorted.
+func (p *Policy) Files() []string { return slices.Clone(p.files) }
+
+// Volatile returns why every evaluation covers all sessions (the policy
+// reads the time or correlates sessions), or "" when decisions are cached.
+func (p *Policy) Volatile() string { return p.deps.volatile }
+
+// policyOptions are knobs for tests.
+type policyOptions struct {
+	// strictBuiltinErrors makes every builtin error (net.cidr_contains on
+	// a bad CIDR, …) an evaluation error instead of undefined.
+	strictBuiltinErrors bool
+}
+
+// LoadPolicy loads, compiles and prepares the policy in dirs (directories
+// searched recursively, or single .rego files). Every problem found is
+// returned as Errors with the file and line.
+func LoadPolicy(ctx context.Context, dirs []string) (*Policy, error) {
+	return loadPolicy(ctx, dirs, policyOptions{})
+}
+
+func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy, error) {
+	files, errs := policyFiles(dirs, false)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	modules, rev, errs := parsePolicyFiles(files)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	for _, m := range modules {
+		if m.Package.Path.String() != "data."+policyPackage {
+			errs = append(errs, &Error{File: locFile(m.Package.Location), Line: locRow(m.Package.Location),
+				Msg: fmt.Sprintf("package %s expected, got %s", policyPackage, strings.TrimPrefix(m.Package.Path.String(), "data."))})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+
+	p := &Policy{name: strings.Join(dirs, ","), files: files, rev: rev, bi: newRegoBuiltins()}
+	var compiler *ast.Compiler
+	opts := []func(*rego.Rego){
+		rego.Query(policyQuery),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.Strict(true),
+		rego.StrictBuiltinErrors(opt.strictBuiltinErrors),
+		rego.CompilerHook(func(c *ast.Compiler) { compiler = c }),
+	}
+	for _, m := range modules {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	opts = append(opts, p.bi.options()...)
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return nil, astErrors(err, p.name)
+	}
+	p.query = pq
+	if compiler == nil {
+		return nil, errors.New("rego: compiler not captured") // cannot happen
+	}
+	p.deps, errs = analyzePolicy(compiler, files)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return p, nil
+}
+
+// policyFiles lists the .rego files under paths, sorted: policy files, or
+// with tests also the *_test.rego files. A path without any is an error.
+func policyFiles(paths []string, tests bool) ([]string, Errors) {
+	var files []string
+	var errs Errors
+	want := func(name string) bool {
+		return strings.HasSuffix(name, ".rego") && (tests || !strings.HasSuffix(name, "_test.rego"))
+	}
+	for _, root := range paths {
+		n := len(files)
+		walkRoot := root
+		if fi, err := os.Stat(root); err == nil && fi.IsDir() {
+			// A trailing separator makes WalkDir follow a symlinked root
+			// (/etc/kickagent/policy -> …); names stay clean (Join).
+			walkRoot = root + string(filepath.Separator)
+		}
+		err := filepath.WalkDir(walkRoot, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if path != walkRoot && d.IsDir() && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && (want(d.Name()) || path == walkRoot) {
+				files = append(files, path)
+			}
+			return nil
+		})
+		switch {
+		case err != nil:
+			errs = append(errs, &Error{File: root, Msg: regoPathErr(err)})
+		case len(files) == n:
+			errs = append(errs, &Error{File: root, Msg: "no .rego policy files"})
+		}
+	}
+	slices.Sort(files)
+	return slices.Compact(files), errs
+}
+
+func regoPathErr(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// parsePolicyFiles reads and parses files (Rego v1) and returns the
+// modules and the revision hash.
+func parsePolicyFiles(files []string) ([]*ast.Module, string, Errors) {
+	var errs Errors
+	var modules []*ast.Module
+	h := sha256.New()
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, &Error{File: f, Msg: regoPathErr(err)})
+			continue
+		}
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+		h.Write(src)
+		h.Write([]byte{0})
+		m, err := ast.ParseModuleWithOpts(f, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
+		if err != nil {
+			errs = append(errs, astErrors(err, f)...)
+			continue
+		}
+		modules = append(modules, m)
+	}
+	return modules, hex.EncodeToString(h.Sum(nil)), errs
+}
+
+// astErrors converts OPA parse and compile errors to Errors located at
+// file:line; other errors are attributed to fallback.
+func astErrors(err error, fallback string) Errors {
+	var aerrs ast.Errors
+	if !errors.As(err, &aerrs) {
+		var one *ast.Error
+		if !errors.As(err, &one) {
+			return Errors{{File: fallback, Msg: err.Error()}}
+		}
+		aerrs = ast.Errors{one}
+	}
+	out := make(Errors, 0, len(aerrs))
+	for _, e := range aerrs {
+		file, line := fallback, 0
+		if e.Location != nil {
+			file, line = locFile(e.Location), e.Location.Row
+			if file == "" {
+				file = fallback
+			}
+		}
+		out = append(out, &Error{File: file, Line: line, Msg: e.Code + ": " + e.Message})
+	}
+	return out
+}
+
+func locFile(l *ast.Location) string {
+	if l == nil {
+		return ""
+	}
+	return l.File
+}
+
+func locRow(l *ast.Location) int {
+	if l == nil {
+		return 0
+	}
+	return l.Row
+}

@@ -1,0 +1,188 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/match"
+)
+
+// rule is a compiled YAML rule. A session matches when every selector the
+// rule has matches (a list means any of) and no except_* entry does.
+type rule struct {
+	name, description string
+	file              string
+	line              int
+	order             int // position in load order
+
+	users, exceptUsers userSet
+	userMasks          []string
+	nets, exceptNets   prefixSet
+	netList            []netip.Prefix
+	services           map[string]struct{}
+	dests              map[netip.Addr]struct{}
+	altField           string
+	altValues          userSet
+	altMasks           []string
+
+	dryRun   bool
+	expires  time.Time // zero: never
+	maxKicks int
+}
+
+func (r *rule) active(now time.Time) bool { return r.expires.IsZero() || now.Before(r.expires) }
+
+// compileRule checks a rule's invariants and builds its matchers.
+func compileRule(file string, s *ruleSpec) (*rule, Errors) {
+	var errs Errors
+	fail := func(key, format string, a ...any) {
+		line := s.line
+		if l, ok := s.lines[key]; ok {
+			line = l
+		}
+		errs = append(errs, &Error{File: file, Line: line, Rule: s.Name, Msg: fmt.Sprintf(format, a...)})
+	}
+	r := &rule{name: s.Name, description: s.Description, file: file, line: s.line,
+		dryRun: s.DryRun, maxKicks: s.MaxKicks, altField: s.PassdbField}
+	if strings.TrimSpace(s.Name) == "" {
+		fail("name", "a rule needs a name")
+	}
+	masks := func(key string, list []string) []string {
+		for _, m := range list {
+			if m == "" {
+				fail(key, "%s: empty mask (use '*' to mean every user)", key)
+			}
+		}
+		return list
+	}
+	nets := func(key string, list []string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, n := range list {
+			p, err := parseNetwork(n)
+			if err != nil {
+				fail(key, "%s: %v", key, err)
+				continue
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	r.userMasks = masks("users", s.Users)
+	r.users = newUserSet(r.userMasks)
+	r.exceptUsers = newUserSet(masks("except_users", s.ExceptUsers))
+	r.netList = nets("networks", s.Networks)
+	r.nets = newPrefixSet(r.netList)
+	r.exceptNets = newPrefixSet(nets("except_networks", s.ExceptNetworks))
+	if len(s.Services) > 0 {
+		r.services = make(map[string]struct{})
+		for _, svc := range s.Services {
+			if svc == "" || strings.ContainsAny(svc, " /\t") {
+				fail("services", "services: bad service name %q", svc)
+			}
+			r.services[strings.ToLower(svc)] = struct{}{}
+		}
+	}
+	if len(s.DestHosts) > 0 {
+		r.dests = make(map[netip.Addr]struct{})
+		for _, d := range s.DestHosts {
+			a, err := netip.ParseAddr(d)
+			if err != nil || a.Zone() != "" {
+				fail("dest_hosts", "dest_hosts: %q is not an IP address (anvil records the backend's address; host names are not resolved)", d)
+				continue
+			}
+			r.dests[a.Unmap()] = struct{}{}
+		}
+	}
+	switch {
+	case s.PassdbField != "" && len(s.Values) == 0:
+		fail("passdb_field", "passdb_field %q needs values (masks of the alt username)", s.PassdbField)
+	case s.PassdbField == "" && len(s.Values) > 0:
+		fail("values", "values need passdb_field (the user_* field they match)")
+	}
+	r.altMasks = masks("values", s.Values)
+	r.altValues = newUserSet(r.altMasks)
+	if len(s.Users) == 0 && len(s.Networks) == 0 && len(s.Services) == 0 && len(s.DestHosts) == 0 && s.PassdbField == "" {
+		fail("name", "no selector: give at least one of users, networks, services, dest_hosts, passdb_field+values")
+	}
+	if s.Expires != "" {
+		t, err := parseTime(s.Expires)
+		if err != nil {
+			fail("expires", "expires: %q is not an RFC 3339 time (e.g. 2026-12-31T23:00:00Z)", s.Expires)
+		}
+		r.expires = t
+	}
+	if s.MaxKicks < 0 {
+		fail("max_kicks_per_cycle", "max_kicks_per_cycle must be 0 (no limit) or more")
+	}
+	return r, errs
+}
+
+// matches reports whether s is selected by the rule.
+func (r *rule) matches(s *anvil.Session) bool {
+	if r.services != nil {
+		if _, ok := r.services[strings.ToLower(s.Service)]; !ok {
+			return false
+		}
+	}
+	if r.dests != nil {
+		if _, ok := r.dests[s.DestIP.Unmap()]; !s.DestIP.IsValid() || !ok {
+			return false
+		}
+	}
+	if !r.nets.empty() && (!s.IP.IsValid() || !r.nets.contains(s.IP)) {
+		return false
+	}
+	if !r.users.empty() && !r.users.match(s.User) {
+		return false
+	}
+	if r.altField != "" {
+		v, ok := s.Alt(r.altField)
+		if !ok || !r.altValues.match(v) {
+			return false
+		}
+	}
+	if r.exceptUsers.match(s.User) || (s.IP.IsValid() && r.exceptNets.contains(s.IP)) {
+		return false
+	}
+	return true
+}
+
+// explain says which selectors selected s, for the audit trail.
+func (r *rule) explain(s *anvil.Session) string {
+	var parts []string
+	if r.description != "" {
+		parts = append(parts, r.description)
+	}
+	if !r.nets.empty() {
+		if n, ok := r.nets.lookup(s.IP); ok {
+			parts = append(parts, fmt.Sprintf("client %s in %s", s.IP, n))
+		}
+	}
+	if len(r.userMasks) > 0 {
+		for _, m := range r.userMasks {
+			if match.Wildcard(s.User, m) {
+				parts = append(parts, fmt.Sprintf("user %q matches %q", s.User, m))
+				break
+			}
+		}
+	}
+	if r.services != nil {
+		parts = append(parts, "service "+s.Service)
+	}
+	if r.dests != nil {
+		parts = append(parts, "proxied to "+s.DestIP.String())
+	}
+	if r.altField != "" {
+		v, _ := s.Alt(r.altField)
+		for _, m := range r.altMasks {
+			if match.Wildcard(v, m) {
+				parts = append(parts, fmt.Sprintf("%s %q matches %q", r.altField, v, m))
+				break
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+)
+
+// Ruleset is one loaded, valid set of YAML rules and Rego policies. It is
+// immutable: a reload builds a new one and swaps it in whole.
+type Ruleset struct {
+	Allow  *Allow
+	rules  []*rule
+	index  *ruleIndex
+	policy *Policy
+	rev    string
+	files  []string
+}
+
+// Rev identifies the rule and policy contents (a short sha256), for logs
+// and the audit trail.
+func (rs *Ruleset) Rev() string { return rs.rev }
+
+// RuleCount is the number of YAML rules.
+func (rs *Ruleset) RuleCount() int { return len(rs.rules) }
+
+// HasPolicy reports whether Rego policies are loaded.
+func (rs *Ruleset) HasPolicy() bool { return rs.policy != nil }
+
+// Files are the rule files loaded, in order.
+func (rs *Ruleset) Files() []string { return rs.files }
+
+// ExpiredRule is a YAML rule that is past its expiry and inactive.
+type ExpiredRule struct {
+	Name, File string
+	Line       int
+	Expired    time.Time
+}
+
+// Expired lists the rules inactive at now.
+func (rs *Ruleset) Expired(now time.Time) []ExpiredRule {
+	var out []ExpiredRule
+	for _, r := range rs.rules {
+		if !r.active(now) {
+			out = append(out, ExpiredRule{r.name, r.file, r.line, r.expires})
+		}
+	}
+	return out
+}
+
+// Input is what one evaluation sees.
+type Input struct {
+	Snapshot *anvil.Snapshot
+	Now      time.Time
+	// FirstSeen returns when a session id was first seen by the caller
+	// (nil: Now). Rego policies receive it as first_seen.
+	FirstSeen func(id string) time.Time
+}
+
+// Evaluate decides on every session of the snapshot: at most one decision
+// per session, in snapshot order. A session that a kick rule selects gets
+// ActionKick (the first such YAML rule in load order, else the first Rego
+// result); one only dry-run rules select gets ActionDryRun; either becomes
+// ActionAllowed when the allow list covers the session.
+func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
+	snap := in.Snapshot
+	byIdx := make(map[int]*Decision)
+	if len(rs.rules) > 0 {
+		sc := rs.index.newScratch()
+		for i := range snap.Sessions {
+			s := &snap.Sessions[i]
+			var best *rule
+			for _, id := range rs.index.candidates(sc, s) {
+				r := rs.rules[id]
+				if !r.active(in.Now) || !r.matches(s) {
+					continue
+				}
+				if best == nil || better(r, best) {
+					best = r
+				}
+			}
+			if best != nil {
+				d := &Decision{Session: s, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
+					Reason: best.explain(s), Action: ActionKick, MaxKicksPerCycle: best.maxKicks}
+				if best.dryRun {
+					d.Action = ActionDryRun
+				}
+				byIdx[i] = d
+			}
+		}
+	}
+	if rs.policy != nil {
+		pds, err := rs.policy.Evaluate(ctx, PolicyInput{Snapshot: snap, Now: in.Now, FirstSeen: in.FirstSeen, Allow: rs.Allow})
+		if err != nil {
+			return nil, err
+		}
+		index := sessionIndex(snap)
+		for j := range pds {
+			pd := &pds[j]
+			i, ok := index[pd.ID]
+			if !ok {
+				continue
+			}
+			if cur := byIdx[i]; cur == nil || (cur.Action == ActionDryRun && pd.Action == ActionKick) {
+				pd.Session = &snap.Sessions[i]
+				byIdx[i] = pd
+			}
+		}
+	}
+	out := make([]Decision, 0, len(byIdx))
+	for i := range snap.Sessions {
+		d := byIdx[i]
+		if d == nil {
+			continue
+		}
+		if rs.Allow.Protects(d.Session) {
+			d.Action = ActionAllowed
+		}
+		out = append(out, *d)
+	}
+	return out, nil
+}
+
+// better: a kick rule beats a dry-run rule; then load order.
+func better(r, than *rule) bool {
+	if r.dryRun != than.dryRun {
+		return !r.dryRun
+	}
+	return r.order < than.order
+}
+
+func sessionIndex(snap *anvil.Snapshot) map[string]int {
+	m := make(map[string]int, len(snap.Sessions))
+	for i := range snap.Sessions {
+		m[SessionID(&snap.Sessions[i])] = i
+	}
+	return m
+}

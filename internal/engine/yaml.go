@@ -1,0 +1,279 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ruleSpec is one rule as written in YAML, with the line of each key.
+type ruleSpec struct {
+	Name           string
+	Description    string
+	Users          []string
+	Networks       []string
+	Services       []string
+	DestHosts      []string
+	PassdbField    string
+	Values         []string
+	ExceptUsers    []string
+	ExceptNetworks []string
+	DryRun         bool
+	Expires        string
+	MaxKicks       int
+
+	line  int
+	lines map[string]int // key → line
+}
+
+// fileSpec is one rules file.
+type fileSpec struct {
+	AllowUsers    []string
+	AllowNetworks []string
+	allowLines    map[string]int
+	Rules         []*ruleSpec
+}
+
+// Keys a rules file may contain; anything else is an error, so that a
+// misspelt selector never silently widens a rule.
+var (
+	topKeys   = []string{"allow", "rules"}
+	allowKeys = []string{"users", "networks"}
+	ruleKeys  = []string{"name", "description", "users", "networks", "services", "dest_hosts",
+		"passdb_field", "values", "except_users", "except_networks", "dry_run", "expires",
+		"max_kicks_per_cycle"}
+)
+
+// parseRulesFile decodes one rules file strictly. Every problem is
+// collected with its line; the caller uses nothing of a file with errors,
+// but still checks the rules that parsed, to report all problems at once.
+func parseRulesFile(file string, data []byte) (*fileSpec, Errors) {
+	var errs Errors
+	fail := func(line int, rule, format string, a ...any) {
+		errs = append(errs, &Error{File: file, Line: line, Rule: rule, Msg: fmt.Sprintf(format, a...)})
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &fileSpec{}, nil // an empty file defines nothing
+		}
+		fail(yamlErrLine(err), "", "%s", yamlErrMsg(err))
+		return nil, errs
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		fail(extra.Line, "", "more than one YAML document in a rules file")
+	}
+	fs := &fileSpec{}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return fs, nil
+	}
+	if root.Kind != yaml.MappingNode {
+		fail(root.Line, "", "a rules file is a mapping with the keys allow and rules")
+		return nil, errs
+	}
+	forEachKey(root, topKeys, func(line int, msg string) { fail(line, "", "%s", msg) }, func(key string, v *yaml.Node) {
+		switch key {
+		case "allow":
+			fs.allowLines = map[string]int{}
+			if v.Kind != yaml.MappingNode {
+				fail(v.Line, "", "allow: want a mapping with users and networks")
+				return
+			}
+			forEachKey(v, allowKeys, func(line int, msg string) { fail(line, "", "allow: %s", msg) }, func(k string, lv *yaml.Node) {
+				fs.allowLines[k] = lv.Line
+				list, err := yamlList(lv)
+				if err != nil {
+					fail(lv.Line, "", "allow.%s: %v", k, err)
+				}
+				if k == "users" {
+					fs.AllowUsers = list
+				} else {
+					fs.AllowNetworks = list
+				}
+			})
+		case "rules":
+			if v.Kind != yaml.SequenceNode {
+				fail(v.Line, "", "rules: want a list of rules")
+				return
+			}
+			for _, rn := range v.Content {
+				if r := parseRuleNode(rn, fail); r != nil {
+					fs.Rules = append(fs.Rules, r)
+				}
+			}
+		}
+	})
+	// fs holds what did parse, so that the caller can check those rules
+	// too and report every problem at once.
+	return fs, errs
+}
+
+func parseRuleNode(n *yaml.Node, fail func(int, string, string, ...any)) *ruleSpec {
+	if n.Kind != yaml.MappingNode {
+		fail(n.Line, "", "a rule is a mapping (name, selectors, options)")
+		return nil
+	}
+	r := &ruleSpec{line: n.Line, lines: map[string]int{}}
+	// The name first, so that every later error can name the rule.
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "name" {
+			r.Name = n.Content[i+1].Value
+		}
+	}
+	ok := true
+	forEachKey(n, ruleKeys, func(line int, msg string) { fail(line, r.Name, "%s", msg); ok = false }, func(key string, v *yaml.Node) {
+		r.lines[key] = v.Line
+		var err error
+		switch key {
+		case "name":
+			err = scalar(v, &r.Name)
+		case "description":
+			err = scalar(v, &r.Description)
+		case "passdb_field":
+			err = scalar(v, &r.PassdbField)
+		case "expires":
+			err = scalar(v, &r.Expires)
+		case "dry_run":
+			err = v.Decode(&r.DryRun)
+		case "max_kicks_per_cycle":
+			err = v.Decode(&r.MaxKicks)
+		default:
+			var list []string
+			list, err = yamlList(v)
+			switch key {
+			case "users":
+				r.Users = list
+			case "networks":
+				r.Networks = list
+			case "services":
+				r.Services = list
+			case "dest_hosts":
+				r.DestHosts = list
+			case "values":
+				r.Values = list
+			case "except_users":
+				r.ExceptUsers = list
+			case "except_networks":
+				r.ExceptNetworks = list
+			}
+		}
+		if err != nil {
+			fail(v.Line, r.Name, "%s: %s", key, yamlErrMsg(err))
+			ok = false
+		}
+	})
+	if !ok {
+		return nil
+	}
+	return r
+}
+
+// forEachKey walks a mapping, reporting unknown and duplicate keys.
+func forEachKey(m *yaml.Node, allowed []string, bad func(line int, msg string), fn func(key string, v *yaml.Node)) {
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		switch {
+		case !contains(allowed, k.Value):
+			bad(k.Line, fmt.Sprintf("unknown key %q (known: %s)", k.Value, strings.Join(allowed, ", ")))
+		case seen[k.Value]:
+			bad(k.Line, fmt.Sprintf("key %q given twice", k.Value))
+		default:
+			seen[k.Value] = true
+			fn(k.Value, v)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// scalar decodes a string value; lists and mappings are refused.
+func scalar(v *yaml.Node, dst *string) error {
+	if v.Kind != yaml.ScalarNode {
+		return errors.New("want a single value")
+	}
+	*dst = v.Value
+	return nil
+}
+
+// stringList accepts a list of scalars, or one scalar as a list of one.
+func yamlList(v *yaml.Node) ([]string, error) {
+	switch v.Kind {
+	case yaml.ScalarNode:
+		if v.Tag == "!!null" {
+			return nil, errors.New("empty value: give at least one entry")
+		}
+		return []string{v.Value}, nil
+	case yaml.SequenceNode:
+		out := make([]string, 0, len(v.Content))
+		for _, e := range v.Content {
+			if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
+				return nil, fmt.Errorf("line %d: want a plain value in the list", e.Line)
+			}
+			out = append(out, e.Value)
+		}
+		return out, nil
+	}
+	return nil, errors.New("want a value or a list of values")
+}
+
+// yamlErrLine digs the line out of a yaml.v3 error ("yaml: line N: …").
+func yamlErrLine(err error) int {
+	var n int
+	msg := err.Error()
+	if i := strings.Index(msg, "line "); i >= 0 {
+		fmt.Sscanf(msg[i+5:], "%d", &n)
+	}
+	return n
+}
+
+func yamlErrMsg(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if i := strings.Index(msg, "line "); i == 0 {
+		if j := strings.Index(msg, ": "); j > 0 {
+			msg = msg[j+2:]
+		}
+	}
+	return msg
+}
+
+// parseTime accepts RFC 3339.
+func parseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339, s) }
+
+// parseNetwork accepts a CIDR or a single address (a full-length network).
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad network %q: want a CIDR such as 192.0.2.0/24 or 2001:db8::/32", s)
+		}
+		if p.Addr().Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("bad network %q: zones are not allowed", s)
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("bad network %q: want a CIDR such as 192.0.2.0/24 or an address", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
