@@ -113,10 +113,11 @@ var ErrFormat = errors.New("ipc LIST-FULL reply malformed")
 
 // parseList parses LIST-FULL replies. Every login process sends its own
 // header ("username\t<alt fields…>\tservice\tsrc-ip\tdest-ip\tdest-port")
-// followed by its rows, and processes differ in their alt fields, so each
-// row is read with the header that precedes it.
+// followed by its rows, and processes differ in their alt fields. ipc
+// forwards the processes' lines as they come, so they may interleave: a row
+// is read with the most recent header of the same width.
 func parseList(lines []string) ([]Proxy, error) {
-	var header []string
+	var headers [][]string
 	var out []Proxy
 	for i, l := range lines {
 		f := strings.Split(l, "\t")
@@ -127,11 +128,18 @@ func parseList(lines []string) ([]Proxy, error) {
 			return nil, fmt.Errorf("%w: line %d %q: want at least 5 fields", ErrFormat, i+1, l)
 		}
 		if f[len(f)-1] == "dest-port" && f[0] == "username" {
-			header = f
+			headers = append(headers, f)
 			continue
 		}
-		if header == nil || len(f) != len(header) {
-			return nil, fmt.Errorf("%w: line %d %q: fields do not match the header", ErrFormat, i+1, l)
+		var header []string
+		for h := len(headers) - 1; h >= 0; h-- {
+			if len(headers[h]) == len(f) {
+				header = headers[h]
+				break
+			}
+		}
+		if header == nil {
+			return nil, fmt.Errorf("%w: line %d %q: no header of %d fields before it", ErrFormat, i+1, l, len(f))
 		}
 		n := len(f)
 		p := Proxy{User: f[0], Service: f[n-4]}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,9 +118,15 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 	if len(pending) == 0 {
 		return results, nil
 	}
-	snap, err := settle(ctx, conn, pending, opt)
+	first := opt
+	if plan.Protocol == anvil.Proto24 && slices.ContainsFunc(pending, isProxied) {
+		// Dovecot 2.4.0-2.4.4 leaves some proxied sessions open: look
+		// for them after a short wait instead of the whole Settle.
+		first.Settle = min(opt.Settle, stuckLoginWait)
+	}
+	snap, err := settle(ctx, conn, pending, first)
 	if err == nil && plan.Protocol == anvil.Proto24 {
-		if closeStuckLogins(snap, sig, pending) {
+		if closeStuckLogins(snap, sig, pending) || first.Settle < opt.Settle {
 			snap, err = settle(ctx, conn, pending, opt)
 		}
 	}
@@ -191,6 +198,14 @@ func present(snap *anvil.Snapshot, s *anvil.Session) bool {
 		}
 	}
 	return false
+}
+
+// stuckLoginWait is how long a proxied session may take to leave anvil
+// after KICK-USER before it is presumed stuck in its login process.
+const stuckLoginWait = 750 * time.Millisecond
+
+func isProxied(r *Result) bool {
+	return strings.HasSuffix(r.Session.Service, "-login") && r.Session.DestIP.IsValid()
 }
 
 // closeStuckLogins works around Dovecot 2.4.0-2.4.4, where anvil counts a
