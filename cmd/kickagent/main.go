@@ -39,6 +39,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runKick(ctx, args[1:], stdout, stderr)
 	case "run":
 		return runAgent(ctx, args[1:], stdout, stderr)
+	case "block":
+		return runBlock(ctx, args[1:], stdout, stderr)
+	case "unblock":
+		return runUnblock(ctx, args[1:], stdout, stderr)
+	case "blocks":
+		return runBlocks(ctx, args[1:], stdout, stderr)
+	case "reset":
+		return runReset(ctx, args[1:], stdout, stderr)
+	case "drain":
+		return runDrain(ctx, args[1:], stdout, stderr)
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
 	case "plan":

@@ -6,6 +6,9 @@ import (
 	"unicode/utf8"
 )
 
+// maxPadWidth caps the width a column is padded to.
+const maxPadWidth = 64
+
 // table prints aligned columns like doveadm's table formatter, but never
 // truncates a value to the terminal width, and left-aligns every column so
 // that each starts where its title does (scripts can cut by the header).
@@ -22,9 +25,13 @@ func (t *table) add(row ...string) { t.rows = append(t.rows, row) }
 
 func (t *table) write(w io.Writer) error {
 	width := make([]int, len(t.titles))
+	// A cell wider than maxPadWidth (a user's list of a thousand pids)
+	// extends its line instead of padding the whole column to its width.
 	measure := func(row []string) {
 		for i, v := range row {
-			width[i] = max(width[i], utf8.RuneCountInString(v))
+			if n := utf8.RuneCountInString(v); n <= maxPadWidth {
+				width[i] = max(width[i], n)
+			}
 		}
 	}
 	measure(t.titles)
@@ -35,7 +42,7 @@ func (t *table) write(w io.Writer) error {
 	line := func(row []string) {
 		b.Reset()
 		for i, v := range row {
-			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(v))
+			pad := strings.Repeat(" ", max(width[i]-utf8.RuneCountInString(v), 0))
 			if i > 0 {
 				b.WriteByte(' ')
 			}

@@ -47,7 +47,8 @@ func (a *Agent) cycle(ctx context.Context) error {
 	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
 
 	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now,
-		FirstSeen: func(id string) time.Time { return a.st.firstSeen[id] }})
+		FirstSeen:     func(id string) time.Time { return a.st.firstSeen[id] },
+		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
 	if err != nil {
 		a.m.cycles.WithLabelValues("error").Inc()
 		a.log.Error("rule evaluation failed", "err", err, "rev", rs.Rev())
@@ -74,14 +75,21 @@ func (a *Agent) cycle(ctx context.Context) error {
 			a.report(d, audit.Allowed, snap, rs, now)
 		}
 	}
+	a.endJobs(rs, decisions, now)
 	kicked := 0
 	if a.breakerHolds(kicks, snap, rs) {
+		// Drains mean to empty the server: the breaker does not judge them.
+		var drains []*engine.Decision
 		for _, d := range kicks {
+			if d.Drain {
+				drains = append(drains, d)
+				continue
+			}
 			a.report(d, audit.Breaker, snap, rs, now)
 		}
-	} else {
-		kicked = a.enforce(ctx, kicks, snap, rs, now)
+		kicks = drains
 	}
+	kicked = a.enforce(ctx, kicks, snap, rs, now)
 	a.st.pruneKicks(now)
 	a.m.cycles.WithLabelValues("ok").Inc()
 	a.healthy.Store(time.Now().UnixNano())
@@ -107,10 +115,16 @@ func (a *Agent) breakerHolds(kicks []*engine.Decision, snap *anvil.Snapshot, rs 
 		a.log.Info("circuit breaker reset: the rules changed", "rev", rs.Rev())
 	}
 	n := len(snap.Sessions)
-	if !b.open && n >= a.set.BreakerMinSessions && float64(len(kicks)) > a.set.BreakerFraction*float64(n) {
+	judged := 0
+	for _, d := range kicks {
+		if !d.Drain {
+			judged++
+		}
+	}
+	if !b.open && n >= a.set.BreakerMinSessions && float64(judged) > a.set.BreakerFraction*float64(n) {
 		b.open, b.rev = true, rs.Rev()
 		a.log.Error("CIRCUIT BREAKER OPEN: the rules would kick too many sessions; kicking nothing until the rules change",
-			"would_kick", len(kicks), "sessions", n, "fraction", a.set.BreakerFraction, "rev", rs.Rev())
+			"would_kick", judged, "sessions", n, "fraction", a.set.BreakerFraction, "rev", rs.Rev())
 	}
 	if b.open {
 		a.m.breakerOpen.Set(1)
@@ -128,12 +142,19 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 	})
 	perRule := map[string]int{}
 	chosen := map[*anvil.Session]*engine.Decision{}
+	capped := 0 // kicks counted against the global cap (drains are not)
+	a.st.refill(kicks, now, a.set.Interval)
 	for _, d := range kicks {
-		if len(chosen) >= a.set.MaxKicksPerCycle || (d.MaxKicksPerCycle > 0 && perRule[d.Rule] >= d.MaxKicksPerCycle) {
+		if (!d.Drain && capped >= a.set.MaxKicksPerCycle) ||
+			(d.MaxKicksPerCycle > 0 && perRule[d.Rule] >= d.MaxKicksPerCycle) ||
+			(d.Rate > 0 && !a.st.take(d.Rule)) {
 			a.report(d, audit.HeldBack, snap, rs, now)
 			continue
 		}
 		perRule[d.Rule]++
+		if !d.Drain {
+			capped++
+		}
 		chosen[d.Session] = d
 	}
 	if len(chosen) == 0 {

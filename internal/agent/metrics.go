@@ -7,21 +7,22 @@ import (
 // Metrics are the agent's Prometheus metrics. Labels stay bounded (rule,
 // result, service, action): never a user or an IP.
 type Metrics struct {
-	sessions      *prometheus.GaugeVec
-	cycles        *prometheus.CounterVec
-	cycleDuration prometheus.Histogram
-	anvilErrors   prometheus.Counter
-	decisions     *prometheus.GaugeVec
-	kicks         *prometheus.CounterVec
-	repeatKicks   *prometheus.CounterVec
-	reloads       *prometheus.CounterVec
-	reloadOK      prometheus.Gauge
-	reloadTime    prometheus.Gauge
-	rulesLoaded   prometheus.Gauge
-	policyLoaded  prometheus.Gauge
-	breakerOpen   prometheus.Gauge
-	lastCycleTime prometheus.Gauge
-	expiredRules  prometheus.Gauge
+	sessions       *prometheus.GaugeVec
+	cycles         *prometheus.CounterVec
+	cycleDuration  prometheus.Histogram
+	anvilErrors    prometheus.Counter
+	decisions      *prometheus.GaugeVec
+	kicks          *prometheus.CounterVec
+	repeatKicks    *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	reloadOK       prometheus.Gauge
+	reloadTime     prometheus.Gauge
+	rulesLoaded    prometheus.Gauge
+	policyLoaded   prometheus.Gauge
+	breakerOpen    prometheus.Gauge
+	lastCycleTime  prometheus.Gauge
+	expiredRules   prometheus.Gauge
+	drainRemaining *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -59,9 +60,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Time of the last cycle that completed."}),
 		expiredRules: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_expired",
 			Help: "YAML rules past their expires time (inactive)."}),
+		drainRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_drain_remaining_sessions",
+			Help: "Sessions a drain rule still has to kick, by rule."}, []string{"rule"}),
 	}
 	reg.MustRegister(m.sessions, m.cycles, m.cycleDuration, m.anvilErrors, m.decisions, m.kicks,
 		m.repeatKicks, m.reloads, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
-		m.breakerOpen, m.lastCycleTime, m.expiredRules)
+		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
 	return m
 }

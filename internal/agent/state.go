@@ -2,6 +2,8 @@ package agent
 
 import (
 	"time"
+
+	"github.com/kickagent/kickagent/internal/engine"
 )
 
 // state is what the loop remembers between cycles. Anvil keeps no session
@@ -16,6 +18,18 @@ type state struct {
 		rev  string // the ruleset that tripped it
 	}
 	status string // one-line summary for systemd STATUS=
+	// buckets pace rules with a rate: kicks allowed so far, per rule.
+	buckets map[string]*bucket
+	// cutoffs: reset time → the first snapshot the agent took at or
+	// after it (see engine.Input.SnapshotAfter).
+	cutoffs map[time.Time]time.Time
+}
+
+// bucket is a token bucket for one paced rule.
+type bucket struct {
+	tokens float64
+	last   time.Time
+	rate   float64
 }
 
 func (s *state) init() {
@@ -23,6 +37,59 @@ func (s *state) init() {
 	s.decidedAt = map[string]time.Time{}
 	s.reported = map[string]string{}
 	s.kicksOf = map[string][]time.Time{}
+	s.buckets = map[string]*bucket{}
+	s.cutoffs = map[time.Time]time.Time{}
+}
+
+// refill adds the kicks each paced rule has earned since the last cycle.
+// A new rule starts with one kick, so that progress shows at once but the
+// rate is never exceeded by more than one kick; a bucket holds at most one
+// interval's worth (plus that one).
+func (s *state) refill(kicks []*engine.Decision, now time.Time, interval time.Duration) {
+	seen := map[string]bool{}
+	for _, d := range kicks {
+		if d.Rate <= 0 || seen[d.Rule] {
+			continue
+		}
+		seen[d.Rule] = true
+		b := s.buckets[d.Rule]
+		if b == nil || b.rate != d.Rate {
+			s.buckets[d.Rule] = &bucket{tokens: 1, last: now, rate: d.Rate}
+			continue
+		}
+		b.tokens = min(b.tokens+d.Rate*now.Sub(b.last).Seconds(), d.Rate*interval.Seconds()+1)
+		b.last = now
+	}
+	for rule := range s.buckets {
+		if !seen[rule] {
+			delete(s.buckets, rule)
+		}
+	}
+}
+
+// take spends one kick of rule's bucket.
+func (s *state) take(rule string) bool {
+	b := s.buckets[rule]
+	if b == nil || b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// snapshotAfter returns the first snapshot time at or after t: the cutoff
+// of a logged_in_before rule. The current snapshot (now) is the first one
+// evaluated with t in the past, unless one was recorded before.
+func (s *state) snapshotAfter(t, now time.Time) (time.Time, bool) {
+	if now.Before(t) {
+		return time.Time{}, false
+	}
+	c, ok := s.cutoffs[t]
+	if !ok {
+		c = now
+		s.cutoffs[t] = c
+	}
+	return c, true
 }
 
 // observe records the sessions present now and forgets those gone.

@@ -26,8 +26,11 @@ const DefaultGreetTimeout = 150 * time.Millisecond
 // maxGreetWait bounds the wait for a greeting from a server known to be 2.4.
 const maxGreetWait = 5 * time.Second
 
-// hinted23GreetWait is the greeting wait when base_dir looks like 2.3.
-const hinted23GreetWait = 25 * time.Millisecond
+// hinted23GreetWait is the greeting wait when base_dir looks like 2.3: just
+// enough to see a greeting already on its way. A 2.4 anvil that greets
+// later still has its greeting read as the first dump line, and the dump is
+// retried as 2.4 (Client.Dump).
+const hinted23GreetWait = 2 * time.Millisecond
 
 // Client opens connections to one anvil socket.
 type Client struct {

@@ -317,9 +317,10 @@ func TestConnReuse(t *testing.T) {
 			if proto == anvil.Proto24 {
 				first, second = dump24, "\n1\tzoe\timap\t\t"+guidA+"\t\n\n"
 			}
-			srv := anviltest.New(t, proto, anviltest.WithDump(first), anviltest.WithHint23())
+			srv := anviltest.New(t, proto, anviltest.WithDump(first))
 			ctx := testCtx(t, 10*time.Second)
-			c, err := (&anvil.Client{Path: srv.Path}).Open(ctx)
+			// Open does not retry a wrong guess, so the protocol is given.
+			c, err := (&anvil.Client{Path: srv.Path, Protocol: proto}).Open(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

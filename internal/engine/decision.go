@@ -39,6 +39,14 @@ type Decision struct {
 	Action Action
 	// MaxKicksPerCycle paces the rule (0: no per-rule limit).
 	MaxKicksPerCycle int
+	// Rate paces the rule in kicks per second (0: not paced).
+	Rate float64
+	// Drain marks a drain rule: paced by Rate, exempt from the circuit
+	// breaker and the global per-cycle cap, and ended by the agent once
+	// nothing matches it.
+	Drain bool
+	// File is where the deciding YAML rule is defined ("" for Rego).
+	File string
 }
 
 // SessionID is a session's identity across snapshots: the connection GUID

@@ -35,7 +35,10 @@ func (u *userSet) empty() bool { return len(u.exact) == 0 && len(u.globs) == 0 }
 
 func (u *userSet) match(name string) bool {
 	if len(u.exact) > 0 {
-		if _, ok := u.exact[foldASCII(name)]; ok {
+		// Folding into a stack buffer and indexing with string(b)
+		// does not allocate, unlike foldASCII on a lower-case name.
+		var buf [64]byte
+		if _, ok := u.exact[string(appendFold(buf[:0], name))]; ok {
 			return true
 		}
 	}
@@ -45,6 +48,18 @@ func (u *userSet) match(name string) bool {
 		}
 	}
 	return false
+}
+
+// appendFold appends s to dst with ASCII letters upper-cased, as foldASCII.
+func appendFold(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // foldASCII upper-cases ASCII letters only, like Dovecot's i_toupper, and

@@ -83,16 +83,16 @@ func Load(ctx context.Context, src Sources) (*Ruleset, error) {
 		if spec == nil {
 			continue
 		}
-		for _, u := range spec.AllowUsers {
+		for i, u := range spec.AllowUsers {
 			if u == "" {
-				errs = append(errs, &Error{File: f, Line: spec.allowLines["users"], Msg: "allow.users: empty mask"})
+				errs = append(errs, &Error{File: f, Line: itemLine(spec.allowLines["users"], i, 0), Msg: "allow.users: empty mask"})
 			}
 			allowUsers = append(allowUsers, u)
 		}
-		for _, n := range spec.AllowNetworks {
+		for i, n := range spec.AllowNetworks {
 			p, err := parseNetwork(n)
 			if err != nil {
-				errs = append(errs, &Error{File: f, Line: spec.allowLines["networks"], Msg: "allow.networks: " + err.Error()})
+				errs = append(errs, &Error{File: f, Line: itemLine(spec.allowLines["networks"], i, 0), Msg: "allow.networks: " + err.Error()})
 				continue
 			}
 			allowNets = append(allowNets, p)

@@ -46,16 +46,33 @@ import (
 //	 "ip_sessions" (sessions from this client IP; 0 without IP)}
 //
 // Policies may call the Go builtins kickagent.in_networks and
-// kickagent.user_match (rego_builtins.go).
+// kickagent.user_match (rego_builtins.go); "kickagent test-policy" runs a
+// policy's *_test.rego files with them (a stock "opa test" lacks them).
 //
-// Cost and caching (see rego_cache.go): a decision is cached per session
-// id and reused while the session's input is unchanged, so a poll cycle
+// Cost and caching (rego_cache.go): a decision is cached per session id
+// and reused while the session's input is unchanged, so a poll cycle
 // evaluates only new (or changed) sessions. That is valid only when a
 // session's decision depends on that session's object alone. LoadPolicy
 // checks the compiled policy and falls back to evaluating every session
 // every cycle (Volatile says why) when it reads input.now/now_ns, calls a
 // non-deterministic builtin such as time.now_ns, or looks at
-// input.sessions other than by iterating it once in a kick rule.
+// input.sessions other than by iterating it once in a kick rule: use the
+// per-session aggregates (user_sessions, ip_sessions) instead of joins,
+// and first_seen_ns instead of the clock.
+//
+// Pitfalls for policy authors (measured in opa-performance.md):
+//   - Rego costs microseconds per session and expression: put the cheap,
+//     selective test first (s.dest_ip != "" before a lookup).
+//   - Lists of CIDRs or masks: kickagent.in_networks / user_match, not a
+//     loop of net.cidr_contains or glob.match (~1 µs per session and item).
+//   - glob.match(p, [], x) treats "." as a delimiter ("*@example.org" does
+//     not match "john.doe@example.org"), pass null; it is case-sensitive.
+//   - OPA builtins fail silently: net.cidr_contains on "10.0.0.0/33" is
+//     undefined, never true. The kickagent builtins fail the evaluation;
+//     test-policy makes every builtin error fail the test.
+//   - A partial set keyed by session (bad contains s.id if …) looked up
+//     per session (bad[s.id]) is re-evaluated per lookup: quadratic. Use a
+//     function of s, or a complete rule (bad := {s.id | …}).
 
 // Package and query every policy must provide.
 const (

@@ -118,11 +118,14 @@ func analyzePolicy(c *ast.Compiler, files []string) (policyDeps, Errors) {
 		}
 	}
 	if !hasKick {
-		file := ""
+		e := &Error{Msg: "no kick rule: the policy must define " + policyQuery}
 		if len(files) > 0 {
-			file = files[0]
+			e.File = files[0]
+			if m := c.Modules[files[0]]; m != nil {
+				e.Line = locRow(m.Package.Location)
+			}
 		}
-		return d, Errors{{File: file, Msg: "no kick rule: the policy must define " + policyQuery}}
+		return d, Errors{e}
 	}
 	return d, nil
 }

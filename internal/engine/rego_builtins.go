@@ -276,21 +276,26 @@ func withRegoBuiltinErrs(ctx context.Context) (context.Context, *regoBuiltinErrs
 	return context.WithValue(ctx, regoErrsKey{}, be), be
 }
 
-// report records err for Evaluate (at most a few, with the policy
-// location) and returns it for OPA.
-func regoReport(bctx rego.BuiltinContext, err error) error {
+// regoReport records err of builtin name for Evaluate (at most a few,
+// with the policy location) and returns it for OPA, which adds the name
+// and location itself.
+func regoReport(bctx rego.BuiltinContext, name string, err error) error {
+	if bctx.Context == nil {
+		return err
+	}
+	be, ok := bctx.Context.Value(regoErrsKey{}).(*regoBuiltinErrs)
+	if !ok {
+		return err
+	}
+	located := fmt.Errorf("%s: %w", name, err)
 	if bctx.Location != nil {
-		err = fmt.Errorf("%s:%d: %w", bctx.Location.File, bctx.Location.Row, err)
+		located = fmt.Errorf("%s:%d: %s: %w", bctx.Location.File, bctx.Location.Row, name, err)
 	}
-	if bctx.Context != nil {
-		if be, ok := bctx.Context.Value(regoErrsKey{}).(*regoBuiltinErrs); ok {
-			be.mu.Lock()
-			if len(be.errs) < 5 {
-				be.errs = append(be.errs, err)
-			}
-			be.mu.Unlock()
-		}
+	be.mu.Lock()
+	if len(be.errs) < 5 {
+		be.errs = append(be.errs, located)
 	}
+	be.mu.Unlock()
 	return err
 }
 

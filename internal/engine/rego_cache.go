@@ -1,17 +1,14 @@
 package engine
 
 import (
-	"cmp"
 	"context"
-	"errors"
+	"encoding/binary"
 	"fmt"
-	"runtime"
-	"slices"
-	"sync"
+	"hash/maphash"
+	"net/netip"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/kickagent/kickagent/internal/anvil"
 )
@@ -19,8 +16,8 @@ import (
 // The decision cache.
 //
 // Rego costs ~46 µs per session naively and ~10 µs with the builtins
-// (opa-performance.md), but sessions live for many poll cycles and do
-// not change. So each Policy keeps, per session id, the session's input
+// (opa-performance.md); building a session's input term costs ~3 µs more.
+// But sessions live for many poll cycles and do not change. So each Policy keeps, per session id, the session's input
 // (fields, first_seen, aggregates), its input *ast.Term and the verdicts
 // the policy gave it. A cycle evaluates, in one batched Eval (split over
 // up to regoMaxWorkers goroutines when large), only the sessions that are
@@ -43,27 +40,116 @@ import (
 //     reads input.allow;
 //   - a different protocol (2.3 ↔ 2.4) empties the cache.
 //
-// The cache holds ~2 KB per session (input term, a copy of the session).
+// Memory: an entry holds a copy of the session and its verdicts, ~320 B
+// (32 MB at 100k sessions). Its input term (~1.5 KB, an OPA object is a Go
+// map) is dropped once the session is decided and rebuilt if it changes;
+// only a volatile policy keeps the terms (~1.8 KB per session), as it
+// needs them every cycle (building them costs ~0.4 s of CPU at 100k).
 
 // regoCache is a Policy's decision cache; guarded by Policy.mu.
 type regoCache struct {
 	proto     anvil.Protocol
 	allow     *Allow
 	allowTerm *ast.Term
-	entries   map[string]*regoEntry
+	entries   map[uint64]*regoEntry
+	seed      maphash.Seed
 	gen       uint64
+	// prev holds the entries of the last snapshot, to drop the gone ones
+	// without a walk over the map; spare is the buffer of the next.
+	prev, spare []*regoEntry
+	// users and ips are countAll's maps, reused.
+	users map[string]int
+	ips   map[netip.Addr]int
+}
+
+// The entries are found by a hash of the session's identity (SessionID's
+// parts: the GUID on 2.4; pid, service, user and IP on 2.3) in a
+// map[uint64], colliding entries chained: a lookup neither builds the id
+// string (2.3) nor hashes a struct key (both several times slower at 100k).
+
+func (c *regoCache) hashOf(s *anvil.Session) uint64 {
+	if s.ConnGUID != "" {
+		return maphash.String(c.seed, s.ConnGUID)
+	}
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(s.PID))
+	h.Write(b[:])
+	h.WriteString(s.Service)
+	h.WriteByte(0)
+	h.WriteString(s.User)
+	h.WriteByte(0)
+	if s.IP.IsValid() {
+		ip := s.IP.As16()
+		h.Write(ip[:])
+	}
+	return h.Sum64()
+}
+
+// sameID reports whether e is the entry of s (SessionID equal).
+func sameID(e *regoEntry, s *anvil.Session) bool {
+	if s.ConnGUID != "" || e.sess.ConnGUID != "" {
+		return s.ConnGUID == e.sess.ConnGUID
+	}
+	return s.PID == e.sess.PID && s.Service == e.sess.Service && s.User == e.sess.User && s.IP == e.sess.IP
+}
+
+func (c *regoCache) lookup(h uint64, s *anvil.Session) *regoEntry {
+	for e := c.entries[h]; e != nil; e = e.next {
+		if sameID(e, s) {
+			return e
+		}
+	}
+	return nil
+}
+
+func (c *regoCache) insert(e *regoEntry) {
+	e.next = c.entries[e.hash]
+	c.entries[e.hash] = e
+}
+
+func (c *regoCache) remove(e *regoEntry) {
+	head := c.entries[e.hash]
+	if head == e {
+		if e.next == nil {
+			delete(c.entries, e.hash)
+		} else {
+			c.entries[e.hash] = e.next
+		}
+		return
+	}
+	for p := head; p != nil; p = p.next {
+		if p.next == e {
+			p.next = e.next
+			return
+		}
+	}
 }
 
 type regoEntry struct {
+	hash         uint64
+	next         *regoEntry // same hash
 	id           string
 	sess         anvil.Session
 	firstSeen    time.Time
 	userSessions int
 	ipSessions   int
+	aggsKnown    bool
 	term         *ast.Term // nil: to build
 	verdicts     []regoVerdict
 	decided      bool
 	gen          uint64 // last Evaluate that saw the id
+}
+
+// setAggregates records the session's counts; a change invalidates the
+// term (it carries them).
+func (e *regoEntry) setAggregates(users, ips int) {
+	if e.aggsKnown && users == e.userSessions && ips == e.ipSessions {
+		return
+	}
+	e.userSessions, e.ipSessions, e.aggsKnown = users, ips, true
+	e.term = nil
 }
 
 type regoVerdict struct {
@@ -89,13 +175,6 @@ func (p *Policy) Stats() PolicyStats {
 	return p.stats
 }
 
-const (
-	// regoParallelMin is the batch size from which Eval is split across
-	// goroutines (one Eval runs on one core).
-	regoParallelMin = 2048
-	regoMaxWorkers  = 4
-)
-
 // Evaluate returns the policy's decisions on the snapshot, in snapshot
 // order (then by rule). Actions are kick or dry-run: the caller applies
 // the allow list.
@@ -108,13 +187,18 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 	if now.IsZero() {
 		now = snap.Taken
 	}
+	if now.IsZero() {
+		now = time.Now() // no clock given; still a sane first_seen
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	start := time.Now()
 	c := &p.cache
-	full := c.entries == nil
+	full := false
 	if c.entries == nil || c.proto != snap.Protocol {
-		c.entries = make(map[string]*regoEntry, len(snap.Sessions))
+		c.entries = make(map[uint64]*regoEntry, len(snap.Sessions))
+		c.seed = maphash.MakeSeed()
+		c.prev, c.spare = nil, nil
 		c.proto = snap.Protocol
 		full = true
 	}
@@ -124,49 +208,52 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		}
 		c.allow, c.allowTerm = in.Allow, allowTerm(in.Allow)
 	}
-	if p.deps.volatile != "" {
-		full = true
-	}
+	volatile := p.deps.volatile != ""
+	full = full || volatile
 	c.gen++
 
-	aggs := countAggregates(snap)
-	ents := make([]*regoEntry, len(snap.Sessions))
+	// With a volatile policy every term is used every cycle and kept, so
+	// keep its counts current; if the policy reads the counts, a change
+	// re-decides. Otherwise only the sessions to evaluate need counts.
+	allAggs := p.deps.aggregates || volatile
+	if allAggs {
+		c.countAll(snap)
+	}
+	ents := c.spare[:0]
 	var batch []*regoEntry
-	seen := 0
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
-		id := SessionID(s)
-		e := c.entries[id]
+		h := c.hashOf(s)
+		e := c.lookup(h, s)
 		switch {
 		case e == nil:
-			fs := now
+			e = &regoEntry{hash: h, id: SessionID(s), sess: *s, firstSeen: now}
 			if in.FirstSeen != nil {
-				fs = in.FirstSeen(id)
+				e.firstSeen = in.FirstSeen(e.id)
 			}
-			e = &regoEntry{id: id}
-			e.set(s, fs, &aggs)
-			c.entries[id] = e
+			c.insert(e)
 		case e.gen == c.gen:
 			// The same id twice in one snapshot: evaluated once, its
 			// decisions apply to both records.
-			ents[i] = e
+			ents = append(ents, e)
 			continue
 		default:
 			fs := e.firstSeen
 			if in.FirstSeen != nil {
-				fs = in.FirstSeen(id)
+				fs = in.FirstSeen(e.id)
 			}
-			us, is := aggs.of(s)
-			same := sameSession(&e.sess, s) && fs.Equal(e.firstSeen)
-			sameAggs := us == e.userSessions && is == e.ipSessions
-			if !same || (!sameAggs && p.deps.aggregates) {
-				e.decided = false
-			}
-			if !same || !sameAggs {
-				e.set(s, fs, &aggs)
+			if !sameSession(&e.sess, s) || !fs.Equal(e.firstSeen) {
+				e.sess, e.firstSeen = *s, fs
+				e.term, e.decided = nil, false
 			}
 		}
-		seen++
+		if allAggs {
+			us, is := c.aggregatesOf(s)
+			if e.aggsKnown && (us != e.userSessions || is != e.ipSessions) && p.deps.aggregates {
+				e.decided = false
+			}
+			e.setAggregates(us, is)
+		}
 		e.gen = c.gen
 		if full {
 			e.decided = false
@@ -174,20 +261,23 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		if !e.decided {
 			batch = append(batch, e)
 		}
-		ents[i] = e
+		ents = append(ents, e)
 	}
-	if len(c.entries) > seen {
-		for id, e := range c.entries {
-			if e.gen != c.gen {
-				delete(c.entries, id)
-			}
+	for _, e := range c.prev {
+		if e.gen != c.gen {
+			c.remove(e)
 		}
+	}
+	clear(c.prev)
+	c.prev, c.spare = ents, c.prev[:0]
+	if !allAggs && len(batch) > 0 {
+		c.countFor(snap, batch)
 	}
 
 	evals := 0
 	if len(batch) > 0 {
 		var err error
-		if evals, err = p.evalBatch(ctx, batch, now, snap.Protocol, c.allowTerm); err != nil {
+		if evals, err = p.evalBatch(ctx, batch, now, snap.Protocol, c.allowTerm, volatile); err != nil {
 			return nil, fmt.Errorf("policy %s: %w", p.name, err)
 		}
 	}
@@ -212,127 +302,11 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 	p.stats = PolicyStats{
 		Sessions:  len(snap.Sessions),
 		Evaluated: len(batch),
-		Reused:    seen - len(batch),
+		Reused:    len(ents) - len(batch),
 		Evals:     evals,
 		Decisions: len(out),
 		Full:      full,
 		Duration:  time.Since(start),
 	}
 	return out, nil
-}
-
-// set records s's input in e; the term is rebuilt when next needed.
-func (e *regoEntry) set(s *anvil.Session, firstSeen time.Time, aggs *regoAggregates) {
-	e.sess = *s
-	e.firstSeen = firstSeen
-	e.userSessions, e.ipSessions = aggs.of(s)
-	e.term = nil
-	e.decided = false
-}
-
-// evalBatch evaluates the entries, in one Eval or, when large, in one
-// Eval per worker over equal parts, and stores their verdicts. On error
-// nothing is marked decided.
-func (p *Policy) evalBatch(ctx context.Context, batch []*regoEntry, now time.Time, proto anvil.Protocol, allow *ast.Term) (int, error) {
-	ctx, berrs := withRegoBuiltinErrs(ctx)
-	workers := 1
-	if len(batch) >= regoParallelMin {
-		workers = min(runtime.GOMAXPROCS(0), regoMaxWorkers, len(batch)/(regoParallelMin/2))
-	}
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		part := batch[w*len(batch)/workers : (w+1)*len(batch)/workers]
-		wg.Go(func() { errs[w] = p.evalPart(ctx, part, now, proto, allow) })
-	}
-	wg.Wait()
-	err := errors.Join(errs...)
-	if berr := berrs.err(); berr != nil {
-		err = berr // ours say more than OPA's (if strict) and must not be lost (if not)
-	}
-	if err != nil {
-		return workers, err
-	}
-	for _, e := range batch {
-		slices.SortFunc(e.verdicts, func(a, b regoVerdict) int {
-			return cmp.Or(cmp.Compare(a.rule, b.rule), cmp.Compare(a.reason, b.reason))
-		})
-		e.decided = true
-	}
-	return workers, nil
-}
-
-func (p *Policy) evalPart(ctx context.Context, part []*regoEntry, now time.Time, proto anvil.Protocol, allow *ast.Term) error {
-	terms := make([]*ast.Term, len(part))
-	byID := make(map[string]*regoEntry, len(part))
-	for i, e := range part {
-		if e.term == nil {
-			e.term = sessionTerm(e.id, &e.sess, e.firstSeen, e.userSessions, e.ipSessions)
-		}
-		terms[i] = e.term
-		e.verdicts = nil
-		byID[e.id] = e
-	}
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(inputValue(terms, now, proto, allow)))
-	if err != nil {
-		return err
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return nil // kick undefined: no decisions
-	}
-	return collectVerdicts(rs[0].Expressions[0].Value, byID)
-}
-
-// collectVerdicts maps data.kickagent.kick back to the entries.
-func collectVerdicts(v any, byID map[string]*regoEntry) error {
-	items, ok := v.([]any)
-	if !ok {
-		return fmt.Errorf("%s: want a set of objects, got %T", policyQuery, v)
-	}
-	for _, it := range items {
-		obj, ok := it.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: element %v: want an object", policyQuery, it)
-		}
-		id, err := stringField(obj, "session")
-		if err != nil {
-			return err
-		}
-		rule, err := stringField(obj, "rule")
-		if err != nil {
-			return err
-		}
-		reason, err := stringField(obj, "reason")
-		if err != nil {
-			return err
-		}
-		action := ActionKick
-		if dr, ok := obj["dry_run"]; ok {
-			b, ok := dr.(bool)
-			if !ok {
-				return fmt.Errorf("%s: element %v: dry_run: want a boolean", policyQuery, obj)
-			}
-			if b {
-				action = ActionDryRun
-			}
-		}
-		e := byID[id]
-		if e == nil {
-			return fmt.Errorf("%s: element %v: unknown session %q (not in this evaluation's input.sessions)", policyQuery, obj, id)
-		}
-		e.verdicts = append(e.verdicts, regoVerdict{rule: rule, reason: reason, action: action})
-	}
-	return nil
-}
-
-func stringField(obj map[string]any, key string) (string, error) {
-	v, ok := obj[key]
-	if !ok {
-		return "", fmt.Errorf("%s: element %v: missing %q", policyQuery, obj, key)
-	}
-	s, ok := v.(string)
-	if !ok || s == "" {
-		return "", fmt.Errorf("%s: element %v: %q: want a non-empty string", policyQuery, obj, key)
-	}
-	return s, nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -38,81 +39,150 @@ var (
 	regoKeyIPSessions   = ast.StringTerm("ip_sessions")
 )
 
-// regoAggregates are the per-user and per-client-IP session counts of one
-// snapshot, computed in Go: a Rego policy would need a quadratic scan.
-type regoAggregates struct {
-	users map[string]int
-	ips   map[netip.Addr]int
+// Aggregates: the per-user and per-client-IP session counts of a snapshot,
+// computed in Go (in Rego they would need a quadratic scan). The maps are
+// kept in the cache and reused.
+
+// countAll counts every user and IP of the snapshot.
+func (c *regoCache) countAll(snap *anvil.Snapshot) {
+	if c.users == nil {
+		c.users = make(map[string]int, len(snap.Sessions))
+		c.ips = make(map[netip.Addr]int, len(snap.Sessions))
+	}
+	clear(c.users)
+	clear(c.ips)
+	for i := range snap.Sessions {
+		s := &snap.Sessions[i]
+		c.users[s.User]++
+		if s.IP.IsValid() {
+			c.ips[s.IP]++
+		}
+	}
 }
 
-func countAggregates(snap *anvil.Snapshot) regoAggregates {
-	a := regoAggregates{
-		users: make(map[string]int, len(snap.Sessions)/2),
-		ips:   make(map[netip.Addr]int, len(snap.Sessions)/2),
+// countFor counts only the users and IPs of the entries: one pass over
+// the snapshot with lookups in small maps.
+func (c *regoCache) countFor(snap *anvil.Snapshot, entries []*regoEntry) {
+	users := make(map[string]int, len(entries))
+	ips := make(map[netip.Addr]int, len(entries))
+	for _, e := range entries {
+		users[e.sess.User] = 0
+		if e.sess.IP.IsValid() {
+			ips[e.sess.IP] = 0
+		}
 	}
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
-		a.users[s.User]++
-		if s.IP.IsValid() {
-			a.ips[s.IP]++
+		if n, ok := users[s.User]; ok {
+			users[s.User] = n + 1
+		}
+		if n, ok := ips[s.IP]; ok {
+			ips[s.IP] = n + 1
 		}
 	}
-	return a
+	for _, e := range entries {
+		e.setAggregates(users[e.sess.User], ips[e.sess.IP])
+	}
 }
 
-// of returns s's user_sessions and ip_sessions.
-func (a *regoAggregates) of(s *anvil.Session) (users, ips int) {
-	users = a.users[s.User]
+// aggregatesOf returns s's counts after countAll.
+func (c *regoCache) aggregatesOf(s *anvil.Session) (users, ips int) {
+	users = c.users[s.User]
 	if s.IP.IsValid() {
-		ips = a.ips[s.IP]
+		ips = c.ips[s.IP]
 	}
 	return users, ips
 }
 
-func addrString(ip netip.Addr) string {
-	if !ip.IsValid() {
-		return ""
-	}
-	return ip.String()
-}
-
 func timeString(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
-// sessionTerm builds one element of input.sessions.
-func sessionTerm(id string, s *anvil.Session, firstSeen time.Time, userSessions, ipSessions int) *ast.Term {
-	alt := ast.NewObject()
-	s.AltFields(func(field, value string) {
-		alt.Insert(ast.StringTerm(field), ast.StringTerm(value))
-	})
+// termBuilder builds session terms, sharing the terms that repeat
+// (services, alt field names, the first_seen of sessions first seen in the
+// same cycle). One per goroutine.
+type termBuilder struct {
+	strs     map[string]*ast.Term
+	seen     time.Time
+	seenStr  *ast.Term
+	seenNs   *ast.Term
+	emptyAlt *ast.Term
+}
+
+func newTermBuilder() *termBuilder {
+	return &termBuilder{strs: make(map[string]*ast.Term), emptyAlt: ast.NewTerm(ast.NewObject())}
+}
+
+// shared returns a term for a string from a small set (service, field).
+func (b *termBuilder) shared(s string) *ast.Term {
+	t, ok := b.strs[s]
+	if !ok {
+		t = ast.StringTerm(s)
+		if len(b.strs) < 1024 {
+			b.strs[s] = t
+		}
+	}
+	return t
+}
+
+// session builds one element of input.sessions. The session's own terms
+// come from one slab (one allocation instead of six).
+func (b *termBuilder) session(e *regoEntry) *ast.Term {
+	s := &e.sess
+	slab := new([6]ast.Term)
+	str := func(i int, v string) *ast.Term {
+		slab[i].Value = ast.String(v)
+		return &slab[i]
+	}
+	addr := func(i int, ip netip.Addr) *ast.Term {
+		if !ip.IsValid() {
+			return regoEmpty
+		}
+		return str(i, ip.String())
+	}
+	alt := b.emptyAlt
+	if len(s.AltValues()) > 0 {
+		obj := ast.NewObject()
+		s.AltFields(func(field, value string) {
+			obj.Insert(b.shared(field), ast.StringTerm(value))
+		})
+		slab[5].Value = obj
+		alt = &slab[5]
+	}
+	id := str(0, e.id)
 	guid := regoEmpty
 	if s.ConnGUID != "" {
-		guid = ast.StringTerm(s.ConnGUID)
+		guid = id
+		if s.ConnGUID != e.id {
+			guid = ast.StringTerm(s.ConnGUID)
+		}
+	}
+	pid := ast.InternedTerm(0)
+	if s.PID != 0 {
+		slab[4].Value = ast.Number(strconv.FormatInt(s.PID, 10))
+		pid = &slab[4]
+	}
+	if !e.firstSeen.Equal(b.seen) || b.seenStr == nil {
+		b.seen = e.firstSeen
+		b.seenStr = ast.StringTerm(timeString(e.firstSeen))
+		b.seenNs = ast.InternedTerm(e.firstSeen.UnixNano())
 	}
 	return ast.ObjectTerm(
-		ast.Item(regoKeyID, ast.StringTerm(id)),
-		ast.Item(regoKeyUser, ast.StringTerm(s.User)),
-		ast.Item(regoKeyService, ast.InternedTerm(s.Service)),
-		ast.Item(regoKeyPID, ast.InternedTerm(s.PID)),
-		ast.Item(regoKeyIP, addrTerm(s.IP)),
+		ast.Item(regoKeyID, id),
+		ast.Item(regoKeyUser, str(1, s.User)),
+		ast.Item(regoKeyService, b.shared(s.Service)),
+		ast.Item(regoKeyPID, pid),
+		ast.Item(regoKeyIP, addr(2, s.IP)),
 		ast.Item(regoKeyConnGUID, guid),
-		ast.Item(regoKeyDestIP, addrTerm(s.DestIP)),
-		ast.Item(regoKeyAlt, ast.NewTerm(alt)),
+		ast.Item(regoKeyDestIP, addr(3, s.DestIP)),
+		ast.Item(regoKeyAlt, alt),
 		ast.Item(regoKeyConnections, ast.InternedTerm(s.Connections)),
-		ast.Item(regoKeyFirstSeen, ast.StringTerm(timeString(firstSeen))),
-		ast.Item(regoKeyFirstSeenNs, ast.InternedTerm(firstSeen.UnixNano())),
-		ast.Item(regoKeyUserSessions, ast.InternedTerm(userSessions)),
-		ast.Item(regoKeyIPSessions, ast.InternedTerm(ipSessions)),
+		ast.Item(regoKeyFirstSeen, b.seenStr),
+		ast.Item(regoKeyFirstSeenNs, b.seenNs),
+		ast.Item(regoKeyUserSessions, ast.InternedTerm(e.userSessions)),
+		ast.Item(regoKeyIPSessions, ast.InternedTerm(e.ipSessions)),
 	)
 }
 
 var regoEmpty = ast.StringTerm("")
-
-func addrTerm(ip netip.Addr) *ast.Term {
-	if !ip.IsValid() {
-		return regoEmpty
-	}
-	return ast.StringTerm(ip.String())
-}
 
 // allowTerm builds input.allow.
 func allowTerm(a *Allow) *ast.Term {

@@ -3,6 +3,7 @@ package engine
 import (
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/match"
@@ -10,19 +11,104 @@ import (
 
 // ruleIndex finds the rules that can match a session without trying every
 // rule: each rule is filed under one selector it requires (its networks,
-// proxy destinations, exact users or exact alt values), so the cost per
-// session does not grow with the number of such rules. Rules with none of
-// these (wildcard users only, services only) are scanned.
+// proxy destinations, users or alt values; a wildcard mask under its
+// literal prefix or suffix), so the cost per session does not grow with
+// the number of such rules. Rules with none of these (services only, masks
+// such as "*" or "*x*") are scanned.
 type ruleIndex struct {
 	byNet        map[netip.Prefix][]int32
 	v4lens       []int
 	v6lens       []int
 	byDest       map[netip.Addr][]int32
 	byUser       map[string][]int32 // ASCII-folded user
+	userGlobs    affixIndex         // wildcard user masks
 	byAlt        map[string][]int32 // field + "\x00" + folded value
+	altGlobs     affixIndex         // wildcard alt masks, keyed field + "\x00" + affix
 	scan         []int32
 	nrules       int
 	hasAltFields bool
+}
+
+// affixIndex files wildcard masks under the longer of their literal ends:
+// the part before the first wildcard or after the last one. A name can
+// match a mask only if it starts (ends) with the mask's literal prefix
+// (suffix), ASCII case-insensitively, so looking up each filed length of
+// the name's own prefix and suffix finds every mask that may match.
+type affixIndex struct {
+	pre, suf         map[string][]int32 // [field + "\x00" +] folded affix
+	preLens, sufLens []int
+}
+
+// literalAffix returns the literal prefix or suffix a wildcard mask (one
+// with '*' or '?') is filed under, or ok false when it has neither ("*",
+// "?x*").
+func literalAffix(mask string) (affix string, suffix, ok bool) {
+	pre := mask[:strings.IndexAny(mask, "*?")]
+	suf := mask[strings.LastIndexAny(mask, "*?")+1:]
+	switch {
+	case pre == "" && suf == "":
+		return "", false, false
+	case len(suf) > len(pre):
+		return suf, true, true
+	}
+	return pre, false, true
+}
+
+func (a *affixIndex) add(field, mask string, id int32) {
+	affix, suffix, _ := literalAffix(mask)
+	m, lens := &a.pre, &a.preLens
+	if suffix {
+		m, lens = &a.suf, &a.sufLens
+	}
+	if *m == nil {
+		*m = map[string][]int32{}
+	}
+	k := foldASCII(affix)
+	if field != "" {
+		k = field + "\x00" + k
+	}
+	(*m)[k] = append((*m)[k], id)
+	if !slices.Contains(*lens, len(affix)) {
+		*lens = append(*lens, len(affix))
+	}
+}
+
+func (a *affixIndex) empty() bool { return len(a.pre) == 0 && len(a.suf) == 0 }
+
+// lookup adds the rules filed under a prefix or suffix of name (of the
+// alt field, if not ""); key is scratch space, returned for reuse.
+func (a *affixIndex) lookup(key []byte, field, name string, add func([]int32)) []byte {
+	ns := 0
+	if field != "" {
+		key = append(append(key[:0], field...), 0)
+		ns = len(key)
+	}
+	for _, l := range a.preLens {
+		if l <= len(name) {
+			key = appendFold(key[:ns], name[:l])
+			add(a.pre[string(key)])
+		}
+	}
+	for _, l := range a.sufLens {
+		if l <= len(name) {
+			key = appendFold(key[:ns], name[len(name)-l:])
+			add(a.suf[string(key)])
+		}
+	}
+	return key
+}
+
+// indexable: every mask is exact or has a literal prefix or suffix.
+func indexable(masks []string) bool {
+	for _, m := range masks {
+		if !match.HasWildcards(m) {
+			continue
+		}
+		if _, _, ok := literalAffix(m); !ok {
+			return false
+		}
+	}
+	return len(masks) > 0
 }
 
 // scratch is per-evaluation state, so that a Ruleset stays immutable and
@@ -31,6 +117,7 @@ type scratch struct {
 	mark []uint32 // per rule: generation it was last collected in
 	gen  uint32
 	ids  []int32
+	key  []byte // folded lookup key, reused so that lookups do not allocate
 }
 
 func (ix *ruleIndex) newScratch() *scratch { return &scratch{mark: make([]uint32, ix.nrules)} }
@@ -57,14 +144,22 @@ func newRuleIndex(rules []*rule) *ruleIndex {
 			for d := range r.dests {
 				ix.byDest[d] = append(ix.byDest[d], id)
 			}
-		case len(r.userMasks) > 0 && !slices.ContainsFunc(r.userMasks, match.HasWildcards):
+		case indexable(r.userMasks):
 			for _, u := range r.userMasks {
+				if match.HasWildcards(u) {
+					ix.userGlobs.add("", u, id)
+					continue
+				}
 				k := foldASCII(u)
 				ix.byUser[k] = append(ix.byUser[k], id)
 			}
-		case r.altField != "" && !slices.ContainsFunc(r.altMasks, match.HasWildcards):
+		case r.altField != "" && indexable(r.altMasks):
 			ix.hasAltFields = true
 			for _, v := range r.altMasks {
+				if match.HasWildcards(v) {
+					ix.altGlobs.add(r.altField, v, id)
+					continue
+				}
 				k := r.altField + "\x00" + foldASCII(v)
 				ix.byAlt[k] = append(ix.byAlt[k], id)
 			}
@@ -107,11 +202,20 @@ func (ix *ruleIndex) candidates(sc *scratch, s *anvil.Session) []int32 {
 		add(ix.byDest[s.DestIP.Unmap()])
 	}
 	if len(ix.byUser) > 0 {
-		add(ix.byUser[foldASCII(s.User)])
+		sc.key = appendFold(sc.key[:0], s.User)
+		add(ix.byUser[string(sc.key)])
+	}
+	if !ix.userGlobs.empty() {
+		sc.key = ix.userGlobs.lookup(sc.key, "", s.User, add)
 	}
 	if ix.hasAltFields {
 		s.AltFields(func(field, value string) {
-			add(ix.byAlt[field+"\x00"+foldASCII(value)])
+			sc.key = append(append(sc.key[:0], field...), 0)
+			sc.key = appendFold(sc.key, value)
+			add(ix.byAlt[string(sc.key)])
+			if !ix.altGlobs.empty() {
+				sc.key = ix.altGlobs.lookup(sc.key, field, value, add)
+			}
 		})
 	}
 	add(ix.scan)

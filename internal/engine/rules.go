@@ -2,7 +2,9 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,11 @@ type rule struct {
 	dryRun   bool
 	expires  time.Time // zero: never
 	maxKicks int
+
+	// Job options (kickagent block/reset/drain write them).
+	loggedInBefore time.Time // zero: any session
+	rate           float64   // kicks per second; 0: not paced
+	drain          bool
 }
 
 func (r *rule) active(now time.Time) bool { return r.expires.IsZero() || now.Before(r.expires) }
@@ -38,12 +45,19 @@ func (r *rule) active(now time.Time) bool { return r.expires.IsZero() || now.Bef
 // compileRule checks a rule's invariants and builds its matchers.
 func compileRule(file string, s *ruleSpec) (*rule, Errors) {
 	var errs Errors
-	fail := func(key, format string, a ...any) {
-		line := s.line
-		if l, ok := s.lines[key]; ok {
-			line = l
-		}
+	failAt := func(line int, format string, a ...any) {
 		errs = append(errs, &Error{File: file, Line: line, Rule: s.Name, Msg: fmt.Sprintf(format, a...)})
+	}
+	keyLine := func(key string) int {
+		if l, ok := s.lines[key]; ok {
+			return l
+		}
+		return s.line
+	}
+	fail := func(key, format string, a ...any) { failAt(keyLine(key), format, a...) }
+	// failItem locates a problem with entry i of a list at its own line.
+	failItem := func(key string, i int, format string, a ...any) {
+		failAt(itemLine(s.itemLines[key], i, keyLine(key)), format, a...)
 	}
 	r := &rule{name: s.Name, description: s.Description, file: file, line: s.line,
 		dryRun: s.DryRun, maxKicks: s.MaxKicks, altField: s.PassdbField}
@@ -51,19 +65,19 @@ func compileRule(file string, s *ruleSpec) (*rule, Errors) {
 		fail("name", "a rule needs a name")
 	}
 	masks := func(key string, list []string) []string {
-		for _, m := range list {
+		for i, m := range list {
 			if m == "" {
-				fail(key, "%s: empty mask (use '*' to mean every user)", key)
+				failItem(key, i, "%s: empty mask (use '*' to mean every user)", key)
 			}
 		}
 		return list
 	}
 	nets := func(key string, list []string) []netip.Prefix {
 		var out []netip.Prefix
-		for _, n := range list {
+		for i, n := range list {
 			p, err := parseNetwork(n)
 			if err != nil {
-				fail(key, "%s: %v", key, err)
+				failItem(key, i, "%s: %v", key, err)
 				continue
 			}
 			out = append(out, p)
@@ -78,19 +92,19 @@ func compileRule(file string, s *ruleSpec) (*rule, Errors) {
 	r.exceptNets = newPrefixSet(nets("except_networks", s.ExceptNetworks))
 	if len(s.Services) > 0 {
 		r.services = make(map[string]struct{})
-		for _, svc := range s.Services {
+		for i, svc := range s.Services {
 			if svc == "" || strings.ContainsAny(svc, " /\t") {
-				fail("services", "services: bad service name %q", svc)
+				failItem("services", i, "services: bad service name %q", svc)
 			}
 			r.services[strings.ToLower(svc)] = struct{}{}
 		}
 	}
 	if len(s.DestHosts) > 0 {
 		r.dests = make(map[netip.Addr]struct{})
-		for _, d := range s.DestHosts {
+		for i, d := range s.DestHosts {
 			a, err := netip.ParseAddr(d)
 			if err != nil || a.Zone() != "" {
-				fail("dest_hosts", "dest_hosts: %q is not an IP address (anvil records the backend's address; host names are not resolved)", d)
+				failItem("dest_hosts", i, "dest_hosts: %q is not an IP address (anvil records the backend's address; host names are not resolved)", d)
 				continue
 			}
 			r.dests[a.Unmap()] = struct{}{}
@@ -117,7 +131,61 @@ func compileRule(file string, s *ruleSpec) (*rule, Errors) {
 	if s.MaxKicks < 0 {
 		fail("max_kicks_per_cycle", "max_kicks_per_cycle must be 0 (no limit) or more")
 	}
+	if s.LoggedInBefore != "" {
+		t, err := parseTime(s.LoggedInBefore)
+		if err != nil {
+			fail("logged_in_before", "logged_in_before: %q is not an RFC 3339 time", s.LoggedInBefore)
+		}
+		r.loggedInBefore = t
+	}
+	if s.Rate != "" {
+		v, err := ParseRate(s.Rate)
+		if err != nil {
+			fail("rate", "rate: %v", err)
+		}
+		r.rate = v
+	}
+	r.drain = s.Drain
 	return r, errs
+}
+
+// ParseRate reads a kick rate: "N/s", "N/m", or N (per second), N > 0.
+func ParseRate(s string) (float64, error) {
+	n, unit, _ := strings.Cut(s, "/")
+	v, err := strconv.ParseFloat(n, 64)
+	if err != nil || v <= 0 || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%q: want N/s or N/m with N > 0", s)
+	}
+	switch unit {
+	case "", "s":
+		return v, nil
+	case "m":
+		return v / 60, nil
+	}
+	return 0, fmt.Errorf("%q: want N/s or N/m", s)
+}
+
+// loggedInBeforeCutoff says whether s was already logged in when the rule's
+// reset took effect: first seen no later than the first snapshot taken at
+// or after logged_in_before. False while that time is in the future.
+func (r *rule) oldEnough(s *anvil.Session, in *Input) bool {
+	if r.loggedInBefore.IsZero() {
+		return true
+	}
+	cutoff, ok := in.Now, !in.Now.Before(r.loggedInBefore)
+	if in.SnapshotAfter != nil {
+		cutoff, ok = in.SnapshotAfter(r.loggedInBefore)
+	}
+	if !ok {
+		return false
+	}
+	seen := in.Now
+	if in.FirstSeen != nil {
+		if t := in.FirstSeen(SessionID(s)); !t.IsZero() {
+			seen = t
+		}
+	}
+	return !seen.After(cutoff)
 }
 
 // matches reports whether s is selected by the rule.

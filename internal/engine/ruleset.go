@@ -56,6 +56,27 @@ type Input struct {
 	// FirstSeen returns when a session id was first seen by the caller
 	// (nil: Now). Rego policies receive it as first_seen.
 	FirstSeen func(id string) time.Time
+	// SnapshotAfter returns the time of the first snapshot the caller took
+	// at or after t, or false while t is in the future. It is the cutoff
+	// of logged_in_before rules (nil: Now once t has passed).
+	SnapshotAfter func(t time.Time) (time.Time, bool)
+}
+
+// RuleRef names a YAML rule and where it is defined.
+type RuleRef struct {
+	Name, File string
+	Line       int
+}
+
+// DrainRules lists the active drain rules.
+func (rs *Ruleset) DrainRules() []RuleRef {
+	var out []RuleRef
+	for _, r := range rs.rules {
+		if r.drain {
+			out = append(out, RuleRef{r.name, r.file, r.line})
+		}
+	}
+	return out
 }
 
 // Evaluate decides on every session of the snapshot: at most one decision
@@ -73,7 +94,7 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 			var best *rule
 			for _, id := range rs.index.candidates(sc, s) {
 				r := rs.rules[id]
-				if !r.active(in.Now) || !r.matches(s) {
+				if !r.active(in.Now) || !r.matches(s) || !r.oldEnough(s, &in) {
 					continue
 				}
 				if best == nil || better(r, best) {
@@ -82,7 +103,8 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 			}
 			if best != nil {
 				d := &Decision{Session: s, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
-					Reason: best.explain(s), Action: ActionKick, MaxKicksPerCycle: best.maxKicks}
+					Reason: best.explain(s), Action: ActionKick, MaxKicksPerCycle: best.maxKicks,
+					Rate: best.rate, Drain: best.drain, File: best.file}
 				if best.dryRun {
 					d.Action = ActionDryRun
 				}

@@ -27,16 +27,20 @@ type ruleSpec struct {
 	DryRun         bool
 	Expires        string
 	MaxKicks       int
+	LoggedInBefore string
+	Rate           string
+	Drain          bool
 
-	line  int
-	lines map[string]int // key → line
+	line      int
+	lines     map[string]int   // key → line
+	itemLines map[string][]int // list key → line of each entry
 }
 
 // fileSpec is one rules file.
 type fileSpec struct {
 	AllowUsers    []string
 	AllowNetworks []string
-	allowLines    map[string]int
+	allowLines    map[string][]int // users, networks → line of each entry
 	Rules         []*ruleSpec
 }
 
@@ -47,7 +51,7 @@ var (
 	allowKeys = []string{"users", "networks"}
 	ruleKeys  = []string{"name", "description", "users", "networks", "services", "dest_hosts",
 		"passdb_field", "values", "except_users", "except_networks", "dry_run", "expires",
-		"max_kicks_per_cycle"}
+		"max_kicks_per_cycle", "logged_in_before", "rate", "drain"}
 )
 
 // parseRulesFile decodes one rules file strictly. Every problem is
@@ -68,8 +72,11 @@ func parseRulesFile(file string, data []byte) (*fileSpec, Errors) {
 		return nil, errs
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		fail(extra.Line, "", "more than one YAML document in a rules file")
+	case !errors.Is(err, io.EOF):
+		fail(yamlErrLine(err), "", "%s", yamlErrMsg(err))
 	}
 	fs := &fileSpec{}
 	root := &doc
@@ -86,17 +93,17 @@ func parseRulesFile(file string, data []byte) (*fileSpec, Errors) {
 	forEachKey(root, topKeys, func(line int, msg string) { fail(line, "", "%s", msg) }, func(key string, v *yaml.Node) {
 		switch key {
 		case "allow":
-			fs.allowLines = map[string]int{}
+			fs.allowLines = map[string][]int{}
 			if v.Kind != yaml.MappingNode {
 				fail(v.Line, "", "allow: want a mapping with users and networks")
 				return
 			}
 			forEachKey(v, allowKeys, func(line int, msg string) { fail(line, "", "allow: %s", msg) }, func(k string, lv *yaml.Node) {
-				fs.allowLines[k] = lv.Line
-				list, err := yamlList(lv)
+				list, lines, err := yamlList(lv)
 				if err != nil {
-					fail(lv.Line, "", "allow.%s: %v", k, err)
+					fail(errLine(err, lv.Line), "", "allow.%s: %v", k, err)
 				}
+				fs.allowLines[k] = lines
 				if k == "users" {
 					fs.AllowUsers = list
 				} else {
@@ -125,7 +132,7 @@ func parseRuleNode(n *yaml.Node, fail func(int, string, string, ...any)) *ruleSp
 		fail(n.Line, "", "a rule is a mapping (name, selectors, options)")
 		return nil
 	}
-	r := &ruleSpec{line: n.Line, lines: map[string]int{}}
+	r := &ruleSpec{line: n.Line, lines: map[string]int{}, itemLines: map[string][]int{}}
 	// The name first, so that every later error can name the rule.
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == "name" {
@@ -146,12 +153,24 @@ func parseRuleNode(n *yaml.Node, fail func(int, string, string, ...any)) *ruleSp
 		case "expires":
 			err = scalar(v, &r.Expires)
 		case "dry_run":
-			err = v.Decode(&r.DryRun)
+			if err = scalar(v, new(string)); err == nil && v.Decode(&r.DryRun) != nil {
+				err = fmt.Errorf("want true or false, not %q", v.Value)
+			}
 		case "max_kicks_per_cycle":
-			err = v.Decode(&r.MaxKicks)
+			if err = scalar(v, new(string)); err == nil && v.Decode(&r.MaxKicks) != nil {
+				err = fmt.Errorf("want a whole number, not %q", v.Value)
+			}
+		case "logged_in_before":
+			err = scalar(v, &r.LoggedInBefore)
+		case "rate":
+			err = scalar(v, &r.Rate)
+		case "drain":
+			if err = scalar(v, new(string)); err == nil && v.Decode(&r.Drain) != nil {
+				err = fmt.Errorf("want true or false, not %q", v.Value)
+			}
 		default:
 			var list []string
-			list, err = yamlList(v)
+			list, r.itemLines[key], err = yamlList(v)
 			switch key {
 			case "users":
 				r.Users = list
@@ -170,7 +189,7 @@ func parseRuleNode(n *yaml.Node, fail func(int, string, string, ...any)) *ruleSp
 			}
 		}
 		if err != nil {
-			fail(v.Line, r.Name, "%s: %s", key, yamlErrMsg(err))
+			fail(errLine(err, v.Line), r.Name, "%s: %v", key, err)
 			ok = false
 		}
 	})
@@ -215,35 +234,86 @@ func scalar(v *yaml.Node, dst *string) error {
 	return nil
 }
 
-// stringList accepts a list of scalars, or one scalar as a list of one.
-func yamlList(v *yaml.Node) ([]string, error) {
+// yamlList accepts a list of scalars, or one scalar as a list of one,
+// and returns the line of each entry. An empty list is refused like an
+// empty value: a selector that is present but empty would silently drop
+// out of the rule, widening it.
+func yamlList(v *yaml.Node) ([]string, []int, error) {
 	switch v.Kind {
 	case yaml.ScalarNode:
 		if v.Tag == "!!null" {
-			return nil, errors.New("empty value: give at least one entry")
+			return nil, nil, errors.New("empty value: give at least one entry")
 		}
-		return []string{v.Value}, nil
+		return []string{v.Value}, []int{v.Line}, nil
 	case yaml.SequenceNode:
+		if len(v.Content) == 0 {
+			return nil, nil, errors.New("empty list: give at least one entry")
+		}
 		out := make([]string, 0, len(v.Content))
+		lines := make([]int, 0, len(v.Content))
 		for _, e := range v.Content {
 			if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
-				return nil, fmt.Errorf("line %d: want a plain value in the list", e.Line)
+				return nil, nil, &lineError{e.Line, "want a plain value in the list"}
 			}
 			out = append(out, e.Value)
+			lines = append(lines, e.Line)
 		}
-		return out, nil
+		return out, lines, nil
 	}
-	return nil, errors.New("want a value or a list of values")
+	return nil, nil, errors.New("want a value or a list of values")
+}
+
+// lineError is a problem on a line other than the key's.
+type lineError struct {
+	line int
+	msg  string
+}
+
+func (e *lineError) Error() string { return e.msg }
+
+// errLine is the line err names, else def.
+func errLine(err error, def int) int {
+	var le *lineError
+	if errors.As(err, &le) {
+		return le.line
+	}
+	return def
+}
+
+// itemLine is the line of entry i of a list, else def.
+func itemLine(lines []int, i, def int) int {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return def
 }
 
 // yamlErrLine digs the line out of a yaml.v3 error ("yaml: line N: …").
+// yaml.v3 reports parser errors (as opposed to scanner errors) with the
+// 0-based line of the construct being parsed (parser.fail adds 1 only
+// for scanner errors), so those are shifted to the 1-based line here.
 func yamlErrLine(err error) int {
 	var n int
 	msg := err.Error()
 	if i := strings.Index(msg, "line "); i >= 0 {
 		fmt.Sscanf(msg[i+5:], "%d", &n)
 	}
+	if isParserError(yamlErrMsg(err)) {
+		n++
+	}
 	return n
+}
+
+// isParserError recognizes the messages of yaml.v3's parser (parserc.go);
+// everything else comes from the scanner.
+func isParserError(msg string) bool {
+	for _, p := range []string{"did not find expected ", "found undefined tag handle",
+		"found duplicate %YAML directive", "found incompatible YAML document", "found duplicate %TAG directive"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func yamlErrMsg(err error) string {
@@ -269,11 +339,21 @@ func parseNetwork(s string) (netip.Prefix, error) {
 		if p.Addr().Zone() != "" {
 			return netip.Prefix{}, fmt.Errorf("bad network %q: zones are not allowed", s)
 		}
-		return p, nil
+		return unmapPrefix(p), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
 		return netip.Prefix{}, fmt.Errorf("bad network %q: want a CIDR such as 192.0.2.0/24 or an address", s)
 	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	return unmapPrefix(netip.PrefixFrom(a, a.BitLen())), nil
+}
+
+// unmapPrefix turns an IPv4-mapped IPv6 network (::ffff:192.0.2.0/120)
+// into its IPv4 form (192.0.2.0/24): session addresses are unmapped before
+// lookup, so a mapped network would otherwise never match.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p
 }

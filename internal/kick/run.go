@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -130,11 +131,15 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 			snap, err = settle(ctx, conn, pending, opt)
 		}
 	}
+	var ix snapIndex
+	if err == nil {
+		ix = indexOf(snap)
+	}
 	for _, r := range pending {
 		switch {
 		case err != nil:
 			r.Outcome, r.Err = Failed, fmt.Errorf("could not confirm: %w", err)
-		case present(snap, r.Session):
+		case ix.has(r.Session):
 			r.Outcome = StillConnected
 		default:
 			r.Outcome = Kicked
@@ -165,9 +170,10 @@ func settle(ctx context.Context, conn Conn, pending []*Result, opt Options) (*an
 		if err != nil {
 			return nil, err
 		}
+		ix := indexOf(snap)
 		left := 0
 		for _, r := range pending {
-			if present(snap, r.Session) {
+			if ix.has(r.Session) {
 				left++
 			}
 		}
@@ -182,23 +188,42 @@ func settle(ctx context.Context, conn Conn, pending []*Result, opt Options) (*an
 	}
 }
 
+// identity is a session's identity across dumps: the connection GUID on
+// 2.4; pid and ident on 2.3.
+type identity struct {
+	guid          string
+	pid           int64
+	service, user string
+	ip            netip.Addr
+}
+
+func identityOf(s *anvil.Session) identity {
+	if s.ConnGUID != "" {
+		return identity{guid: s.ConnGUID}
+	}
+	return identity{pid: s.PID, service: s.Service, user: s.User, ip: s.IP}
+}
+
+// snapIndex answers "is this session still there" in constant time, so
+// that confirming a thousand kicks in a 100,000-session dump stays linear.
+type snapIndex map[identity]struct{}
+
+func indexOf(snap *anvil.Snapshot) snapIndex {
+	ix := make(snapIndex, len(snap.Sessions))
+	for i := range snap.Sessions {
+		ix[identityOf(&snap.Sessions[i])] = struct{}{}
+	}
+	return ix
+}
+
+func (ix snapIndex) has(s *anvil.Session) bool {
+	_, ok := ix[identityOf(s)]
+	return ok
+}
+
 // present reports whether s is still in snap: by connection GUID on 2.4,
 // by pid and ident on 2.3.
-func present(snap *anvil.Snapshot, s *anvil.Session) bool {
-	for i := range snap.Sessions {
-		o := &snap.Sessions[i]
-		if s.ConnGUID != "" {
-			if o.ConnGUID == s.ConnGUID {
-				return true
-			}
-			continue
-		}
-		if o.PID == s.PID && o.Service == s.Service && o.User == s.User && o.IP == s.IP {
-			return true
-		}
-	}
-	return false
-}
+func present(snap *anvil.Snapshot, s *anvil.Session) bool { return indexOf(snap).has(s) }
 
 // stuckLoginWait is how long a proxied session may take to leave anvil
 // after KICK-USER before it is presumed stuck in its login process.
@@ -217,10 +242,11 @@ func closeStuckLogins(snap *anvil.Snapshot, sig Signaler, pending []*Result) boo
 	for i := range snap.Sessions {
 		perPID[snap.Sessions[i].PID]++
 	}
+	ix := indexOf(snap)
 	signalled := false
 	for _, r := range pending {
 		s := r.Session
-		if !strings.HasSuffix(s.Service, "-login") || !s.DestIP.IsValid() || !present(snap, s) || perPID[s.PID] != 1 {
+		if !strings.HasSuffix(s.Service, "-login") || !s.DestIP.IsValid() || !ix.has(s) || perPID[s.PID] != 1 {
 			continue
 		}
 		if err := sig.Terminate(s.PID, s.Service); err == nil {

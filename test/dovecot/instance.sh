@@ -4,7 +4,8 @@
 #   instance.sh stop NAME    doveadm stop; waits for the master; kills only that master if stuck
 #   instance.sh stop-all     stops every instance, then unmounts the chroot's /proc and /dev
 #   instance.sh env NAME     prints $KA_ROOT/inst/NAME/env
-# NAME: v23 v23shared v23proxy (Dovecot 2.3, host) | v24 v24proxy v24proxyhp (2.4, chroot).
+# NAME: v23 v23shared v23proxy (Dovecot 2.3, host) | v24 v24proxy v24proxyhp (2.4, chroot);
+# b23 b24: benchmark instances (bench/run.sh), apart from the ones integration tests use.
 # 2.3 files live in $KA_ROOT/inst/NAME; 2.4 files in $KA_ROOT/trixie/ka/NAME (the env file
 # is always $KA_ROOT/inst/NAME/env). Users alice bob carol jane jano james dave eve "john doe",
 # password "pass". Run test/dovecot/install.sh first.
@@ -16,7 +17,7 @@ KA_ROOT=$(cd "$KA_ROOT" && pwd)
 case $KA_ROOT in *[[:space:]\'\"]*) echo "instance.sh: KA_ROOT must not contain spaces or quotes" >&2; exit 1 ;; esac
 T=$KA_ROOT/trixie
 USERS=(alice bob carol jane jano james dave eve "john doe")
-ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy)
+ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy b23 b24)
 
 die() { echo "instance.sh: $*" >&2; exit 1; }
 
@@ -32,6 +33,9 @@ def() {
   v24proxyhp) VER=2.4 KIND=proxy IMAP=31543 POP3=31510 BACKEND=v24
     EXTRA=$'service imap-login {\n  restart_request_count = unlimited\n  process_min_avail = 1\n}\nservice pop3-login {\n  restart_request_count = unlimited\n  process_min_avail = 1\n}' ;;
   v23proxy) VER=2.3 KIND=proxy IMAP=31643 POP3=31610 BACKEND=v23 ;;
+  b23) VER=2.3 KIND=backend IMAP=31743 POP3=31710 ;;
+  b24) VER=2.4 KIND=backend IMAP=31843 POP3=31810 # room for 1000 real IMAP sessions
+    EXTRA=$'default_client_limit = 5000\ndefault_vsz_limit = 1G\nmail_max_userip_connections = 2000\nservice imap {\n  process_limit = 1100\n}\nservice imap-login {\n  process_limit = 1100\n  restart_request_count = unlimited\n  process_min_avail = 2\n}' ;;
   *) die "unknown instance '$NAME' (known: ${ALL[*]})" ;;
   esac
   ENVDIR=$KA_ROOT/inst/$NAME
@@ -166,7 +170,7 @@ stop() {
 stop_all() {
   local n
   for n in "${ALL[@]}"; do stop "$n"; done
-  for n in v24 v24proxy v24proxyhp; do (def "$n"; ! master_pid >/dev/null) || return 0; done
+  for n in v24 v24proxy v24proxyhp b24; do (def "$n"; ! master_pid >/dev/null) || return 0; done
   [ -d "$T" ] || return 0
   if mountpoint -q "$T/dev"; then umount "$T/dev"; fi
   if mountpoint -q "$T/proc"; then umount "$T/proc"; fi

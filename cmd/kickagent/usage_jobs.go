@@ -1,0 +1,58 @@
+package main
+
+const blockUsage = `Usage:
+  kickagent block NETWORK|USER_MASK [--for DURATION] [--reason TEXT] [-c config | --rules-dir DIR]
+  kickagent unblock NETWORK|USER_MASK [-c config | --rules-dir DIR]
+  kickagent blocks [-c config | --rules-dir DIR]
+
+block writes a drop-in rule into the running agent's rules directory (found
+from its config file, default /etc/kickagent/kickagent.yaml, or --rules-dir):
+every session from NETWORK (an address or CIDR), or of users matching
+USER_MASK, is kicked on every cycle until the rule expires (--for, default
+24h); the agent deletes expired block files. The new file is checked
+together with the agent's other rules first and is not installed if the set
+would not load. unblock removes it; blocks lists active and expired blocks,
+resets and drains.
+
+The flags are:
+  --for D        how long the block lasts (default 24h)
+  --reason TEXT  recorded in the rule's description and so in the audit log
+  -c CONFIG      the agent's config file (rules_dir); default /etc/kickagent/kickagent.yaml
+  --rules-dir D  the drop-in directory, instead of reading the config
+`
+
+const resetUsage = `Usage: kickagent reset USER [--at TIME] [-f passdb_field] [--expire 24h] [-c config | --rules-dir DIR]
+
+After a password reset: every session of USER that was already logged in
+when the reset took effect is kicked, on every cycle until it is gone;
+sessions that log in after it (with the new password) are left alone.
+
+Anvil records no login time, so "already logged in" is defined by the
+agent: a session is old when the agent first saw it in a snapshot taken no
+later than the first snapshot at or after TIME. Guarantee: every session
+that existed at TIME is kicked. Limit: a session that logs in less than one
+interval after TIME (before the agent's next snapshot) may be kicked once
+too, and when the agent was not running at TIME, every session present at
+its first snapshot counts as old. The rule expires after --expire.
+
+The flags are:
+  --at TIME      when the reset took effect (RFC 3339; default now)
+  -f FIELD       USER is a value of the alt-username field FIELD (user_*)
+  --expire D     lifetime of the rule (default 24h)
+  -c, --rules-dir  as for block
+`
+
+const drainUsage = `Usage:
+  kickagent drain --dest IP [--rate N/s] [-c config | --rules-dir DIR]
+  kickagent drain --all [--rate N/s] [-c config | --rules-dir DIR]
+  kickagent drain --status [-a anvil_socket_path]
+  kickagent drain --dest IP --cancel | --all --cancel
+
+Drain before maintenance: the agent kicks every proxied session to backend
+IP (--dest), or every session on this server (--all), at most --rate per
+second (default 10/s), so clients reconnect gradually elsewhere. Drain rules
+bypass the circuit breaker and the global per-cycle cap (the rate paces
+them). The drain ends by itself: the agent deletes its file once nothing is
+left to kick. --status shows the drains, the sessions left and the time to
+go; --cancel stops one.
+`

@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+)
+
+const (
+	// regoParallelMin is the batch size from which Eval is split across
+	// goroutines (one Eval runs on one core).
+	regoParallelMin = 2048
+	regoMaxWorkers  = 4
+)
+
+// evalBatch evaluates the entries, in one Eval or, when large, in one
+// Eval per worker over equal parts, and stores their verdicts. On error
+// nothing is marked decided.
+func (p *Policy) evalBatch(ctx context.Context, batch []*regoEntry, now time.Time, proto anvil.Protocol, allow *ast.Term, keepTerms bool) (int, error) {
+	ctx, berrs := withRegoBuiltinErrs(ctx)
+	workers := 1
+	if len(batch) >= regoParallelMin {
+		workers = min(runtime.GOMAXPROCS(0), regoMaxWorkers, len(batch)/(regoParallelMin/2))
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		part := batch[w*len(batch)/workers : (w+1)*len(batch)/workers]
+		wg.Go(func() { errs[w] = p.evalPart(ctx, part, now, proto, allow) })
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if berr := berrs.err(); berr != nil {
+		err = berr // ours say more than OPA's (if strict) and must not be lost (if not)
+	}
+	if err != nil {
+		return workers, err
+	}
+	for _, e := range batch {
+		slices.SortFunc(e.verdicts, func(a, b regoVerdict) int {
+			return cmp.Or(cmp.Compare(a.rule, b.rule), cmp.Compare(a.reason, b.reason))
+		})
+		e.decided = true
+		if !keepTerms {
+			e.term = nil // built again only if the session changes
+		}
+	}
+	return workers, nil
+}
+
+func (p *Policy) evalPart(ctx context.Context, part []*regoEntry, now time.Time, proto anvil.Protocol, allow *ast.Term) error {
+	terms := make([]*ast.Term, len(part))
+	byID := make(map[string]*regoEntry, len(part))
+	b := newTermBuilder()
+	for i, e := range part {
+		if e.term == nil {
+			e.term = b.session(e)
+		}
+		terms[i] = e.term
+		e.verdicts = nil
+		byID[e.id] = e
+	}
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(inputValue(terms, now, proto, allow)))
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil // kick undefined: no decisions
+	}
+	return collectVerdicts(rs[0].Expressions[0].Value, byID)
+}
+
+// collectVerdicts maps data.kickagent.kick back to the entries.
+func collectVerdicts(v any, byID map[string]*regoEntry) error {
+	items, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("%s: want a set of objects, got %T", policyQuery, v)
+	}
+	for _, it := range items {
+		obj, ok := it.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: element %v: want an object", policyQuery, it)
+		}
+		id, err := stringField(obj, "session")
+		if err != nil {
+			return err
+		}
+		rule, err := stringField(obj, "rule")
+		if err != nil {
+			return err
+		}
+		reason, err := stringField(obj, "reason")
+		if err != nil {
+			return err
+		}
+		action := ActionKick
+		if dr, ok := obj["dry_run"]; ok {
+			b, ok := dr.(bool)
+			if !ok {
+				return fmt.Errorf("%s: element %v: dry_run: want a boolean", policyQuery, obj)
+			}
+			if b {
+				action = ActionDryRun
+			}
+		}
+		e := byID[id]
+		if e == nil {
+			return fmt.Errorf("%s: element %v: unknown session %q (not in this evaluation's input.sessions)", policyQuery, obj, id)
+		}
+		e.verdicts = append(e.verdicts, regoVerdict{rule: rule, reason: reason, action: action})
+	}
+	return nil
+}
+
+func stringField(obj map[string]any, key string) (string, error) {
+	v, ok := obj[key]
+	if !ok {
+		return "", fmt.Errorf("%s: element %v: missing %q", policyQuery, obj, key)
+	}
+	s, ok := v.(string)
+	if !ok || s == "" {
+		return "", fmt.Errorf("%s: element %v: %q: want a non-empty string", policyQuery, obj, key)
+	}
+	return s, nil
+}
