@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -31,6 +32,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
+	}
+	if args[0] != "run" {
+		// One-shot commands hold one snapshot and exit: collecting garbage
+		// less often saves a fifth of a 100,000-session listing.
+		debug.SetGCPercent(400)
 	}
 	switch args[0] {
 	case "who":

@@ -5,104 +5,139 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/match"
 )
 
-// writeWhoConns prints who -1: one row per connection. It is the hot path
-// of a 100,000-session listing, so it makes one pass for the column widths
-// and then writes the cells straight into the buffered writer, with no
-// per-row strings.
-func writeWhoConns(w io.Writer, snap *anvil.Snapshot, f *match.Filter) error {
-	titles := []string{"username", serviceTitle(snap), "pid", "ip"}
-	is24 := snap.Protocol == anvil.Proto24
-	if is24 {
+// bufferedRows is how many rows set the column widths before the rest is
+// streamed, as doveadm's table formatter does (its MAX_BUFFER_LINES): a
+// 100,000-row listing then needs memory for 100 rows. A later, wider value
+// pushes its line out instead of re-aligning everything.
+const bufferedRows = 100
+
+// connTable prints who -1: one row per connection.
+type connTable struct {
+	bw     *bufio.Writer
+	titles []string
+	width  []int
+	rows   [][]string // buffered until bufferedRows
+	stream bool
+	line   []byte
+	err    error
+}
+
+func newConnTable(w io.Writer, proto anvil.Protocol, altNames []string) *connTable {
+	titles := []string{"username", "proto", "pid", "ip"}
+	if proto == anvil.Proto24 {
+		titles[1] = "service"
 		titles = append(titles, "dest_ip")
-		titles = append(titles, snap.AltNames...)
+		titles = append(titles, altNames...)
 	}
-	width := make([]int, len(titles))
-	for i, t := range titles {
-		width[i] = len(t)
+	t := &connTable{bw: bufio.NewWriterSize(w, 256<<10), titles: titles, width: make([]int, len(titles))}
+	for i, s := range titles {
+		t.width[i] = textWidth(s)
 	}
-	sel := matching(snap, f)
-	buf := make([]byte, 0, 64)
-	for _, s := range sel {
-		width[0] = max(width[0], textWidth(s.User))
-		width[1] = max(width[1], textWidth(s.Service))
-		width[2] = max(width[2], len(strconv.AppendInt(buf[:0], s.PID, 10)))
-		width[3] = max(width[3], addrLen(&buf, s.IP))
-		if is24 {
-			width[4] = max(width[4], addrLen(&buf, s.DestIP))
-			for i, v := range s.AltValues() {
-				if 5+i < len(width) {
-					width[5+i] = max(width[5+i], textWidth(v))
-				}
+	return t
+}
+
+// add prints (or buffers) the rows of one session; 2.3 records stand for
+// refcount connections and are repeated, as doveadm does.
+func (t *connTable) add(s *anvil.Session) {
+	if t.err != nil {
+		return
+	}
+	cells := make([]string, 0, len(t.titles))
+	if t.stream {
+		cells = t.cellsInto(cells[:0], s)
+		t.writeRow(cells, max(s.Connections, 1))
+		return
+	}
+	cells = t.cellsInto(cells, s)
+	for i, c := range cells {
+		// The strings of a streamed session die with its line: copy.
+		cells[i] = strings.Clone(c)
+		t.width[i] = max(t.width[i], textWidth(c))
+	}
+	for n := 0; n < max(s.Connections, 1); n++ {
+		t.rows = append(t.rows, cells)
+	}
+	if len(t.rows) >= bufferedRows {
+		t.flushBuffered()
+	}
+}
+
+func (t *connTable) cellsInto(cells []string, s *anvil.Session) []string {
+	cells = append(cells, s.User, s.Service, strconv.FormatInt(s.PID, 10), addrText(s.IP))
+	if len(t.titles) > 4 {
+		cells = append(cells, addrText(s.DestIP))
+		alt := s.AltValues()
+		for i := range t.titles[5:] {
+			v := ""
+			if i < len(alt) {
+				v = alt[i]
 			}
+			cells = append(cells, v)
 		}
 	}
-	bw := bufio.NewWriterSize(w, 256<<10)
-	line := make([]byte, 0, 256)
-	pad := func(n, col int) {
-		for ; n < width[col]; n++ {
-			line = append(line, ' ')
+	return cells
+}
+
+func (t *connTable) flushBuffered() {
+	t.stream = true
+	t.writeRow(t.titles, 1)
+	for _, r := range t.rows {
+		t.writeRow(r, 1)
+	}
+	t.rows = nil
+}
+
+func (t *connTable) writeRow(cells []string, times int) {
+	if t.err != nil {
+		return
+	}
+	t.line = t.line[:0]
+	for i, c := range cells {
+		if i > 0 {
+			t.line = append(t.line, ' ')
+		}
+		t.line = append(t.line, c...)
+		for n := textWidth(c); n < t.width[i]; n++ {
+			t.line = append(t.line, ' ')
 		}
 	}
-	cellStr := func(v string, col int) {
-		if col > 0 {
-			line = append(line, ' ')
-		}
-		line = append(line, v...)
-		pad(textWidth(v), col)
+	// Empty trailing cells (absent alt fields) leave no trailing blanks.
+	for len(t.line) > 0 && t.line[len(t.line)-1] == ' ' {
+		t.line = t.line[:len(t.line)-1]
 	}
-	cellBytes := func(v []byte, col int) {
-		if col > 0 {
-			line = append(line, ' ')
-		}
-		line = append(line, v...)
-		pad(len(v), col)
+	t.line = append(t.line, '\n')
+	for ; times > 0 && t.err == nil; times-- {
+		_, t.err = t.bw.Write(t.line)
 	}
-	// end finishes the line: no trailing blanks (empty alt cells).
-	end := func() {
-		for len(line) > 0 && line[len(line)-1] == ' ' {
-			line = line[:len(line)-1]
-		}
-		line = append(line, '\n')
+}
+
+// close prints what is still buffered and flushes.
+func (t *connTable) close() error {
+	if !t.stream {
+		t.flushBuffered()
 	}
-	for i, t := range titles {
-		cellStr(t, i)
+	if t.err != nil {
+		return t.err
 	}
-	end()
-	if _, err := bw.Write(line); err != nil {
-		return err
-	}
-	for _, s := range sel {
-		line = line[:0]
-		cellStr(s.User, 0)
-		cellStr(s.Service, 1)
-		cellBytes(strconv.AppendInt(buf[:0], s.PID, 10), 2)
-		cellBytes(appendAddr(buf[:0], s.IP), 3)
-		if is24 {
-			cellBytes(appendAddr(buf[:0], s.DestIP), 4)
-			alt := s.AltValues()
-			for i := range snap.AltNames {
-				v := ""
-				if i < len(alt) {
-					v = alt[i]
-				}
-				cellStr(v, 5+i)
-			}
-		}
-		end()
-		// 2.3 records stand for refcount connections; doveadm repeats them.
-		for n := 0; n < max(s.Connections, 1); n++ {
-			if _, err := bw.Write(line); err != nil {
-				return err
-			}
+	return t.bw.Flush()
+}
+
+// writeWhoConns prints who -1 for a snapshot already in memory.
+func writeWhoConns(w io.Writer, snap *anvil.Snapshot, f *match.Filter) error {
+	t := newConnTable(w, snap.Protocol, snap.AltNames)
+	for i := range snap.Sessions {
+		if s := &snap.Sessions[i]; f.Match(s) {
+			t.add(s)
 		}
 	}
-	return bw.Flush()
+	return t.close()
 }
 
 // textWidth is the display width doveadm uses: UTF-8 characters.
@@ -115,17 +150,9 @@ func textWidth(s string) int {
 	return len(s)
 }
 
-func appendAddr(b []byte, a netip.Addr) []byte {
+func addrText(a netip.Addr) string {
 	if !a.IsValid() {
-		return b[:0]
+		return ""
 	}
-	return a.AppendTo(b)
-}
-
-func addrLen(buf *[]byte, a netip.Addr) int {
-	if !a.IsValid() {
-		return 0
-	}
-	*buf = a.AppendTo((*buf)[:0])
-	return len(*buf)
+	return a.String()
 }

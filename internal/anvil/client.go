@@ -2,12 +2,14 @@ package anvil
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -213,30 +215,43 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
 
 // readDump reads one dump reply up to its terminating empty line and
 // returns it without the terminator. On 2.4 the first line is the header
-// and may itself be empty.
+// and may itself be empty. It reads in large chunks straight into one
+// buffer: a 100,000-session dump is 5-10 MB.
 func (c *Conn) readDump(ctx context.Context) ([]byte, error) {
-	buf := make([]byte, 0, 256<<10)
+	buf := make([]byte, 0, 1<<20)
 	header := c.proto == Proto24
-	lineStart := 0
+	lineStart, scan := 0, 0
 	for {
-		chunk, err := c.r.ReadSlice('\n')
-		buf = append(buf, chunk...)
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
+		for {
+			i := bytes.IndexByte(buf[scan:], '\n')
+			if i < 0 {
+				break
+			}
+			end := scan + i
+			line := buf[lineStart:end]
+			scan = end + 1
+			switch {
+			case header:
+				header = false
+			case len(line) == 0:
+				if scan != len(buf) {
+					// Nothing was asked after CONNECT-DUMP.
+					return nil, protoErr(0, string(buf[scan:min(len(buf), scan+80)]), "unexpected data after the dump")
+				}
+				return buf[:lineStart], nil
+			case lineStart == 0 && c.guessed && bytes.HasPrefix(line, []byte("VERSION\tanvil-server\t")):
+				return nil, errLateGreeting
+			}
+			lineStart = scan
 		}
-		if err != nil {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := c.r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil && n == 0 {
 			return nil, c.ioError(ctx, "CONNECT-DUMP", err)
 		}
-		line := buf[lineStart : len(buf)-1]
-		switch {
-		case header:
-			header = false
-		case len(line) == 0:
-			return buf[:lineStart], nil
-		case lineStart == 0 && c.guessed && strings.HasPrefix(string(line), "VERSION\tanvil-server\t"):
-			return nil, errLateGreeting
-		}
-		lineStart = len(buf)
 	}
 }
 

@@ -13,8 +13,9 @@ import (
 // rule: each rule is filed under one selector it requires (its networks,
 // proxy destinations, users or alt values; a wildcard mask under its
 // literal prefix or suffix), so the cost per session does not grow with
-// the number of such rules. Rules with none of these (services only, masks
-// such as "*" or "*x*") are scanned.
+// the number of such rules. Rules with none of these but services are
+// filed under those; the rest (masks such as "*" or "*x*" alone) are
+// scanned.
 type ruleIndex struct {
 	byNet        map[netip.Prefix][]int32
 	v4lens       []int
@@ -24,6 +25,7 @@ type ruleIndex struct {
 	userGlobs    affixIndex         // wildcard user masks
 	byAlt        map[string][]int32 // field + "\x00" + folded value
 	altGlobs     affixIndex         // wildcard alt masks, keyed field + "\x00" + affix
+	byService    map[string][]int32 // lower-case service, for rules with nothing better
 	scan         []int32
 	nrules       int
 	hasAltFields bool
@@ -163,6 +165,13 @@ func newRuleIndex(rules []*rule) *ruleIndex {
 				k := r.altField + "\x00" + foldASCII(v)
 				ix.byAlt[k] = append(ix.byAlt[k], id)
 			}
+		case r.services != nil:
+			if ix.byService == nil {
+				ix.byService = map[string][]int32{}
+			}
+			for svc := range r.services {
+				ix.byService[svc] = append(ix.byService[svc], id)
+			}
 		default:
 			ix.scan = append(ix.scan, id)
 		}
@@ -217,6 +226,9 @@ func (ix *ruleIndex) candidates(sc *scratch, s *anvil.Session) []int32 {
 				sc.key = ix.altGlobs.lookup(sc.key, field, value, add)
 			}
 		})
+	}
+	if len(ix.byService) > 0 {
+		add(ix.byService[strings.ToLower(s.Service)])
 	}
 	add(ix.scan)
 	sc.ids = dst

@@ -1,0 +1,118 @@
+package anvil
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// Stream runs CONNECT-DUMP and calls each for every session as its line
+// arrives, without building a Snapshot: listing 100,000 sessions then
+// needs memory for one line, not for the dump. begin is called once
+// before the first session (also when there is none) with the protocol
+// and the 2.4 alt-field header. The Session and its strings are valid only
+// during the call; each copies what it keeps. A malformed line ends the
+// stream with an error (sessions before it were already passed on).
+func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []string) error, each func(s *Session) error) error {
+	stop := bindContext(ctx, c.nc)
+	defer stop()
+	if err := c.write("CONNECT-DUMP\n"); err != nil {
+		return err
+	}
+	var altNames []string
+	var scratch []byte // holds a line longer than bufio's buffer
+	readLine := func() ([]byte, error) {
+		line, err := c.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			scratch = append(scratch[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = c.r.ReadSlice('\n')
+				scratch = append(scratch, line...)
+			}
+			line = scratch
+		}
+		if err != nil {
+			return nil, c.ioError(ctx, "CONNECT-DUMP", err)
+		}
+		return line[:len(line)-1], nil
+	}
+	n := 0
+	if c.proto == Proto24 {
+		h, err := readLine()
+		if err != nil {
+			return err
+		}
+		n++
+		// The header outlives its line: copy it.
+		altNames = splitTab(nil, string(h))
+	}
+	fields := make([]string, 0, 8+len(altNames))
+	for {
+		line, err := readLine()
+		if err != nil {
+			if c.guessed && n == 0 {
+				return errLateGreeting
+			}
+			return err
+		}
+		n++
+		if n == 1 && c.guessed && bytes.HasPrefix(line, []byte("VERSION\tanvil-server\t")) {
+			return errLateGreeting
+		}
+		if begin != nil && (n == 1 || (n == 2 && c.proto == Proto24)) {
+			if err := begin(c.proto, altNames); err != nil {
+				return err
+			}
+			begin = nil
+		}
+		if len(line) == 0 {
+			return nil
+		}
+		// Valid until the next read; fn is told so.
+		text := unsafe.String(unsafe.SliceData(line), len(line))
+		fields = splitTab(fields, text)
+		var s Session
+		var reason string
+		if c.proto == Proto24 {
+			s, reason = parseSession24(fields)
+			if reason == "" && len(fields)-6 > len(altNames) {
+				reason = fmt.Sprintf("%d alt columns but the header names %d", len(fields)-6, len(altNames))
+			}
+			s.altNames = altNames
+			if len(fields) > 6 {
+				s.altValues = fields[6:]
+			}
+		} else {
+			s, reason = parseSession23(fields)
+		}
+		if reason != "" {
+			return fmt.Errorf("anvil %s: %w", c.path, protoErr(n, string(line), reason))
+		}
+		if err := each(&s); err != nil {
+			return err
+		}
+	}
+}
+
+// Stream opens a connection and streams one dump (see Conn.Stream). A 2.4
+// anvil that greeted after 2.3 was assumed is retried as 2.4, which is
+// safe because begin and each have not been called then.
+func (cl *Client) Stream(ctx context.Context, begin func(p Protocol, altNames []string) error, each func(s *Session) error) error {
+	c, err := cl.Open(ctx)
+	if err != nil {
+		return err
+	}
+	err = c.Stream(ctx, begin, each)
+	c.Close()
+	if !errors.Is(err, errLateGreeting) {
+		return err
+	}
+	if c, err = cl.open(ctx, Proto24); err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Stream(ctx, begin, each)
+}
