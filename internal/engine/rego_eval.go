@@ -17,26 +17,47 @@ import (
 )
 
 const (
-	// regoParallelMin is the batch size from which Eval is split across
-	// goroutines (one Eval runs on one core).
+	// regoChunk is the most sessions one Eval gets. A poll cycle's new
+	// sessions fit in one; a cold evaluation of 100k runs in chunks, so
+	// that only a few chunks' input terms are alive at once (an OPA object
+	// is a Go map: ~1.5 KB per session) instead of the whole snapshot's.
+	regoChunk = 8192
+	// regoParallelMin is the batch size from which chunks are evaluated
+	// by several goroutines (one Eval runs on one core).
 	regoParallelMin = 2048
 	regoMaxWorkers  = 4
 )
 
-// evalBatch evaluates the entries, in one Eval or, when large, in one
-// Eval per worker over equal parts, and stores their verdicts. On error
-// nothing is marked decided.
+// evalBatch evaluates the entries, in one Eval or, when large, in chunks
+// spread over up to regoMaxWorkers goroutines, and stores their verdicts.
+// It returns the number of Evals. On error nothing is marked decided.
 func (p *Policy) evalBatch(ctx context.Context, batch []*regoEntry, now time.Time, proto anvil.Protocol, allow *ast.Term, keepTerms bool) (int, error) {
 	ctx, berrs := withRegoBuiltinErrs(ctx)
 	workers := 1
 	if len(batch) >= regoParallelMin {
-		workers = min(runtime.GOMAXPROCS(0), regoMaxWorkers, len(batch)/(regoParallelMin/2))
+		workers = max(1, min(runtime.GOMAXPROCS(0), regoMaxWorkers, len(batch)/(regoParallelMin/2)))
 	}
-	errs := make([]error, workers)
+	// Equal chunks, at most regoChunk, at least one per worker.
+	chunks := max(workers, (len(batch)+regoChunk-1)/regoChunk)
+	errs := make([]error, chunks)
+	next := make(chan int, chunks)
+	for i := range chunks {
+		next <- i
+	}
+	close(next)
 	var wg sync.WaitGroup
-	for w := range workers {
-		part := batch[w*len(batch)/workers : (w+1)*len(batch)/workers]
-		wg.Go(func() { errs[w] = p.evalPart(ctx, part, now, proto, allow) })
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				part := batch[i*len(batch)/chunks : (i+1)*len(batch)/chunks]
+				errs[i] = p.evalPart(ctx, part, now, proto, allow)
+				if !keepTerms {
+					for _, e := range part {
+						e.term = nil // built again only if the session changes
+					}
+				}
+			}
+		})
 	}
 	wg.Wait()
 	err := errors.Join(errs...)
@@ -44,18 +65,15 @@ func (p *Policy) evalBatch(ctx context.Context, batch []*regoEntry, now time.Tim
 		err = berr // ours say more than OPA's (if strict) and must not be lost (if not)
 	}
 	if err != nil {
-		return workers, err
+		return chunks, err
 	}
 	for _, e := range batch {
 		slices.SortFunc(e.verdicts, func(a, b regoVerdict) int {
 			return cmp.Or(cmp.Compare(a.rule, b.rule), cmp.Compare(a.reason, b.reason))
 		})
 		e.decided = true
-		if !keepTerms {
-			e.term = nil // built again only if the session changes
-		}
 	}
-	return workers, nil
+	return chunks, nil
 }
 
 func (p *Policy) evalPart(ctx context.Context, part []*regoEntry, now time.Time, proto anvil.Protocol, allow *ast.Term) error {

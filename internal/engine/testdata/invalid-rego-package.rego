@@ -1,0 +1,4 @@
+# A policy must be in package kickagent.
+package policy.kick
+
+kick contains "x"

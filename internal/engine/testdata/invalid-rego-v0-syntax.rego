@@ -1,0 +1,5 @@
+package kickagent
+
+kick[x] {
+	x := {"session": "a", "rule": "r", "reason": "y"}
+}
