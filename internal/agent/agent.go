@@ -195,6 +195,9 @@ func (a *Agent) Reload(ctx context.Context) bool {
 }
 
 func (a *Agent) swap(rs *engine.Ruleset) {
+	if why := rs.PolicyVolatile(); why != "" {
+		a.log.Warn("the Rego policy is evaluated for every session every cycle (no decision cache)", "why", why)
+	}
 	a.rules.Store(rs)
 	a.m.reloadOK.Set(1)
 	a.m.reloadTime.Set(float64(a.now().Unix()))

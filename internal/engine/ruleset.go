@@ -28,6 +28,15 @@ func (rs *Ruleset) RuleCount() int { return len(rs.rules) }
 // HasPolicy reports whether Rego policies are loaded.
 func (rs *Ruleset) HasPolicy() bool { return rs.policy != nil }
 
+// PolicyVolatile says why the Rego policy must be evaluated whole every
+// cycle (it reads the time, or relates sessions to each other), or "".
+func (rs *Ruleset) PolicyVolatile() string {
+	if rs.policy == nil {
+		return ""
+	}
+	return rs.policy.Volatile()
+}
+
 // Files are the rule files loaded, in order.
 func (rs *Ruleset) Files() []string { return rs.files }
 
@@ -87,6 +96,16 @@ func (rs *Ruleset) DrainRules() []RuleRef {
 func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 	snap := in.Snapshot
 	byIdx := make(map[int]*Decision)
+	if in.SnapshotAfter != nil {
+		// Fix every reset's cutoff at the first snapshot at or after its
+		// time, whether or not a session matches now: a user with no
+		// session then who logs in later is new, not old.
+		for _, r := range rs.rules {
+			if !r.loggedInBefore.IsZero() && r.active(in.Now) {
+				in.SnapshotAfter(r.loggedInBefore)
+			}
+		}
+	}
 	if len(rs.rules) > 0 {
 		sc := rs.index.newScratch()
 		for i := range snap.Sessions {
