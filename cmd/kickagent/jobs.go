@@ -65,13 +65,19 @@ func install(ctx context.Context, j *jobFlags, kind dropin.Kind, target string, 
 		fmt.Fprintf(stderr, "kickagent %s: %v\n", kind, err)
 		return exitConfig
 	}
+	// Running a job again replaces its file; keep the old one to put back.
+	prev, prevErr := os.ReadFile(filepath.Join(dir, dropin.Name(kind, target)))
 	path, err := dropin.Write(dir, kind, target, r, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent %s: %v\n", kind, err)
 		return exitFailure
 	}
 	if _, err := engine.Load(ctx, src); err != nil {
-		os.Remove(path)
+		if prevErr == nil {
+			_ = dropin.Put(path, prev)
+		} else {
+			os.Remove(path)
+		}
 		fmt.Fprintf(stderr, "kickagent %s: the rule set would not load, nothing changed:\n%v\n", kind, err)
 		return exitConfig
 	}
@@ -148,19 +154,32 @@ func runUnblock(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitConfig
 	}
 	target := pos[0]
-	if p, ok := isNetwork(target); ok && p.String() != target {
-		// "192.0.2.1" was blocked as written; try the literal first.
-		if err := dropin.Remove(dir, dropin.Block, target); err == nil {
-			fmt.Fprintf(stdout, "unblocked %s\n", target)
+	if err := dropin.Remove(dir, dropin.Block, target); err == nil {
+		fmt.Fprintf(stdout, "unblocked %s\n", target)
+		return exitOK
+	}
+	// A network is blocked as written ("192.0.2.1", "192.0.2.7/24") and
+	// listed normalized ("192.0.2.1/32", "192.0.2.0/24"): any form of the
+	// same network unblocks it.
+	if p, ok := isNetwork(target); ok {
+		entries, err := dropin.List(dir, dropin.Block)
+		if err != nil {
+			fmt.Fprintf(stderr, "kickagent unblock: %v\n", err)
+			return exitFailure
+		}
+		removed := 0
+		for _, e := range entries {
+			if len(e.Rule.Networks) == 1 && e.Rule.Networks[0] == p.String() && os.Remove(e.Path) == nil {
+				removed++
+			}
+		}
+		if removed > 0 {
+			fmt.Fprintf(stdout, "unblocked %s\n", p)
 			return exitOK
 		}
 	}
-	if err := dropin.Remove(dir, dropin.Block, target); err != nil {
-		fmt.Fprintf(stderr, "kickagent unblock: no block for %q in %s (see kickagent blocks)\n", target, dir)
-		return exitNotFound
-	}
-	fmt.Fprintf(stdout, "unblocked %s\n", target)
-	return exitOK
+	fmt.Fprintf(stderr, "kickagent unblock: no block for %q in %s (see kickagent blocks)\n", target, dir)
+	return exitNotFound
 }
 
 func runBlocks(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -291,21 +310,9 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return install(ctx, &j, dropin.Drain, target, r, stdout, stderr)
 }
 
-// parseRate reads "N/s", "N/m" or a plain N (per second).
-func parseRate(s string) (float64, error) {
-	n, unit, _ := strings.Cut(s, "/")
-	v, err := strconv.ParseFloat(n, 64)
-	if err != nil || v <= 0 {
-		return 0, fmt.Errorf("%q: want N/s or N/m with N > 0", s)
-	}
-	switch unit {
-	case "", "s":
-		return v, nil
-	case "m":
-		return v / 60, nil
-	}
-	return 0, fmt.Errorf("%q: want N/s or N/m", s)
-}
+// parseRate reads "N/s", "N/m" or a plain N (per second), exactly as the
+// agent reads the rule's rate.
+func parseRate(s string) (float64, error) { return engine.ParseRate(s) }
 
 // drainStatus lists the drains and counts what each has left to kick.
 func drainStatus(ctx context.Context, j *jobFlags, af *anvilFlags, stdout, stderr io.Writer) int {

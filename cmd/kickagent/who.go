@@ -37,6 +37,9 @@ func runWho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *perConn && !*asJSON {
 		return whoStream(ctx, cl, &filter, stdout, stderr)
 	}
+	if !*asJSON {
+		return whoAggregatedStream(ctx, cl, &filter, stdout, stderr)
+	}
 	snap, err := cl.Dump(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
@@ -79,6 +82,34 @@ func whoStream(ctx context.Context, cl *anvil.Client, f *match.Filter, stdout, s
 		return exitTempFail
 	}
 	if err := t.close(); err != nil {
+		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// whoAggregatedStream aggregates while the dump arrives, keeping one copy
+// of each user's strings instead of the whole snapshot.
+func whoAggregatedStream(ctx context.Context, cl *anvil.Client, f *match.Filter, stdout, stderr io.Writer) int {
+	var a *aggregator
+	var proto anvil.Protocol
+	err := cl.Stream(ctx, func(p anvil.Protocol, _ []string) error {
+		a, proto = newAggregator(p, f), p
+		return nil
+	}, func(s *anvil.Session) error {
+		a.add(s)
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
+		return exitTempFail
+	}
+	w := bufio.NewWriterSize(stdout, 256<<10)
+	err = writeGroups(w, proto, a, f)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
 		return exitFailure
 	}

@@ -19,46 +19,64 @@ type whoGroup struct {
 	conns         int
 	pids          []int64
 	ips           []netip.Addr
-	sessions      []*anvil.Session
+	altMatched    bool // with -f: a session's alt value matched the masks
 }
 
-// aggregate groups sessions by (user, service) as doveadm who does. On 2.4
-// sessions without a username are grouped by their first IP as well.
-func aggregate(snap *anvil.Snapshot) []*whoGroup {
-	type key struct {
-		user, service string
-		ip            netip.Addr
+// aggKey identifies a group; on 2.4 sessions without a username are
+// grouped by their IP as well, as doveadm does.
+type aggKey struct {
+	user, service string
+	ip            netip.Addr
+}
+
+// aggregator groups sessions by (user, service) as doveadm who does. It
+// takes sessions one by one (from a stream, whose strings are transient)
+// and keeps one copy of each group's strings.
+type aggregator struct {
+	proto  anvil.Protocol
+	f      *match.Filter
+	idx    map[aggKey]*whoGroup
+	groups []*whoGroup
+}
+
+func newAggregator(p anvil.Protocol, f *match.Filter) *aggregator {
+	// Sized for a large server up front: growing the map rehashes it.
+	return &aggregator{proto: p, f: f, idx: make(map[aggKey]*whoGroup, 1<<15)}
+}
+
+func (a *aggregator) add(s *anvil.Session) {
+	k := aggKey{user: s.User, service: s.Service}
+	if s.User == "" && a.proto == anvil.Proto24 {
+		k.ip = s.IP
 	}
-	idx := make(map[key]*whoGroup)
-	var groups []*whoGroup
-	for i := range snap.Sessions {
-		s := &snap.Sessions[i]
-		k := key{user: s.User, service: s.Service}
-		if s.User == "" && snap.Protocol == anvil.Proto24 {
-			k.ip = s.IP
-		}
-		g := idx[k]
-		if g == nil {
-			g = &whoGroup{user: s.User, service: s.Service}
-			idx[k] = g
-			groups = append(groups, g)
-		}
-		g.conns += s.Connections
-		g.sessions = append(g.sessions, s)
-		if s.IP.IsValid() && !slices.Contains(g.ips, s.IP) {
-			g.ips = append(g.ips, s.IP)
-		}
-		if !slices.Contains(g.pids, s.PID) {
-			g.pids = append(g.pids, s.PID)
-		}
+	g := a.idx[k] // a lookup keeps no reference to the transient strings
+	if g == nil {
+		k.user, k.service = strings.Clone(s.User), strings.Clone(s.Service)
+		g = &whoGroup{user: k.user, service: k.service}
+		a.idx[k] = g
+		a.groups = append(a.groups, g)
 	}
-	slices.SortFunc(groups, func(a, b *whoGroup) int {
-		if c := strings.Compare(a.user, b.user); c != 0 {
+	g.conns += max(s.Connections, 1)
+	if a.f.AltField != "" && !g.altMatched && a.f.MatchUser(s) {
+		g.altMatched = true
+	}
+	if s.IP.IsValid() && !slices.Contains(g.ips, s.IP) {
+		g.ips = append(g.ips, s.IP)
+	}
+	if !slices.Contains(g.pids, s.PID) {
+		g.pids = append(g.pids, s.PID)
+	}
+}
+
+// sorted returns the groups by user and service.
+func (a *aggregator) sorted() []*whoGroup {
+	slices.SortFunc(a.groups, func(x, y *whoGroup) int {
+		if c := strings.Compare(x.user, y.user); c != 0 {
 			return c
 		}
-		return strings.Compare(a.service, b.service)
+		return strings.Compare(x.service, y.service)
 	})
-	return groups
+	return a.groups
 }
 
 // groupMatches applies the filter to a whole group as doveadm does: the
@@ -66,7 +84,7 @@ func aggregate(snap *anvil.Snapshot) []*whoGroup {
 // field (which doveadm ignores here), any session's alt value may match.
 func groupMatches(g *whoGroup, f *match.Filter) bool {
 	if f.AltField != "" {
-		if !slices.ContainsFunc(g.sessions, f.MatchUser) {
+		if !g.altMatched {
 			return false
 		}
 	} else if !f.MatchName(g.user) {
@@ -79,21 +97,41 @@ func groupMatches(g *whoGroup, f *match.Filter) bool {
 }
 
 func writeWhoAggregated(w io.Writer, snap *anvil.Snapshot, f *match.Filter) error {
-	t := newTable("username", "#", serviceTitle(snap), "(pids)", "(ips)")
-	for _, g := range aggregate(snap) {
+	a := newAggregator(snap.Protocol, f)
+	for i := range snap.Sessions {
+		a.add(&snap.Sessions[i])
+	}
+	return writeGroups(w, snap.Protocol, a, f)
+}
+
+func writeGroups(w io.Writer, p anvil.Protocol, a *aggregator, f *match.Filter) error {
+	title := "service"
+	if p == anvil.Proto23 {
+		title = "proto"
+	}
+	t := newTable("username", "#", title, "(pids)", "(ips)")
+	var b []byte
+	for _, g := range a.sorted() {
 		if !groupMatches(g, f) {
 			continue
 		}
-		pids := make([]string, len(g.pids))
+		b = append(b[:0], '(')
 		for i, p := range g.pids {
-			pids[i] = strconv.FormatInt(p, 10)
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = strconv.AppendInt(b, p, 10)
 		}
-		ips := make([]string, len(g.ips))
+		pids := string(append(b, ')'))
+		b = append(b[:0], '(')
 		for i, ip := range g.ips {
-			ips[i] = ip.String()
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = ip.AppendTo(b)
 		}
-		t.add(g.user, strconv.Itoa(g.conns), g.service,
-			"("+strings.Join(pids, " ")+")", "("+strings.Join(ips, " ")+")")
+		ips := string(append(b, ')'))
+		t.add(g.user, strconv.Itoa(g.conns), g.service, pids, ips)
 	}
 	return t.write(w)
 }
