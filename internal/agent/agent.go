@@ -172,6 +172,20 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 	}
 }
 
+// Step runs one cycle with the active rules, loading them first when none
+// are active. It is for benchmarks (bench/cmd/cycle), which time cycles one
+// by one; the agent itself runs cycles with Run.
+func (a *Agent) Step(ctx context.Context) error {
+	if a.rules.Load() == nil {
+		rs, err := a.load(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNoRules, err)
+		}
+		a.swap(rs)
+	}
+	return a.cycle(ctx)
+}
+
 // Reload builds a new ruleset and swaps it in when it is valid and
 // different. It reports whether the active rules changed.
 func (a *Agent) Reload(ctx context.Context) bool {

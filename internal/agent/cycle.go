@@ -18,8 +18,10 @@ import (
 func (a *Agent) cycle(ctx context.Context) error {
 	start := time.Now()
 	now := a.now()
-	// The whole cycle, kicks included, ends before the next tick.
-	ctx, cancel := context.WithTimeout(ctx, a.set.Interval*9/10)
+	// The whole cycle, kicks included, ends before the next tick. A stop
+	// (SIGTERM) does not cut it short: the kick in flight is finished and
+	// audited, and Run returns after the cycle.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.set.Interval*9/10)
 	defer cancel()
 	defer func() { a.m.cycleDuration.Observe(time.Since(start).Seconds()) }()
 	defer a.flushAudit()
@@ -144,18 +146,26 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 	chosen := map[*anvil.Session]*engine.Decision{}
 	capped := 0 // kicks counted against the global cap (drains are not)
 	a.st.refill(kicks, now, a.set.Interval)
+	units := kickUnits(kicks, snap)
 	for _, d := range kicks {
-		if (!d.Drain && capped >= a.set.MaxKicksPerCycle) ||
-			(d.MaxKicksPerCycle > 0 && perRule[d.Rule] >= d.MaxKicksPerCycle) ||
-			(d.Rate > 0 && !a.st.take(d.Rule)) {
+		if chosen[d.Session] != nil {
+			continue // taken with its kick unit
+		}
+		group := units.of(d)
+		n := len(group)
+		if (!d.Drain && capped+n > a.set.MaxKicksPerCycle) ||
+			(d.MaxKicksPerCycle > 0 && perRule[d.Rule]+n > d.MaxKicksPerCycle) ||
+			(d.Rate > 0 && !a.st.take(d.Rule, n)) {
 			a.report(d, audit.HeldBack, snap, rs, now)
 			continue
 		}
-		perRule[d.Rule]++
-		if !d.Drain {
-			capped++
+		for _, g := range group {
+			perRule[g.Rule]++
+			if !g.Drain {
+				capped++
+			}
+			chosen[g.Session] = g
 		}
-		chosen[d.Session] = d
 	}
 	if len(chosen) == 0 {
 		return 0
@@ -193,6 +203,65 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 		a.writeAudit(rec)
 	}
 	return kicked
+}
+
+// unitIndex groups the sessions of paced rules by what one Dovecot kick
+// closes together (as kick.NewPlan does: a process on 2.3, a user within a
+// process on 2.4).
+type unitIndex struct {
+	proto  anvil.Protocol
+	units  map[unitKey][]*anvil.Session
+	choice map[*anvil.Session]*engine.Decision
+}
+
+type unitKey struct {
+	pid  int64
+	user string
+}
+
+func kickUnits(kicks []*engine.Decision, snap *anvil.Snapshot) *unitIndex {
+	u := &unitIndex{proto: snap.Protocol}
+	if !slices.ContainsFunc(kicks, func(d *engine.Decision) bool { return d.Rate > 0 }) {
+		return u
+	}
+	u.units = map[unitKey][]*anvil.Session{}
+	for i := range snap.Sessions {
+		s := &snap.Sessions[i]
+		u.units[u.key(s)] = append(u.units[u.key(s)], s)
+	}
+	u.choice = make(map[*anvil.Session]*engine.Decision, len(kicks))
+	for _, d := range kicks {
+		u.choice[d.Session] = d
+	}
+	return u
+}
+
+func (u *unitIndex) key(s *anvil.Session) unitKey {
+	if u.proto == anvil.Proto23 {
+		return unitKey{pid: s.PID}
+	}
+	return unitKey{s.PID, s.User}
+}
+
+// of returns the decisions a kick of d's session is taken with. A paced
+// rule that selects every session of a kick unit takes the unit whole:
+// kicking one of its sessions alone would close the others too, so the
+// kick would be refused as collateral on every cycle and a drain through a
+// login process that serves many connections of one user never ended.
+func (u *unitIndex) of(d *engine.Decision) []*engine.Decision {
+	if d.Rate <= 0 || u.units == nil {
+		return []*engine.Decision{d}
+	}
+	mates := u.units[u.key(d.Session)]
+	group := make([]*engine.Decision, 0, len(mates))
+	for _, s := range mates {
+		m := u.choice[s]
+		if m == nil || m.Rule != d.Rule {
+			return []*engine.Decision{d} // real collateral: kick.Run refuses it
+		}
+		group = append(group, m)
+	}
+	return group
 }
 
 func resultOf(o kick.Outcome) string {

@@ -21,7 +21,9 @@ func (a *Agent) endJobs(rs *engine.Ruleset, decisions []engine.Decision, now tim
 	}
 	left := map[string]int{}
 	for i := range decisions {
-		if d := &decisions[i]; d.Drain && d.Action == engine.ActionKick {
+		// Under --dry-run the drain's kicks are dry-run decisions: it has
+		// drained nothing, so it does not end.
+		if d := &decisions[i]; d.Drain && (d.Action == engine.ActionKick || d.Action == engine.ActionDryRun) {
 			left[d.Rule]++
 		}
 	}

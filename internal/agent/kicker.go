@@ -20,5 +20,9 @@ type AnvilKicker struct {
 // Kick plans and runs the kick of the selected sessions.
 func (k *AnvilKicker) Kick(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool) ([]kick.Result, error) {
 	plan := kick.NewPlan(snap, selected)
-	return kick.Run(ctx, k.Conn, k.Signal, plan, kick.Options{Settle: k.Settle})
+	conn := k.Conn
+	if s, ok := conn.(*AnvilSource); ok {
+		conn = keptConn{s}
+	}
+	return kick.Run(ctx, conn, k.Signal, plan, kick.Options{Settle: k.Settle})
 }

@@ -6,9 +6,17 @@ import (
 	"github.com/kickagent/kickagent/internal/anvil"
 )
 
-// AnvilSource keeps one anvil connection across cycles and reconnects
-// after a failure (a Dovecot restart), so the agent never stops because
-// Dovecot is away. It serves dumps and kicks; it is used by one goroutine.
+// AnvilSource serves the agent's dumps and kicks over one anvil connection
+// per cycle, so the agent never stops because Dovecot is away. It is used
+// by one goroutine.
+//
+// Every cycle's snapshot (Dump) is taken on a new connection: a kept one
+// would not notice a Dovecot stop or restart, because the old anvil process
+// outlives its master while a client is connected and keeps answering with
+// its frozen session table. A new connection fails while Dovecot is down
+// (the cycle is logged and counted) and reaches the new anvil after a
+// restart. The kicks of the cycle and their confirming dumps reuse that
+// connection (see AnvilKicker).
 type AnvilSource struct {
 	Client *anvil.Client
 	conn   *anvil.Conn
@@ -33,8 +41,16 @@ func (a *AnvilSource) drop() {
 	}
 }
 
-// Dump takes a snapshot. A broken kept connection is replaced once.
+// Dump takes a snapshot on a new connection, which the cycle's kicks then
+// reuse.
 func (a *AnvilSource) Dump(ctx context.Context) (*anvil.Snapshot, error) {
+	a.drop()
+	return a.dump(ctx)
+}
+
+// dump takes a snapshot on the kept connection. A broken one is replaced
+// once.
+func (a *AnvilSource) dump(ctx context.Context) (*anvil.Snapshot, error) {
 	for try := 0; ; try++ {
 		c, err := a.get(ctx)
 		if err != nil {
@@ -66,3 +82,9 @@ func (a *AnvilSource) KickUser(ctx context.Context, user, guid string) (int, err
 
 // Close closes the kept connection.
 func (a *AnvilSource) Close() { a.drop() }
+
+// keptConn is the kicker's view of an AnvilSource: the confirming dumps of
+// a kick reuse the cycle's connection instead of opening one each.
+type keptConn struct{ *AnvilSource }
+
+func (k keptConn) Dump(ctx context.Context) (*anvil.Snapshot, error) { return k.dump(ctx) }

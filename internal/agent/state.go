@@ -23,6 +23,9 @@ type state struct {
 	// cutoffs: reset time → the first snapshot the agent took at or
 	// after it (see engine.Input.SnapshotAfter).
 	cutoffs map[time.Time]time.Time
+	// present is observe's scratch set, kept between cycles so that its
+	// memory (100,000 entries at scale) is reused rather than reallocated.
+	present map[string]struct{}
 }
 
 // bucket is a token bucket for one paced rule.
@@ -30,6 +33,7 @@ type bucket struct {
 	tokens float64
 	last   time.Time
 	rate   float64
+	max    float64 // capacity: one interval's worth plus one
 }
 
 func (s *state) init() {
@@ -54,10 +58,10 @@ func (s *state) refill(kicks []*engine.Decision, now time.Time, interval time.Du
 		seen[d.Rule] = true
 		b := s.buckets[d.Rule]
 		if b == nil || b.rate != d.Rate {
-			s.buckets[d.Rule] = &bucket{tokens: 1, last: now, rate: d.Rate}
+			s.buckets[d.Rule] = &bucket{tokens: 1, last: now, rate: d.Rate, max: d.Rate*interval.Seconds() + 1}
 			continue
 		}
-		b.tokens = min(b.tokens+d.Rate*now.Sub(b.last).Seconds(), d.Rate*interval.Seconds()+1)
+		b.tokens = min(b.tokens+d.Rate*now.Sub(b.last).Seconds(), b.max)
 		b.last = now
 	}
 	for rule := range s.buckets {
@@ -67,13 +71,15 @@ func (s *state) refill(kicks []*engine.Decision, now time.Time, interval time.Du
 	}
 }
 
-// take spends one kick of rule's bucket.
-func (s *state) take(rule string) bool {
+// take spends n kicks of rule's bucket (n > 1: a kick unit that Dovecot
+// closes at once). A unit larger than the bucket goes when the bucket is
+// full and leaves it in debt, so that the rate holds over time.
+func (s *state) take(rule string, n int) bool {
 	b := s.buckets[rule]
-	if b == nil || b.tokens < 1 {
+	if b == nil || b.tokens < min(float64(n), b.max) {
 		return false
 	}
-	b.tokens--
+	b.tokens -= float64(n)
 	return true
 }
 
@@ -94,7 +100,11 @@ func (s *state) snapshotAfter(t, now time.Time) (time.Time, bool) {
 
 // observe records the sessions present now and forgets those gone.
 func (s *state) observe(ids []string, now time.Time) {
-	present := make(map[string]struct{}, len(ids))
+	if s.present == nil {
+		s.present = make(map[string]struct{}, len(ids))
+	}
+	present := s.present
+	clear(present)
 	for _, id := range ids {
 		present[id] = struct{}{}
 		if _, ok := s.firstSeen[id]; !ok {

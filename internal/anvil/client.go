@@ -52,6 +52,9 @@ type Conn struct {
 	proto   Protocol
 	minor   int
 	guessed bool // 2.3 was assumed because no greeting came in time
+	// lastDump is the size of the previous dump on this connection: the
+	// next one is read into a buffer of about that size, not grown to it.
+	lastDump int
 }
 
 // Protocol is the protocol generation the server speaks.
@@ -218,7 +221,7 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
 // and may itself be empty. It reads in large chunks straight into one
 // buffer: a 100,000-session dump is 5-10 MB.
 func (c *Conn) readDump(ctx context.Context) ([]byte, error) {
-	buf := make([]byte, 0, 1<<20)
+	buf := make([]byte, 0, max(1<<20, c.lastDump+c.lastDump/8))
 	header := c.proto == Proto24
 	lineStart, scan := 0, 0
 	for {
@@ -238,6 +241,7 @@ func (c *Conn) readDump(ctx context.Context) ([]byte, error) {
 					// Nothing was asked after CONNECT-DUMP.
 					return nil, protoErr(0, string(buf[scan:min(len(buf), scan+80)]), "unexpected data after the dump")
 				}
+				c.lastDump = len(buf)
 				return buf[:lineStart], nil
 			case lineStart == 0 && c.guessed && bytes.HasPrefix(line, []byte("VERSION\tanvil-server\t")):
 				return nil, errLateGreeting

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -50,8 +51,33 @@ type file struct {
 }
 
 // header marks a file as managed: the agent may delete it once its rules
-// have expired or (drain) nothing is left to kick.
-const header = "# Managed by kickagent %s (%s) at %s. Remove with: kickagent un%s / kickagent %s --cancel\n"
+// have expired or (drain) nothing is left to kick. The target is quoted: a
+// newline in it must not end the comment.
+const header = "# Managed by kickagent %s (%q) at %s. %s\n"
+
+// undo tells how a job is taken back.
+func undo(kind Kind, target string) string {
+	switch kind {
+	case Block:
+		return "Remove with: kickagent unblock " + target
+	case Drain:
+		if target == "all" {
+			return "Cancel with: kickagent drain --all --cancel"
+		}
+		return "Cancel with: kickagent drain --dest " + target + " --cancel"
+	}
+	return "It ends by itself when it expires; delete this file to cancel it."
+}
+
+// oneLine replaces what YAML would read as a line break.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return '?'
+		}
+		return r
+	}, s)
+}
 
 // Name returns the file name for a job on target.
 func Name(kind Kind, target string) string {
@@ -68,14 +94,14 @@ func RuleName(kind Kind, target string) string {
 func slug(s string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(s) {
+		if b.Len() >= 40 {
+			break // the hash suffix keeps long targets apart
+		}
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '-':
 			b.WriteRune(r)
 		default:
 			b.WriteByte('_')
-		}
-		if b.Len() >= 40 {
-			break
 		}
 	}
 	return b.String()
@@ -88,29 +114,31 @@ func Write(dir string, kind Kind, target string, r Rule, now time.Time) (string,
 	if err != nil {
 		return "", err
 	}
-	un := string(kind)
-	if kind != Block {
-		un = "block" // only block has an un- command; reset/drain cancel
-	}
-	content := fmt.Sprintf(header, kind, target, now.UTC().Format(time.RFC3339), un, kind) + string(data)
+	content := fmt.Sprintf(header, kind, target, now.UTC().Format(time.RFC3339), oneLine(undo(kind, target))) + string(data)
 	path := filepath.Join(dir, Name(kind, target))
-	tmp, err := os.CreateTemp(dir, ".kickagent-*.tmp")
+	return path, Put(path, []byte(content))
+}
+
+// Put writes data to path atomically: a hidden temporary file in the same
+// directory (which the rules loader skips), renamed into place.
+func Put(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".kickagent-*.tmp")
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(content); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return "", err
+		return err
 	}
 	if err := tmp.Chmod(0o640); err != nil {
 		tmp.Close()
-		return "", err
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return "", err
+		return err
 	}
-	return path, os.Rename(tmp.Name(), path)
+	return os.Rename(tmp.Name(), path)
 }
 
 // Remove deletes the managed file for kind/target; a missing file is

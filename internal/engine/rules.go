@@ -151,13 +151,16 @@ func compileRule(file string, s *ruleSpec) (*rule, Errors) {
 
 // ParseRate reads a kick rate: "N/s", "N/m", or N (per second), N > 0.
 func ParseRate(s string) (float64, error) {
-	n, unit, _ := strings.Cut(s, "/")
+	n, unit, per := strings.Cut(s, "/")
 	v, err := strconv.ParseFloat(n, 64)
-	if err != nil || v <= 0 || math.IsInf(v, 0) {
+	if err != nil || !(v > 0) || math.IsInf(v, 0) { // !(v > 0) also refuses NaN
 		return 0, fmt.Errorf("%q: want N/s or N/m with N > 0", s)
 	}
+	if !per {
+		unit = "s"
+	}
 	switch unit {
-	case "", "s":
+	case "s":
 		return v, nil
 	case "m":
 		return v / 60, nil
