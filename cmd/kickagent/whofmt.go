@@ -136,13 +136,6 @@ func writeGroups(w io.Writer, p anvil.Protocol, a *aggregator, f *match.Filter) 
 	return t.write(w)
 }
 
-// serviceTitle is doveadm's column title: "proto" in 2.3, "service" in 2.4.
-func serviceTitle(snap *anvil.Snapshot) string {
-	if snap.Protocol == anvil.Proto23 {
-		return "proto"
-	}
-	return "service"
-}
 
 // matching returns the sessions the filter selects, in anvil's order (as
 // doveadm prints them): sorting 100,000 rows would cost more than reading
