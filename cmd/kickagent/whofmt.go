@@ -136,7 +136,6 @@ func writeGroups(w io.Writer, p anvil.Protocol, a *aggregator, f *match.Filter) 
 	return t.write(w)
 }
 
-
 // matching returns the sessions the filter selects, in anvil's order (as
 // doveadm prints them): sorting 100,000 rows would cost more than reading
 // them.
