@@ -112,7 +112,7 @@ func runBlock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	target := pos[0]
 	now := time.Now()
-	r := dropin.Rule{Name: dropin.RuleName(dropin.Block, target), Expires: now.Add(*dur).UTC().Format(time.RFC3339),
+	r := dropin.Rule{Name: dropin.RuleName(dropin.Block, target), Expires: rfc3339Up(now.Add(*dur)),
 		Description: cmpReason(*reason, "blocked with kickagent block")}
 	if p, ok := isNetwork(target); ok {
 		r.Networks = []string{p.String()}
@@ -120,6 +120,17 @@ func runBlock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		r.Users = []string{target}
 	}
 	return install(ctx, &j, dropin.Block, target, r, stdout, stderr)
+}
+
+// rfc3339Up formats t in whole seconds, rounded up: RFC 3339 without a
+// fraction would otherwise end a block up to a second early, and put a
+// reset's cutoff before the reset, where a session that logged in between
+// the two would count as new.
+func rfc3339Up(t time.Time) string {
+	if u := t.Truncate(time.Second); u.Before(t) {
+		t = u.Add(time.Second)
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func cmpReason(r, def string) string {
@@ -242,9 +253,9 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitUsage
 		}
 	}
-	r := dropin.Rule{Name: dropin.RuleName(dropin.Reset, *field+":"+user), LoggedInBefore: t.UTC().Format(time.RFC3339),
-		Expires:     t.Add(*expire).UTC().Format(time.RFC3339),
-		Description: "password reset of " + user + " at " + t.UTC().Format(time.RFC3339) + ": sessions from before it"}
+	r := dropin.Rule{Name: dropin.RuleName(dropin.Reset, *field+":"+user), LoggedInBefore: rfc3339Up(t),
+		Expires:     rfc3339Up(t.Add(*expire)),
+		Description: "password reset of " + user + " at " + rfc3339Up(t) + ": sessions from before it"}
 	if *field != "" {
 		r.PassdbField, r.Values = *field, []string{user}
 	} else {

@@ -52,7 +52,8 @@ Drain before maintenance: the agent kicks every proxied session to backend
 IP (--dest), or every session on this server (--all), at most --rate per
 second (default 10/s), so clients reconnect gradually elsewhere. Drain rules
 bypass the circuit breaker and the global per-cycle cap (the rate paces
-them). The drain ends by itself: the agent deletes its file once nothing is
-left to kick. --status shows the drains, the sessions left and the time to
+them); sessions that Dovecot only kicks together (a user's connections in
+one login process) go together when the bucket allows. The drain ends by
+itself: the agent deletes its file once nothing is left to kick. --status shows the drains, the sessions left and the time to
 go; --cancel stops one.
 `
