@@ -19,9 +19,20 @@ unformatted=$(gofmt -l cmd internal test 2>/dev/null || true)
 go vet ./...
 staticcheck ./...
 
+echo "== systemd unit"
+command -v systemd-analyze >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
+unitdir=$(mktemp -d)
+go build -o "$unitdir/kickagent" ./cmd/kickagent
+sed "s#/usr/local/bin/kickagent#$unitdir/kickagent#g" systemd/kickagent.service > "$unitdir/kickagent.service"
+systemd-analyze verify "$unitdir/kickagent.service"
+rm -rf "$unitdir"
+
 echo "== starting Dovecot instances"
-trap 'test/dovecot/instance.sh stop-all >/dev/null 2>&1 || true' EXIT
-for n in v23 v23shared v23proxy v24 v24proxy v24proxyhp; do
+instances="v23 v23shared v23proxy v24 v24proxy v24proxyhp"
+# Stop exactly the instances this run started.
+trap 'for n in $instances; do test/dovecot/instance.sh stop "$n" >/dev/null 2>&1 || true; done
+      test/dovecot/instance.sh release >/dev/null 2>&1 || true' EXIT
+for n in $instances; do
   test/dovecot/instance.sh start "$n"
 done
 

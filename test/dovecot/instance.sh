@@ -3,6 +3,7 @@
 #   instance.sh start NAME   (re)start NAME from scratch; waits until anvil and IMAP/POP3 accept
 #   instance.sh stop NAME    doveadm stop; waits for the master; kills only that master if stuck
 #   instance.sh stop-all     stops every instance, then unmounts the chroot's /proc and /dev
+#   instance.sh release      unmounts the chroot's /proc and /dev if no 2.4 instance runs
 #   instance.sh env NAME     prints $KA_ROOT/inst/NAME/env
 # NAME: v23 v23shared v23proxy (Dovecot 2.3, host) | v24 v24proxy v24proxyhp (2.4, chroot);
 # b23 b24: benchmark instances (bench/run.sh), apart from the ones integration tests use.
@@ -170,6 +171,12 @@ stop() {
 stop_all() {
   local n
   for n in "${ALL[@]}"; do stop "$n"; done
+  release
+}
+
+# release unmounts the chroot's /proc and /dev once no 2.4 instance runs.
+release() {
+  local n
   for n in v24 v24proxy v24proxyhp b24; do (def "$n"; ! master_pid >/dev/null) || return 0; done
   [ -d "$T" ] || return 0
   if mountpoint -q "$T/dev"; then umount "$T/dev"; fi
@@ -180,6 +187,7 @@ case ${1:-} in
 start) [ $# -eq 2 ] || die "usage: start NAME"; start "$2" ;;
 stop) [ $# -eq 2 ] || die "usage: stop NAME"; stop "$2" ;;
 stop-all) stop_all ;;
+release) release ;;
 env) [ $# -eq 2 ] || die "usage: env NAME"; def "$2"; cat "$ENVDIR/env" ;;
 *) die "usage: instance.sh start NAME | stop NAME | stop-all | env NAME" ;;
 esac
