@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kickagent/kickagent/internal/anvil"
@@ -69,7 +70,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 		case engine.ActionKick:
 			kicks = append(kicks, d)
 			if _, ok := a.st.decidedAt[d.ID]; !ok {
-				a.st.decidedAt[d.ID] = now
+				a.st.decidedAt[strings.Clone(d.ID)] = now // see state.observe
 			}
 		case engine.ActionDryRun:
 			a.report(d, audit.DryRun, snap, rs, now)

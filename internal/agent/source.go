@@ -20,6 +20,7 @@ import (
 type AnvilSource struct {
 	Client *anvil.Client
 	conn   *anvil.Conn
+	bytes  int // size of the last dump: the next connection's buffer hint
 }
 
 func (a *AnvilSource) get(ctx context.Context) (*anvil.Conn, error) {
@@ -30,6 +31,7 @@ func (a *AnvilSource) get(ctx context.Context) (*anvil.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.SetDumpSizeHint(a.bytes)
 	a.conn = c
 	return c, nil
 }
@@ -58,6 +60,7 @@ func (a *AnvilSource) dump(ctx context.Context) (*anvil.Snapshot, error) {
 		}
 		snap, err := c.Dump(ctx)
 		if err == nil {
+			a.bytes = snap.Bytes
 			return snap, nil
 		}
 		a.drop()

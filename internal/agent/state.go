@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"time"
 
 	"github.com/kickagent/kickagent/internal/engine"
@@ -104,11 +105,15 @@ func (s *state) observe(ids []string, now time.Time) {
 		s.present = make(map[string]struct{}, len(ids))
 	}
 	present := s.present
-	clear(present)
+	// Emptied after use too: its keys point into this cycle's dump.
+	defer clear(present)
 	for _, id := range ids {
 		present[id] = struct{}{}
 		if _, ok := s.firstSeen[id]; !ok {
-			s.firstSeen[id] = now
+			// Ids point into the dump's buffer (the 2.4 GUID): a cloned
+			// key does not keep that whole dump alive for as long as
+			// the session lasts.
+			s.firstSeen[strings.Clone(id)] = now
 		}
 	}
 	for _, m := range []map[string]time.Time{s.firstSeen, s.decidedAt} {
@@ -129,8 +134,12 @@ func (s *state) observe(ids []string, now time.Time) {
 // long-lived session in dry-run or held back is audited once, not every
 // cycle.
 func (s *state) once(id, key string) bool {
-	if s.reported[id] == key {
+	prev, ok := s.reported[id]
+	if ok && prev == key {
 		return false
+	}
+	if !ok {
+		id = strings.Clone(id) // see observe
 	}
 	s.reported[id] = key
 	return true
@@ -140,7 +149,10 @@ func (s *state) once(id, key string) bool {
 // fall within the last hour.
 func (s *state) kicked(user string, now time.Time) int {
 	cut := now.Add(-time.Hour)
-	times := s.kicksOf[user]
+	times, ok := s.kicksOf[user]
+	if !ok {
+		user = strings.Clone(user) // see observe
+	}
 	i := 0
 	for i < len(times) && times[i].Before(cut) {
 		i++

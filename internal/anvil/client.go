@@ -52,10 +52,16 @@ type Conn struct {
 	proto   Protocol
 	minor   int
 	guessed bool // 2.3 was assumed because no greeting came in time
-	// lastDump is the size of the previous dump on this connection: the
-	// next one is read into a buffer of about that size, not grown to it.
+	// lastDump is the size of the previous dump on this connection (or
+	// the hint given with SetDumpSizeHint): the next one is read into a
+	// buffer of about that size, not grown to it by repeated copies.
 	lastDump int
 }
+
+// SetDumpSizeHint tells the connection how large a dump to expect (in
+// bytes; a previous snapshot's Bytes), so that the first dump read on it
+// allocates its buffer once. The hint only sizes the buffer.
+func (c *Conn) SetDumpSizeHint(n int) { c.lastDump = max(n, 0) }
 
 // Protocol is the protocol generation the server speaks.
 func (c *Conn) Protocol() Protocol { return c.proto }

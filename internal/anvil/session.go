@@ -2,6 +2,7 @@ package anvil
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -52,6 +53,31 @@ type Session struct {
 	// are absent, not empty.
 	altNames  []string
 	altValues []string
+}
+
+// Detached returns a copy of s that shares no memory with the dump it was
+// parsed from. Parsed strings point into the dump's buffer (several MB at
+// 100,000 sessions), so whatever keeps a session, or one of its strings,
+// across dumps should keep a detached copy: otherwise each such session
+// keeps its whole dump alive.
+func (s Session) Detached() Session {
+	s.Service = strings.Clone(s.Service)
+	s.User = strings.Clone(s.User)
+	s.ConnGUID = strings.Clone(s.ConnGUID)
+	s.altNames = cloneStrings(s.altNames)
+	s.altValues = cloneStrings(s.altValues)
+	return s
+}
+
+func cloneStrings(v []string) []string {
+	if v == nil {
+		return nil
+	}
+	out := make([]string, len(v))
+	for i, x := range v {
+		out[i] = strings.Clone(x)
+	}
+	return out
 }
 
 // Alt returns the session's value of the alt-username field (a passdb or

@@ -229,7 +229,9 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		e := c.lookup(h, s)
 		switch {
 		case e == nil:
-			e = &regoEntry{hash: h, id: SessionID(s), sess: *s, firstSeen: now}
+			// Detached: the entry outlives this snapshot's dump buffer.
+			d := s.Detached()
+			e = &regoEntry{hash: h, id: SessionID(&d), sess: d, firstSeen: now}
 			if in.FirstSeen != nil {
 				e.firstSeen = in.FirstSeen(e.id)
 			}
@@ -245,7 +247,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 				fs = in.FirstSeen(e.id)
 			}
 			if !sameSession(&e.sess, s) || !fs.Equal(e.firstSeen) {
-				e.sess, e.firstSeen = *s, fs
+				e.sess, e.firstSeen = s.Detached(), fs
 				e.term, e.decided = nil, false
 			}
 		}
