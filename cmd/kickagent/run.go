@@ -198,7 +198,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		watched = append(watched, c.RulesDir)
 	}
 	go func() {
-		if err := agent.Watch(ctx, watched, 100*time.Millisecond, 30*time.Second, reload, log.With("component", "watch")); err != nil {
+		if err := agent.Watch(ctx, watched, 25*time.Millisecond, 30*time.Second, reload, log.With("component", "watch")); err != nil {
 			log.Warn("file watching unavailable; reload with SIGHUP", "err", err)
 		}
 	}()
