@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kickagent/kickagent/internal/anvil"
 	"net"
 	"net/netip"
 	"strconv"
@@ -212,24 +213,8 @@ func TabEscape(s string) string {
 	if !strings.ContainsAny(s, "\x00\x01\t\r\n") {
 		return s
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case 0:
-			b.WriteString("\x010")
-		case 1:
-			b.WriteString("\x011")
-		case '\t':
-			b.WriteString("\x01t")
-		case '\r':
-			b.WriteString("\x01r")
-		case '\n':
-			b.WriteString("\x01n")
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
+	// The project's own escaping: the wire format is one thing.
+	return anvil.Escape(s)
 }
 
 // NewGUID returns a random connection GUID (32 lowercase hex digits).

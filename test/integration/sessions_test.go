@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"github.com/kickagent/kickagent/internal/snapshot"
 	"net/netip"
 	"strings"
 	"testing"
@@ -70,16 +71,7 @@ func waitListed(t *testing.T, ctx context.Context, inst *testrig.Instance, hs []
 }
 
 // whoRec is one line of kickagent who --json.
-type whoRec struct {
-	User        string            `json:"user"`
-	Service     string            `json:"service"`
-	PID         int64             `json:"pid"`
-	IP          string            `json:"ip"`
-	ConnGUID    string            `json:"conn_guid"`
-	DestIP      string            `json:"dest_ip"`
-	Alt         map[string]string `json:"alt"`
-	Connections int               `json:"connections"`
-}
+type whoRec = snapshot.Record
 
 func whoJSON(t *testing.T, ctx context.Context, inst *testrig.Instance, args ...string) []whoRec {
 	t.Helper()
