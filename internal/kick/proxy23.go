@@ -34,7 +34,7 @@ func keyOf(p *ipc.Proxy) proxyKey {
 // with unselected proxied connections is collateral: refused unless forced.
 func RunProxies23(ctx context.Context, pl ProxyLister, selected func(*anvil.Session) bool, opt Options) ([]Result, error) {
 	opt.defaults()
-	before, err := pl.List(ctx)
+	before, err := listRetry(ctx, pl, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,14 @@ func settleProxies(ctx context.Context, pl ProxyLister, pending []*Result, opt O
 	for {
 		list, err := pl.List(ctx)
 		if err != nil {
-			return nil, err
+			// A login process whose last proxy was just kicked exits
+			// while ipc gathers LIST-FULL, and ipc reports that as an
+			// error: list again until the settle time is up.
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return nil, err
+			}
+			time.Sleep(opt.Poll)
+			continue
 		}
 		users := make(map[string]bool)
 		for i := range list {
@@ -143,4 +150,18 @@ func settleProxies(ctx context.Context, pl ProxyLister, pending []*Result, opt O
 		case <-time.After(opt.Poll):
 		}
 	}
+}
+
+// listRetry lists proxies, trying again a few times when ipc reports a
+// login process that went away mid-listing.
+func listRetry(ctx context.Context, pl ProxyLister, opt Options) ([]ipc.Proxy, error) {
+	var err error
+	for try := 0; try < 3; try++ {
+		var list []ipc.Proxy
+		if list, err = pl.List(ctx); err == nil || ctx.Err() != nil {
+			return list, err
+		}
+		time.Sleep(opt.Poll)
+	}
+	return nil, err
 }
