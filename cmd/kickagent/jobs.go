@@ -17,6 +17,7 @@ import (
 	"github.com/kickagent/kickagent/internal/config"
 	"github.com/kickagent/kickagent/internal/dropin"
 	"github.com/kickagent/kickagent/internal/engine"
+	"github.com/kickagent/kickagent/internal/kick"
 )
 
 // jobFlags locate the running agent's drop-in directory: from its config
@@ -357,7 +358,7 @@ func drainStatus(ctx context.Context, j *jobFlags, af *anvilFlags, stdout, stder
 		left := 0
 		for i := range snap.Sessions {
 			s := &snap.Sessions[i]
-			if s.Service == "lmtp" {
+			if !kick.Kickable(s) {
 				continue
 			}
 			if len(e.Rule.DestHosts) == 0 || (s.DestIP.IsValid() && s.DestIP.Unmap().String() == e.Rule.DestHosts[0]) {

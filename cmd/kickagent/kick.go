@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -38,10 +37,7 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ipcPath := fs.String("ipc", "", "Dovecot 2.3 ipc socket")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+		return helpOr(err)
 	}
 	filter, err := match.Parse(pos, *field)
 	if err == nil && *dest != "" {

@@ -253,3 +253,19 @@ func TestRepeatedKicksAreReported(t *testing.T) {
 		t.Errorf("audit lacks repeat count: %s", r.audit.String())
 	}
 }
+
+// An lmtp delivery a rule selects is never kicked and is audited once as
+// skipped, not retried as a failure every cycle.
+func TestLMTPSkipped(t *testing.T) {
+	snap := sessions(2, func(i int) string { return "mallory" })
+	snap.Sessions[1].Service = "lmtp"
+	r := newRig(t, `rules: [{name: bad, users: [mallory]}]`, Settings{}, snap)
+	r.cycle(t)
+	if got := strings.Join(r.kicker.kicked, ","); got != "mallory" {
+		t.Fatalf("kicked %q, want only the imap session", got)
+	}
+	want := []string{"mallory:skipped:bad", "mallory:kicked:bad"}
+	if got := r.results(t); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("audit %v, want %v", got, want)
+	}
+}

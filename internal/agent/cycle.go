@@ -68,6 +68,11 @@ func (a *Agent) cycle(ctx context.Context) error {
 		a.m.decisions.WithLabelValues(d.Rule, string(d.Action)).Inc()
 		switch d.Action {
 		case engine.ActionKick:
+			if !kick.Kickable(d.Session) {
+				// Reported once, not retried every cycle as a failure.
+				a.report(d, audit.Skipped, snap, rs, now)
+				continue
+			}
 			kicks = append(kicks, d)
 			if _, ok := a.st.decidedAt[d.ID]; !ok {
 				a.st.decidedAt[strings.Clone(d.ID)] = now // see state.observe

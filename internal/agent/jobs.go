@@ -7,6 +7,7 @@ import (
 
 	"github.com/kickagent/kickagent/internal/dropin"
 	"github.com/kickagent/kickagent/internal/engine"
+	"github.com/kickagent/kickagent/internal/kick"
 )
 
 // endJobs deletes the drop-in files that kickagent's job commands wrote
@@ -23,7 +24,8 @@ func (a *Agent) endJobs(rs *engine.Ruleset, decisions []engine.Decision, now tim
 	for i := range decisions {
 		// Under --dry-run the drain's kicks are dry-run decisions: it has
 		// drained nothing, so it does not end.
-		if d := &decisions[i]; d.Drain && (d.Action == engine.ActionKick || d.Action == engine.ActionDryRun) {
+		// lmtp deliveries are never kicked, so they do not keep a drain open.
+		if d := &decisions[i]; d.Drain && kick.Kickable(d.Session) && (d.Action == engine.ActionKick || d.Action == engine.ActionDryRun) {
 			left[d.Rule]++
 		}
 	}

@@ -23,6 +23,9 @@ const (
 	HeldBack          = "held-back"
 	Breaker           = "breaker"
 	Allowed           = "allowed"
+	// Skipped: a rule selected a session that is never kicked (an lmtp
+	// delivery in progress).
+	Skipped = "skipped"
 )
 
 // Record is one audit line.

@@ -52,6 +52,11 @@ func connections(ss []*anvil.Session) int {
 	return n
 }
 
+// Kickable reports whether a session can be kicked at all: lmtp is a
+// delivery in progress, which anvil never kicks on 2.4 (kick type N) and
+// whose process must not be signalled on 2.3.
+func Kickable(s *anvil.Session) bool { return s.Service != "lmtp" }
+
 // NewPlan plans the kick of the sessions of snap for which selected is true.
 func NewPlan(snap *anvil.Snapshot, selected func(*anvil.Session) bool) *Plan {
 	p := &Plan{Protocol: snap.Protocol}
@@ -72,9 +77,7 @@ func NewPlan(snap *anvil.Snapshot, selected func(*anvil.Session) bool) *Plan {
 			if !selected(s) {
 				continue
 			}
-			// lmtp is a delivery in progress: anvil never kicks it on 2.4
-			// (kick type N) and on 2.3 its process must not be signalled.
-			if s.Service == "lmtp" {
+			if !Kickable(s) {
 				p.Skipped = append(p.Skipped, Skip{s, "lmtp deliveries are never kicked"})
 				continue
 			}
