@@ -97,6 +97,17 @@ func isNetwork(s string) (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
+// zoneProblem refuses an IPv6 zone ("fe80::1%eth0"): anvil records
+// addresses without one, so a block would silently cover every interface.
+func zoneProblem(s string) string {
+	addr, _, _ := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	if err != nil || a.Zone() == "" {
+		return ""
+	}
+	return fmt.Sprintf("%q: anvil records client addresses without an IPv6 zone; block %s (from any interface) instead", s, a.WithZone(""))
+}
+
 func runBlock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("block", blockUsage, stderr)
 	var j jobFlags
@@ -112,6 +123,10 @@ func runBlock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	target := pos[0]
+	if msg := zoneProblem(target); msg != "" {
+		fmt.Fprintf(stderr, "kickagent block: %s\n", msg)
+		return exitUsage
+	}
 	now := time.Now()
 	r := dropin.Rule{Name: dropin.RuleName(dropin.Block, target), Expires: rfc3339Up(now.Add(*dur)),
 		Description: cmpReason(*reason, "blocked with kickagent block")}

@@ -128,6 +128,9 @@ func TestBlockUsage(t *testing.T) {
 		{"block", "x", "--for", "soon"},
 		{"unblock"},
 		{"blocks", "extra"},
+		// Anvil has no zones: the block would cover every interface.
+		{"block", "fe80::1%eth0"},
+		{"block", "fe80::1%eth0/64"},
 	} {
 		if code, _, _ := runCmd(t, append(args, rd...)...); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
