@@ -36,21 +36,15 @@ func (a *Agent) cycle(ctx context.Context) error {
 		return err
 	}
 	rs := a.rules.Load()
-	ids := make([]string, len(snap.Sessions))
-	perService := map[string]int{}
-	for i := range snap.Sessions {
-		ids[i] = engine.SessionID(&snap.Sessions[i])
-		perService[snap.Sessions[i].Service]++
-	}
-	a.st.observe(ids, now)
+	a.st.observe(snap.Sessions, now)
 	a.m.sessions.Reset()
-	for svc, n := range perService {
-		a.m.sessions.WithLabelValues(svc).Set(float64(n))
+	for _, c := range countServices(snap.Sessions) {
+		a.m.sessions.WithLabelValues(c.service).Set(float64(c.n))
 	}
 	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
 
 	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now,
-		FirstSeen:     func(id string) time.Time { return a.st.firstSeen[id] },
+		FirstSeen:     a.st.seen.firstSeen,
 		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
 	if err != nil {
 		a.m.cycles.WithLabelValues("error").Inc()
@@ -58,14 +52,15 @@ func (a *Agent) cycle(ctx context.Context) error {
 		a.st.status = "evaluation failed: " + err.Error()
 		return err
 	}
-	a.m.decisions.Reset()
+	counts := a.st.decisionCounts
+	defer clear(counts)
 	var kicks []*engine.Decision
 	for i := range decisions {
 		d := &decisions[i]
 		if a.set.DryRun && d.Action == engine.ActionKick {
 			d.Action = engine.ActionDryRun
 		}
-		a.m.decisions.WithLabelValues(d.Rule, string(d.Action)).Inc()
+		counts[ruleAction{d.Rule, d.Action}]++
 		switch d.Action {
 		case engine.ActionKick:
 			if !kick.Kickable(d.Session) {
@@ -75,7 +70,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 			}
 			kicks = append(kicks, d)
 			if _, ok := a.st.decidedAt[d.ID]; !ok {
-				a.st.decidedAt[strings.Clone(d.ID)] = now // see state.observe
+				a.st.decidedAt[strings.Clone(d.ID)] = now // see state.once
 			}
 		case engine.ActionDryRun:
 			a.report(d, audit.DryRun, snap, rs, now)
@@ -83,6 +78,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 			a.report(d, audit.Allowed, snap, rs, now)
 		}
 	}
+	a.m.setDecisions(counts)
 	a.endJobs(rs, decisions, now)
 	kicked := 0
 	if a.breakerHolds(kicks, snap, rs) {
@@ -104,6 +100,34 @@ func (a *Agent) cycle(ctx context.Context) error {
 	a.m.lastCycleTime.Set(float64(now.Unix()))
 	a.st.status = fmt.Sprintf("rules %s: %d sessions, %d to kick, %d kicked%s", rs.Rev(), len(snap.Sessions), len(kicks), kicked, dryRunNote(a.set.DryRun))
 	return nil
+}
+
+type serviceCount struct {
+	service string
+	n       int
+}
+
+// countServices counts sessions by service. A linear search: there are a
+// handful of services, and it is cheaper than hashing 100,000 names. The
+// names are copies: a metric label kept until the next cycle must not keep
+// this dump's buffer alive into the next dump.
+func countServices(sessions []anvil.Session) []serviceCount {
+	var c []serviceCount
+	last := -1
+	for i := range sessions {
+		svc := sessions[i].Service
+		if last >= 0 && c[last].service == svc {
+			c[last].n++
+			continue
+		}
+		last = slices.IndexFunc(c, func(x serviceCount) bool { return x.service == svc })
+		if last < 0 {
+			c = append(c, serviceCount{strings.Clone(svc), 0})
+			last = len(c) - 1
+		}
+		c[last].n++
+	}
+	return c
 }
 
 func dryRunNote(dry bool) string {
@@ -284,7 +308,7 @@ func resultOf(o kick.Outcome) string {
 
 // report audits a decision that is not a kick, once per session and result.
 func (a *Agent) report(d *engine.Decision, result string, snap *anvil.Snapshot, rs *engine.Ruleset, now time.Time) {
-	if !a.st.once(d.ID, result+"\x00"+d.Rule) {
+	if !a.st.once(d.ID, result, d.Rule) {
 		return
 	}
 	a.m.kicks.WithLabelValues(d.Rule, result).Inc()

@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kickagent/kickagent/internal/engine"
 )
 
 // Metrics are the agent's Prometheus metrics. Labels stay bounded (rule,
@@ -23,6 +27,38 @@ type Metrics struct {
 	lastCycleTime  prometheus.Gauge
 	expiredRules   prometheus.Gauge
 	drainRemaining *prometheus.GaugeVec
+
+	// decisionGauges are the kickagent_decisions series of the last cycle,
+	// kept so that a cycle sets them without looking labels up again.
+	decisionGauges map[ruleAction]prometheus.Gauge
+}
+
+type ruleAction struct {
+	rule   string
+	action engine.Action
+}
+
+// setDecisions sets kickagent_decisions to this cycle's counts and deletes
+// the series of rules and actions that decided nothing.
+func (m *Metrics) setDecisions(counts map[ruleAction]int) {
+	if m.decisionGauges == nil {
+		m.decisionGauges = map[ruleAction]prometheus.Gauge{}
+	}
+	for k, n := range counts {
+		g := m.decisionGauges[k]
+		if g == nil {
+			k.rule = strings.Clone(k.rule) // kept: see state.once
+			g = m.decisions.WithLabelValues(k.rule, string(k.action))
+			m.decisionGauges[k] = g
+		}
+		g.Set(float64(n))
+	}
+	for k := range m.decisionGauges {
+		if counts[k] == 0 {
+			m.decisions.DeleteLabelValues(k.rule, string(k.action))
+			delete(m.decisionGauges, k)
+		}
+	}
 }
 
 // NewMetrics registers the metrics on reg.

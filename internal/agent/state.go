@@ -4,15 +4,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
 // state is what the loop remembers between cycles. Anvil keeps no session
 // start times, so first-seen and first-decided times are the agent's own.
 type state struct {
-	firstSeen map[string]time.Time // session id → first snapshot it was in
+	seen      seenTable            // session id → first snapshot it was in
 	decidedAt map[string]time.Time // session id → first cycle a kick rule chose it
-	reported  map[string]string    // session id → last result audited once (dry-run, allowed, held-back, breaker)
+	reported  map[string]reported  // session id → last result audited once (dry-run, allowed, held-back, breaker)
 	kicksOf   map[string][]time.Time
 	breaker   struct {
 		open bool
@@ -24,10 +25,13 @@ type state struct {
 	// cutoffs: reset time → the first snapshot the agent took at or
 	// after it (see engine.Input.SnapshotAfter).
 	cutoffs map[time.Time]time.Time
-	// present is observe's scratch set, kept between cycles so that its
-	// memory (100,000 entries at scale) is reused rather than reallocated.
-	present map[string]struct{}
+	// decisionCounts is the cycle's scratch count of decisions by rule
+	// and action (kickagent_decisions), reused between cycles.
+	decisionCounts map[ruleAction]int
 }
+
+// reported is what once last let through for a session.
+type reported struct{ result, rule string }
 
 // bucket is a token bucket for one paced rule.
 type bucket struct {
@@ -38,12 +42,12 @@ type bucket struct {
 }
 
 func (s *state) init() {
-	s.firstSeen = map[string]time.Time{}
 	s.decidedAt = map[string]time.Time{}
-	s.reported = map[string]string{}
+	s.reported = map[string]reported{}
 	s.kicksOf = map[string][]time.Time{}
 	s.buckets = map[string]*bucket{}
 	s.cutoffs = map[time.Time]time.Time{}
+	s.decisionCounts = map[ruleAction]int{}
 }
 
 // refill adds the kicks each paced rule has earned since the last cycle.
@@ -100,48 +104,37 @@ func (s *state) snapshotAfter(t, now time.Time) (time.Time, bool) {
 }
 
 // observe records the sessions present now and forgets those gone.
-func (s *state) observe(ids []string, now time.Time) {
-	if s.present == nil {
-		s.present = make(map[string]struct{}, len(ids))
-	}
-	present := s.present
-	// Emptied after use too: its keys point into this cycle's dump.
-	defer clear(present)
-	for _, id := range ids {
-		present[id] = struct{}{}
-		if _, ok := s.firstSeen[id]; !ok {
-			// Ids point into the dump's buffer (the 2.4 GUID): a cloned
-			// key does not keep that whole dump alive for as long as
-			// the session lasts.
-			s.firstSeen[strings.Clone(id)] = now
-		}
-	}
-	for _, m := range []map[string]time.Time{s.firstSeen, s.decidedAt} {
-		for id := range m {
-			if _, ok := present[id]; !ok {
-				delete(m, id)
-			}
+func (s *state) observe(sessions []anvil.Session, now time.Time) {
+	s.seen.observe(sessions, now)
+	// These hold the sessions that decisions named: few, next to the
+	// snapshot, so a pass over them is cheap.
+	for id := range s.decidedAt {
+		if !s.seen.present(id) {
+			delete(s.decidedAt, id)
 		}
 	}
 	for id := range s.reported {
-		if _, ok := present[id]; !ok {
+		if !s.seen.present(id) {
 			delete(s.reported, id)
 		}
 	}
 }
 
-// once reports whether (id, key) is new since the last call, so that a
-// long-lived session in dry-run or held back is audited once, not every
-// cycle.
-func (s *state) once(id, key string) bool {
+// once reports whether (id, result, rule) is new since the last call, so
+// that a long-lived session in dry-run or held back is audited once, not
+// every cycle.
+func (s *state) once(id, result, rule string) bool {
 	prev, ok := s.reported[id]
-	if ok && prev == key {
+	if ok && prev.result == result && prev.rule == rule {
 		return false
 	}
 	if !ok {
-		id = strings.Clone(id) // see observe
+		// Ids point into the dump's buffer (the 2.4 GUID): a copied key
+		// does not keep that whole dump alive for as long as the session
+		// lasts.
+		id = strings.Clone(id)
 	}
-	s.reported[id] = key
+	s.reported[id] = reported{result, strings.Clone(rule)}
 	return true
 }
 
@@ -151,7 +144,7 @@ func (s *state) kicked(user string, now time.Time) int {
 	cut := now.Add(-time.Hour)
 	times, ok := s.kicksOf[user]
 	if !ok {
-		user = strings.Clone(user) // see observe
+		user = strings.Clone(user) // see once
 	}
 	i := 0
 	for i < len(times) && times[i].Before(cut) {

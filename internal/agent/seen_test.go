@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/engine"
+)
+
+func TestAppendSessionIDIsSessionID(t *testing.T) {
+	for _, s := range []anvil.Session{
+		{PID: 42, Service: "imap", IP: netip.MustParseAddr("192.0.2.1"), User: "a@example.com"},
+		{PID: 7, Service: "pop3", User: "b/c d"},
+		{PID: -1, Service: "", IP: netip.MustParseAddr("2001:db8::1"), User: ""},
+		{PID: 3, Service: "imap", IP: netip.MustParseAddr("::ffff:192.0.2.9"), User: "ü"},
+		{PID: 3, Service: "imap", IP: netip.MustParseAddr("fe80::1%eth0"), User: "x"},
+		{PID: 9, ConnGUID: "0123456789abcdef0123456789abcdef", Service: "imap", User: "u"},
+	} {
+		if got, want := string(appendSessionID([]byte("junk"), &s)[4:]), engine.SessionID(&s); got != want {
+			t.Errorf("appendSessionID = %q, SessionID = %q", got, want)
+		}
+	}
+}
+
+// refSeen is the first-seen bookkeeping as it was specified: a map of the
+// ids present, rebuilt every snapshot.
+type refSeen map[string]time.Time
+
+func (r refSeen) observe(ss []anvil.Session, now time.Time) {
+	present := map[string]bool{}
+	for i := range ss {
+		id := engine.SessionID(&ss[i])
+		present[id] = true
+		if _, ok := r[id]; !ok {
+			r[id] = now
+		}
+	}
+	for id := range r {
+		if !present[id] {
+			delete(r, id)
+		}
+	}
+}
+
+// The generation table answers like the reference over random churn, with
+// duplicates, sessions that leave and come back, and both id kinds.
+func TestSeenTableMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	universe := make([]anvil.Session, 400)
+	for i := range universe {
+		s := anvil.Session{PID: int64(i % 37), Service: []string{"imap", "pop3"}[i%2], User: fmt.Sprintf("u%d", i%91),
+			IP: netip.AddrFrom4([4]byte{10, 0, byte(i % 5), byte(i)})}
+		if i%3 == 0 {
+			s.ConnGUID = fmt.Sprintf("%032x", i)
+		}
+		universe[i] = s
+	}
+	var tab seenTable
+	ref := refSeen{}
+	t0 := time.Unix(1e9, 0)
+	for c := range 300 {
+		now := t0.Add(time.Duration(c) * time.Second)
+		var snap []anvil.Session
+		p := rng.Float64() // from a few sessions to nearly all
+		for i := range universe {
+			if rng.Float64() < p {
+				snap = append(snap, universe[i])
+				if rng.IntN(20) == 0 {
+					snap = append(snap, universe[i])
+				}
+			}
+		}
+		tab.observe(snap, now)
+		ref.observe(snap, now)
+		if tab.len() != len(ref) {
+			t.Fatalf("cycle %d: %d present, want %d", c, tab.len(), len(ref))
+		}
+		for i := range universe {
+			id := engine.SessionID(&universe[i])
+			want, in := ref[id]
+			if got := tab.firstSeen(id); !got.Equal(want) || tab.present(id) != in {
+				t.Fatalf("cycle %d, %s: first seen %v present %v, want %v %v", c, id, got, tab.present(id), want, in)
+			}
+		}
+		if gone := len(tab.index) - tab.live; gone > 0 && gone >= len(tab.index)/8 {
+			t.Fatalf("cycle %d: %d gone entries kept of %d", c, gone, len(tab.index))
+		}
+	}
+}
+
+// Keys kept across snapshots are copies, never strings of the dump.
+func TestSeenTableKeysAreCopies(t *testing.T) {
+	buf := []byte("0123456789abcdef0123456789abcdef")
+	ss := []anvil.Session{{ConnGUID: unsafeString(buf), Service: "imap"}}
+	var tab seenTable
+	tab.observe(ss, time.Unix(1, 0))
+	for k := range tab.index {
+		if unsafeData(k) == &buf[0] {
+			t.Fatal("the key shares the dump's memory")
+		}
+	}
+}
+
+func unsafeString(b []byte) string { return unsafe.String(&b[0], len(b)) }
+
+func unsafeData(s string) *byte { return unsafe.StringData(s) }
