@@ -70,7 +70,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 			}
 			kicks = append(kicks, d)
 			if _, ok := a.st.decidedAt[d.ID]; !ok {
-				a.st.decidedAt[strings.Clone(d.ID)] = now // see state.once
+				a.st.decidedAt[strings.Clone(d.ID)] = now // see seenTable.observe
 			}
 		case engine.ActionDryRun:
 			a.report(d, audit.DryRun, snap, rs, now)

@@ -47,7 +47,7 @@ func (m *Metrics) setDecisions(counts map[ruleAction]int) {
 	for k, n := range counts {
 		g := m.decisionGauges[k]
 		if g == nil {
-			k.rule = strings.Clone(k.rule) // kept: see state.once
+			k.rule = strings.Clone(k.rule) // kept across rulesets: see state.once
 			g = m.decisions.WithLabelValues(k.rule, string(k.action))
 			m.decisionGauges[k] = g
 		}

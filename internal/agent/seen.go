@@ -27,12 +27,19 @@ type seenTable struct {
 type seenSlot struct {
 	first time.Time
 	gen   uint32
+	// reported is what state.once last let through for the session: kept
+	// here rather than in a map of its own, it goes with the session.
+	reported reported
 }
+
+// reported is an audit result and the rule it was for.
+type reported struct{ result, rule string }
 
 // observe records the sessions of a snapshot taken at now.
 func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 	if t.index == nil {
 		t.index = make(map[string]int32, len(sessions))
+		t.slots = make([]seenSlot, 0, len(sessions))
 	}
 	t.gen++
 	t.live = 0
@@ -57,7 +64,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 				continue
 			case t.gen - 1:
 			default: // gone for a snapshot or more: it starts over
-				sl.first = now
+				*sl = seenSlot{first: now}
 			}
 			sl.gen = t.gen
 			t.live++
@@ -104,6 +111,14 @@ func (t *seenTable) prune() {
 func (t *seenTable) present(id string) bool {
 	at, ok := t.index[id]
 	return ok && t.slots[at].gen == t.gen
+}
+
+// slot returns id's entry, nil if id is not in the last snapshot.
+func (t *seenTable) slot(id string) *seenSlot {
+	if at, ok := t.index[id]; ok && t.slots[at].gen == t.gen {
+		return &t.slots[at]
+	}
+	return nil
 }
 
 // firstSeen returns when id was first seen, zero if it is not in the last

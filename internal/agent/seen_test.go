@@ -109,3 +109,32 @@ func TestSeenTableKeysAreCopies(t *testing.T) {
 func unsafeString(b []byte) string { return unsafe.String(&b[0], len(b)) }
 
 func unsafeData(s string) *byte { return unsafe.StringData(s) }
+
+// A result is audited once per session, again when it changes, and again
+// when the session comes back after missing a snapshot.
+func TestOnceFollowsTheSession(t *testing.T) {
+	var st state
+	st.init()
+	a := anvil.Session{ConnGUID: fmt.Sprintf("%032x", 1)}
+	b := anvil.Session{PID: 2, Service: "imap", User: "b"}
+	t0 := time.Unix(1e9, 0)
+	step := func(c int, want string, ss ...anvil.Session) {
+		t.Helper()
+		st.observe(ss, t0.Add(time.Duration(c)*time.Second))
+		got := ""
+		for i := range ss {
+			id := engine.SessionID(&ss[i])
+			got += fmt.Sprint(st.once(id, "dry-run", "r"), st.once(id, "dry-run", "r"), " ")
+		}
+		if got != want {
+			t.Fatalf("cycle %d: once %q, want %q", c, got, want)
+		}
+	}
+	step(1, "true false true false ", a, b)
+	step(2, "false false false false ", a, b)
+	step(3, "false false ", a)
+	step(4, "false false true false ", a, b) // b came back
+	if !st.once(engine.SessionID(&a), "allowed", "r") || !st.once(engine.SessionID(&a), "dry-run", "q") {
+		t.Fatal("a changed result or rule is not audited")
+	}
+}

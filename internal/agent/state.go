@@ -11,9 +11,10 @@ import (
 // state is what the loop remembers between cycles. Anvil keeps no session
 // start times, so first-seen and first-decided times are the agent's own.
 type state struct {
-	seen      seenTable            // session id → first snapshot it was in
+	// seen: session id → first snapshot it was in, and the last result
+	// audited once (dry-run, allowed, held-back, breaker)
+	seen      seenTable
 	decidedAt map[string]time.Time // session id → first cycle a kick rule chose it
-	reported  map[string]reported  // session id → last result audited once (dry-run, allowed, held-back, breaker)
 	kicksOf   map[string][]time.Time
 	breaker   struct {
 		open bool
@@ -30,9 +31,6 @@ type state struct {
 	decisionCounts map[ruleAction]int
 }
 
-// reported is what once last let through for a session.
-type reported struct{ result, rule string }
-
 // bucket is a token bucket for one paced rule.
 type bucket struct {
 	tokens float64
@@ -43,7 +41,6 @@ type bucket struct {
 
 func (s *state) init() {
 	s.decidedAt = map[string]time.Time{}
-	s.reported = map[string]reported{}
 	s.kicksOf = map[string][]time.Time{}
 	s.buckets = map[string]*bucket{}
 	s.cutoffs = map[time.Time]time.Time{}
@@ -106,16 +103,10 @@ func (s *state) snapshotAfter(t, now time.Time) (time.Time, bool) {
 // observe records the sessions present now and forgets those gone.
 func (s *state) observe(sessions []anvil.Session, now time.Time) {
 	s.seen.observe(sessions, now)
-	// These hold the sessions that decisions named: few, next to the
-	// snapshot, so a pass over them is cheap.
+	// The sessions kick rules chose: few, so a pass is cheap.
 	for id := range s.decidedAt {
 		if !s.seen.present(id) {
 			delete(s.decidedAt, id)
-		}
-	}
-	for id := range s.reported {
-		if !s.seen.present(id) {
-			delete(s.reported, id)
 		}
 	}
 }
@@ -124,17 +115,16 @@ func (s *state) observe(sessions []anvil.Session, now time.Time) {
 // that a long-lived session in dry-run or held back is audited once, not
 // every cycle.
 func (s *state) once(id, result, rule string) bool {
-	prev, ok := s.reported[id]
-	if ok && prev.result == result && prev.rule == rule {
+	sl := s.seen.slot(id)
+	if sl == nil {
+		return true // not observed (cannot happen): audit rather than hide
+	}
+	if sl.reported.result == result && sl.reported.rule == rule {
 		return false
 	}
-	if !ok {
-		// Ids point into the dump's buffer (the 2.4 GUID): a copied key
-		// does not keep that whole dump alive for as long as the session
-		// lasts.
-		id = strings.Clone(id)
-	}
-	s.reported[id] = reported{result, strings.Clone(rule)}
+	// A copy: the rule name outlives this ruleset (a Rego decision's may
+	// point into evaluation data).
+	sl.reported = reported{result, strings.Clone(rule)}
 	return true
 }
 
@@ -144,7 +134,7 @@ func (s *state) kicked(user string, now time.Time) int {
 	cut := now.Add(-time.Hour)
 	times, ok := s.kicksOf[user]
 	if !ok {
-		user = strings.Clone(user) // see once
+		user = strings.Clone(user) // see seenTable.observe
 	}
 	i := 0
 	for i < len(times) && times[i].Before(cut) {
