@@ -2,7 +2,6 @@ package agent
 
 import (
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kickagent/kickagent/internal/anvil"
@@ -16,7 +15,12 @@ import (
 // then they are ignored, and an id that comes back after missing a snapshot
 // starts over, as if it had been deleted at once.
 type seenTable struct {
-	index map[string]int32 // session id → slot
+	// guids holds the ids that are 32 lowercase hex digits (the 2.4
+	// GUID) as their 16 bytes: no string per session to keep and mark.
+	// Any other id (2.3's pid/service/ip/user) is a key of index. The
+	// split is by the id's form only, so it is one-to-one.
+	guids map[[16]byte]int32
+	index map[string]int32
 	slots []seenSlot
 	free  []int32 // slots of deleted entries, for reuse
 	gen   uint32  // generation of the last snapshot observed
@@ -38,22 +42,24 @@ type reported struct{ result, rule string }
 // observe records the sessions of a snapshot taken at now.
 func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 	if t.index == nil {
-		t.index = make(map[string]int32, len(sessions))
+		t.guids = make(map[[16]byte]int32, len(sessions))
+		t.index = map[string]int32{}
 		t.slots = make([]seenSlot, 0, len(sessions))
 	}
 	t.gen++
 	t.live = 0
 	for i := range sessions {
 		s := &sessions[i]
-		var id string
 		var at int32
 		var ok bool
-		if s.ConnGUID != "" {
-			id = s.ConnGUID
-			at, ok = t.index[id]
+		g, isGUID := guidKey(s.ConnGUID)
+		if isGUID {
+			at, ok = t.guids[g]
 		} else {
-			// The 2.3 id is built in a reused buffer: the lookup of
-			// string(buf) does not allocate; only a new entry's key does.
+			// Built in a reused buffer: the lookup of string(buf) does
+			// not allocate; only a new entry's key does, and that key is
+			// a copy, never a string of the dump's buffer, which must not
+			// stay alive for as long as the session lasts.
 			t.buf = appendSessionID(t.buf[:0], s)
 			at, ok = t.index[string(t.buf)]
 		}
@@ -70,17 +76,15 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 			t.live++
 			continue
 		}
-		// A copied key: the 2.4 GUID points into the dump's buffer, which
-		// must not stay alive for as long as the session lasts.
-		if id != "" {
-			id = strings.Clone(id)
+		at = t.alloc(seenSlot{first: now, gen: t.gen})
+		if isGUID {
+			t.guids[g] = at
 		} else {
-			id = string(t.buf)
+			t.index[string(t.buf)] = at
 		}
-		t.index[id] = t.alloc(seenSlot{first: now, gen: t.gen})
 		t.live++
 	}
-	if gone := len(t.index) - t.live; gone > 0 && gone >= len(t.index)/8 {
+	if n := len(t.guids) + len(t.index); n > t.live && n-t.live >= n/8 {
 		t.prune()
 	}
 }
@@ -98,40 +102,81 @@ func (t *seenTable) alloc(sl seenSlot) int32 {
 
 // prune deletes the entries of sessions gone.
 func (t *seenTable) prune() {
-	for id, at := range t.index {
-		if t.slots[at].gen != t.gen {
-			delete(t.index, id)
-			t.slots[at] = seenSlot{}
-			t.free = append(t.free, at)
+	gone := func(at int32) bool {
+		if t.slots[at].gen == t.gen {
+			return false
+		}
+		t.slots[at] = seenSlot{}
+		t.free = append(t.free, at)
+		return true
+	}
+	for k, at := range t.guids {
+		if gone(at) {
+			delete(t.guids, k)
+		}
+	}
+	for k, at := range t.index {
+		if gone(at) {
+			delete(t.index, k)
 		}
 	}
 }
 
-// present reports whether id was in the last snapshot.
-func (t *seenTable) present(id string) bool {
-	at, ok := t.index[id]
-	return ok && t.slots[at].gen == t.gen
-}
-
 // slot returns id's entry, nil if id is not in the last snapshot.
 func (t *seenTable) slot(id string) *seenSlot {
-	if at, ok := t.index[id]; ok && t.slots[at].gen == t.gen {
+	var at int32
+	var ok bool
+	if g, isGUID := guidKey(id); isGUID {
+		at, ok = t.guids[g]
+	} else {
+		at, ok = t.index[id]
+	}
+	if ok && t.slots[at].gen == t.gen {
 		return &t.slots[at]
 	}
 	return nil
 }
 
+// present reports whether id was in the last snapshot.
+func (t *seenTable) present(id string) bool { return t.slot(id) != nil }
+
 // firstSeen returns when id was first seen, zero if it is not in the last
 // snapshot.
 func (t *seenTable) firstSeen(id string) time.Time {
-	if at, ok := t.index[id]; ok && t.slots[at].gen == t.gen {
-		return t.slots[at].first
+	if sl := t.slot(id); sl != nil {
+		return sl.first
 	}
 	return time.Time{}
 }
 
 // len is the number of distinct sessions in the last snapshot.
 func (t *seenTable) len() int { return t.live }
+
+// guidKey returns the bytes of id if it is 32 lowercase hex digits. Only
+// lowercase: "AB…" and "ab…" are different ids and must stay apart.
+func guidKey(id string) (k [16]byte, ok bool) {
+	if len(id) != 32 {
+		return k, false
+	}
+	for i := range k {
+		hi, lo := unhex(id[2*i]), unhex(id[2*i+1])
+		if hi > 15 || lo > 15 {
+			return k, false
+		}
+		k[i] = hi<<4 | lo
+	}
+	return k, true
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 255
+}
 
 // appendSessionID appends engine.SessionID(s) to b (the same bytes; a test
 // holds them equal).

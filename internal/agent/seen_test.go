@@ -55,8 +55,13 @@ func TestSeenTableMatchesReference(t *testing.T) {
 	for i := range universe {
 		s := anvil.Session{PID: int64(i % 37), Service: []string{"imap", "pop3"}[i%2], User: fmt.Sprintf("u%d", i%91),
 			IP: netip.AddrFrom4([4]byte{10, 0, byte(i % 5), byte(i)})}
-		if i%3 == 0 {
-			s.ConnGUID = fmt.Sprintf("%032x", i)
+		switch i % 6 {
+		case 0, 3: // the same GUID in lower and upper case: two ids
+			s.ConnGUID = fmt.Sprintf("%032x", i/6+0xabc)
+		case 1:
+			s.ConnGUID = fmt.Sprintf("%032X", i/6+0xabc)
+		case 2:
+			s.ConnGUID = fmt.Sprintf("%031x", i) // not a GUID's form
 		}
 		universe[i] = s
 	}
@@ -87,28 +92,45 @@ func TestSeenTableMatchesReference(t *testing.T) {
 				t.Fatalf("cycle %d, %s: first seen %v present %v, want %v %v", c, id, got, tab.present(id), want, in)
 			}
 		}
-		if gone := len(tab.index) - tab.live; gone > 0 && gone >= len(tab.index)/8 {
-			t.Fatalf("cycle %d: %d gone entries kept of %d", c, gone, len(tab.index))
+		if n := len(tab.index) + len(tab.guids); n-tab.live > 0 && n-tab.live >= n/8 {
+			t.Fatalf("cycle %d: %d gone entries kept of %d", c, n-tab.live, n)
 		}
 	}
 }
 
 // Keys kept across snapshots are copies, never strings of the dump.
 func TestSeenTableKeysAreCopies(t *testing.T) {
-	buf := []byte("0123456789abcdef0123456789abcdef")
-	ss := []anvil.Session{{ConnGUID: unsafeString(buf), Service: "imap"}}
+	buf := []byte("0123456789ABCDEF0123456789ABCDEFimapuser")
+	ss := []anvil.Session{
+		{ConnGUID: unsafeString(buf[:32]), Service: "imap"},
+		{PID: 1, Service: unsafeString(buf[32:36]), User: unsafeString(buf[36:])},
+	}
 	var tab seenTable
 	tab.observe(ss, time.Unix(1, 0))
+	if len(tab.index) != 2 {
+		t.Fatalf("%d string keys, want 2", len(tab.index))
+	}
 	for k := range tab.index {
-		if unsafeData(k) == &buf[0] {
-			t.Fatal("the key shares the dump's memory")
+		if p := uintptr(unsafe.Pointer(unsafe.StringData(k))); p >= uintptr(unsafe.Pointer(&buf[0])) && p < uintptr(unsafe.Pointer(&buf[0]))+uintptr(len(buf)) {
+			t.Fatalf("the key %q shares the dump's memory", k)
+		}
+	}
+}
+
+func TestGUIDKey(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"0123456789abcdef0123456789abcdef": true, "0123456789ABCDEF0123456789abcdef": false,
+		"0123456789abcdef0123456789abcde": false, "0123456789abcdef0123456789abcdeg": false, "": false,
+		"1/imap/10.0.0.1/0123456789abcdef": false,
+	} {
+		k, got := guidKey(id)
+		if got != ok || ok && fmt.Sprintf("%x", k) != id {
+			t.Errorf("guidKey(%q) = %x, %v", id, k, got)
 		}
 	}
 }
 
 func unsafeString(b []byte) string { return unsafe.String(&b[0], len(b)) }
-
-func unsafeData(s string) *byte { return unsafe.StringData(s) }
 
 // A result is audited once per session, again when it changes, and again
 // when the session comes back after missing a snapshot.
