@@ -65,7 +65,7 @@ func (s Sources) ruleFiles() ([]string, Errors) {
 // nothing of a broken file set is ever used.
 func Load(ctx context.Context, src Sources) (*Ruleset, error) {
 	files, errs := src.ruleFiles()
-	rs := &Ruleset{}
+	rs := &Ruleset{cache: newYAMLCache()}
 	h := sha256.New()
 	names := map[string]*rule{}
 	var allowUsers []string

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"hash/maphash"
+	"slices"
 	"time"
 
 	"github.com/kickagent/kickagent/internal/anvil"
@@ -16,6 +18,9 @@ type Ruleset struct {
 	policy *Policy
 	rev    string
 	files  []string
+	// cache remembers static rule matches per session (yaml_cache.go);
+	// the one mutable part, guarded by its own lock.
+	cache *yamlCache
 }
 
 // Rev identifies the rule and policy contents (a short sha256), for logs
@@ -95,7 +100,9 @@ func (rs *Ruleset) DrainRules() []RuleRef {
 // ActionAllowed when the allow list covers the session.
 func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 	snap := in.Snapshot
-	byIdx := make(map[int]*Decision)
+	// byIdx[i] is session i's decision; most sessions have none.
+	byIdx := make([]*Decision, len(snap.Sessions))
+	n := 0
 	if in.SnapshotAfter != nil {
 		// Fix every reset's cutoff at the first snapshot at or after its
 		// time, whether or not a session matches now: a user with no
@@ -107,29 +114,7 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 		}
 	}
 	if len(rs.rules) > 0 {
-		sc := rs.index.newScratch()
-		for i := range snap.Sessions {
-			s := &snap.Sessions[i]
-			var best *rule
-			for _, id := range rs.index.candidates(sc, s) {
-				r := rs.rules[id]
-				if !r.active(in.Now) || !r.matches(s) || !r.oldEnough(s, &in) {
-					continue
-				}
-				if best == nil || better(r, best) {
-					best = r
-				}
-			}
-			if best != nil {
-				d := &Decision{Session: s, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
-					Reason: best.explain(s), Action: ActionKick, MaxKicksPerCycle: best.maxKicks,
-					Rate: best.rate, Drain: best.drain, File: best.file}
-				if best.dryRun {
-					d.Action = ActionDryRun
-				}
-				byIdx[i] = d
-			}
-		}
+		n += rs.evaluateYAML(&in, byIdx)
 	}
 	if rs.policy != nil {
 		pds, err := rs.policy.Evaluate(ctx, PolicyInput{Snapshot: snap, Now: in.Now, FirstSeen: in.FirstSeen, Allow: rs.Allow})
@@ -144,23 +129,96 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 				continue
 			}
 			if cur := byIdx[i]; cur == nil || (cur.Action == ActionDryRun && pd.Action == ActionKick) {
+				if cur == nil {
+					n++
+				}
 				pd.Session = &snap.Sessions[i]
 				byIdx[i] = pd
 			}
 		}
 	}
-	out := make([]Decision, 0, len(byIdx))
-	for i := range snap.Sessions {
-		d := byIdx[i]
+	out := make([]Decision, 0, n)
+	for _, d := range byIdx {
 		if d == nil {
 			continue
 		}
-		if rs.Allow.Protects(d.Session) {
-			d.Action = ActionAllowed
+		if d.Engine != EngineYAML && rs.Allow.Protects(d.Session) {
+			d.Action = ActionAllowed // YAML decisions come with it applied
 		}
 		out = append(out, *d)
 	}
 	return out, nil
+}
+
+// evaluateYAML fills byIdx with the YAML rules' decisions and returns
+// how many it made. Static matches come from the cache when the session
+// was evaluated before; time-dependent conditions are applied every time.
+func (rs *Ruleset) evaluateYAML(in *Input, byIdx []*Decision) int {
+	c := rs.cache
+	c.begin(len(in.Snapshot.Sessions))
+	defer c.end()
+	sc := rs.index.newScratch()
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	var static []int32
+	var slab []Decision
+	n := 0
+	for i := range in.Snapshot.Sessions {
+		s := &in.Snapshot.Sessions[i]
+		key := c.hash(&h, s)
+		hit, known := c.lookup(key)
+		if hit != nil && !sameStatic(&hit.sess, s) {
+			known = false // a hash collision: never trusted
+		}
+		if !known {
+			static = static[:0]
+			for _, id := range rs.index.candidates(sc, s) {
+				if rs.rules[id].matches(s) {
+					static = append(static, id)
+				}
+			}
+			slices.Sort(static)
+			hit = newHit(static, s, rs.Allow)
+		}
+		c.record(key, hit)
+		if hit == nil {
+			continue
+		}
+		var best *rule
+		bestID := int32(-1)
+		for _, id := range hit.rules {
+			r := rs.rules[id]
+			if !r.active(in.Now) || !r.oldEnough(s, in) {
+				continue
+			}
+			if best == nil || better(r, best) {
+				best, bestID = r, id
+			}
+		}
+		if best == nil {
+			continue
+		}
+		if hit.reasonOf != bestID {
+			hit.reason, hit.reasonOf = best.explain(s), bestID
+		}
+		if len(slab) == cap(slab) {
+			// Decisions in blocks: pointers into a block stay valid.
+			slab = make([]Decision, 0, 1024)
+		}
+		slab = append(slab, Decision{Session: s, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
+			Reason: hit.reason, Action: ActionKick, MaxKicksPerCycle: best.maxKicks,
+			Rate: best.rate, Drain: best.drain, File: best.file})
+		d := &slab[len(slab)-1]
+		switch {
+		case hit.allowed:
+			d.Action = ActionAllowed
+		case best.dryRun:
+			d.Action = ActionDryRun
+		}
+		byIdx[i] = d
+		n++
+	}
+	return n
 }
 
 // better: a kick rule beats a dry-run rule; then load order.
