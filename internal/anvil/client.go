@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -203,33 +202,29 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
 	if err := c.write("CONNECT-DUMP\n"); err != nil {
 		return nil, err
 	}
-	body, err := c.readDump(ctx)
+	p, n, err := c.readDump(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// body is never written again, so the parsed strings may share it.
-	s := unsafe.String(unsafe.SliceData(body), len(body))
-	snap := &Snapshot{Protocol: c.proto, ServerMinor: c.minor, Bytes: len(body) + 1}
-	if c.proto == Proto24 {
-		snap.AltNames, snap.Sessions, err = ParseDump24(s)
-	} else {
-		snap.Sessions, err = ParseDump23(s)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("anvil %s: %w", c.path, err)
-	}
+	snap := &Snapshot{Protocol: c.proto, ServerMinor: c.minor, Bytes: n,
+		AltNames: p.altNames, Sessions: p.sessions}
 	snap.Taken = time.Now()
 	return snap, nil
 }
 
 // readDump reads one dump reply up to its terminating empty line and
-// returns it without the terminator. On 2.4 the first line is the header
-// and may itself be empty. It reads in large chunks straight into one
-// buffer: a 100,000-session dump is 5-10 MB.
-func (c *Conn) readDump(ctx context.Context) ([]byte, error) {
-	buf := make([]byte, 0, max(1<<20, c.lastDump+c.lastDump/8))
-	header := c.proto == Proto24
-	lineStart, scan := 0, 0
+// parses each line as soon as it has arrived: parsing overlaps anvil's
+// writing, and the dump is parsed shortly after its last byte. It
+// returns the parser and the reply's size in bytes.
+//
+// Lines are read into blocks that are never moved or reused, because the
+// parsed strings point into them; a line cut by the end of a block is
+// copied to the start of the next.
+func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
+	hint := c.lastDump + c.lastDump/8
+	buf := make([]byte, 0, max(1<<20, hint))
+	p := newDumpParser(c.proto, hint/dumpLineGuess)
+	lineStart, scan, before := 0, 0, 0 // before: bytes of earlier blocks
 	for {
 		for {
 			i := bytes.IndexByte(buf[scan:], '\n')
@@ -239,31 +234,46 @@ func (c *Conn) readDump(ctx context.Context) ([]byte, error) {
 			end := scan + i
 			line := buf[lineStart:end]
 			scan = end + 1
-			switch {
-			case header:
-				header = false
-			case len(line) == 0:
+			if p.n == 0 && c.guessed && bytes.HasPrefix(line, []byte("VERSION\tanvil-server\t")) {
+				return nil, 0, errLateGreeting
+			}
+			if len(line) == 0 && (p.n > 0 || c.proto != Proto24) {
 				if scan != len(buf) {
 					// Nothing was asked after CONNECT-DUMP.
-					return nil, protoErr(0, string(buf[scan:min(len(buf), scan+80)]), "unexpected data after the dump")
+					return nil, 0, protoErr(0, string(buf[scan:min(len(buf), scan+80)]), "unexpected data after the dump")
 				}
-				c.lastDump = len(buf)
-				return buf[:lineStart], nil
-			case lineStart == 0 && c.guessed && bytes.HasPrefix(line, []byte("VERSION\tanvil-server\t")):
-				return nil, errLateGreeting
+				c.lastDump = before + len(buf)
+				return p, c.lastDump, nil
+			}
+			if err := p.line(unsafe.String(unsafe.SliceData(line), len(line))); err != nil {
+				return nil, 0, fmt.Errorf("anvil %s: %w", c.path, err)
 			}
 			lineStart = scan
+			if p.n == 1000 && c.lastDump > 0 {
+				// Lines are alike: the first thousand tell how many the
+				// dump of about the last one's size holds.
+				p.expect(int(float64(c.lastDump) * 1.02 / float64(before+lineStart) * float64(p.n)))
+			}
 		}
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, cap(buf))
+			// A new block; the cut line moves to its start.
+			next := make([]byte, len(buf)-lineStart, max(1<<20, 2*(len(buf)-lineStart)))
+			copy(next, buf[lineStart:])
+			before += lineStart
+			scan -= lineStart
+			buf, lineStart = next, 0
 		}
 		n, err := c.r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil && n == 0 {
-			return nil, c.ioError(ctx, "CONNECT-DUMP", err)
+			return nil, 0, c.ioError(ctx, "CONNECT-DUMP", err)
 		}
 	}
 }
+
+// dumpLineGuess is a small guess of a dump line's length, for the first
+// allocation of sessions before the first lines tell.
+const dumpLineGuess = 96
 
 func (c *Conn) ioError(ctx context.Context, during string, err error) error {
 	if cerr := ctxErr(ctx); cerr != nil {

@@ -58,18 +58,11 @@ func forEachLine(body string, fn func(n int, line string) error) error {
 // ParseDump23 parses the session lines of a Dovecot 2.3 CONNECT-DUMP (the
 // terminating empty line removed): "<escaped ident>\t<pid>\t<refcount>".
 func ParseDump23(body string) ([]Session, error) {
-	sessions := make([]Session, 0, strings.Count(body, "\n")+1)
-	fields := make([]string, 0, 4)
-	err := forEachLine(body, func(n int, line string) error {
-		fields = splitTab(fields, line)
-		s, reason := parseSession23(fields)
-		if reason != "" {
-			return protoErr(n, line, reason)
-		}
-		sessions = append(sessions, s)
-		return nil
-	})
-	return sessions, err
+	p := newDumpParser(Proto23, strings.Count(body, "\n")+1)
+	if err := forEachLine(body, func(_ int, line string) error { return p.line(line) }); err != nil {
+		return nil, err
+	}
+	return p.sessions, nil
 }
 
 func parseSession23(f []string) (Session, string) {
@@ -117,46 +110,20 @@ func parseSession23(f []string) (Session, string) {
 // "<pid>\t<user>\t<service>\t<ip>\t<conn-guid>\t<dest-ip>[\t<alt>…]", the
 // terminating empty line removed.
 func ParseDump24(body string) (altNames []string, sessions []Session, err error) {
-	header, rest, ok := strings.Cut(body, "\n")
+	header, _, ok := strings.Cut(body, "\n")
 	if !ok && header != "" {
 		return nil, nil, protoErr(1, header, "header line not terminated")
 	}
-	altNames = splitTab(nil, header)
-	for i, n := range altNames {
-		if n == "" {
-			return nil, nil, protoErr(1, header, fmt.Sprintf("empty alt field name in column %d", i+1))
-		}
+	p := newDumpParser(Proto24, strings.Count(body, "\n"))
+	if body == "" {
+		err = p.line("")
+	} else {
+		err = forEachLine(body, func(_ int, line string) error { return p.line(line) })
 	}
-	count := strings.Count(rest, "\n") + 1
-	sessions = make([]Session, 0, count)
-	var alts []string
-	if len(altNames) > 0 {
-		alts = make([]string, 0, count*len(altNames))
-	}
-	fields := make([]string, 0, 6+len(altNames))
-	err = forEachLine(rest, func(n int, line string) error {
-		fields = splitTab(fields, line)
-		s, reason := parseSession24(fields)
-		if reason == "" && len(fields)-6 > len(altNames) {
-			reason = fmt.Sprintf("%d alt columns but the header names %d", len(fields)-6, len(altNames))
-		}
-		if reason != "" {
-			return protoErr(n+1, line, reason)
-		}
-		if len(fields) > 6 {
-			start := len(alts)
-			alts = append(alts, fields[6:]...)
-			s.altNames, s.altValues = altNames, alts[start:len(alts):len(alts)]
-		} else {
-			s.altNames = altNames
-		}
-		sessions = append(sessions, s)
-		return nil
-	})
 	if err != nil {
 		return nil, nil, err
 	}
-	return altNames, sessions, nil
+	return p.altNames, p.sessions, nil
 }
 
 func parseSession24(f []string) (Session, string) {

@@ -1,0 +1,70 @@
+package anvil_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/anvil/anviltest"
+)
+
+// TestDumpAcrossBlocks: a dump of several MB, read in blocks of 1 MB with
+// lines cut at block ends, parses as the whole text does, on a first dump
+// (no size hint), a second one (hint from the first) and one much larger
+// than the hint.
+func TestDumpAcrossBlocks(t *testing.T) {
+	for _, proto := range []anvil.Protocol{anvil.Proto23, anvil.Proto24} {
+		t.Run(proto.Dovecot(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			small, large := dumpOf(proto, 3000), dumpOf(proto, 60000)
+			srv := anviltest.New(t, proto, anviltest.WithDump(small))
+			cl := &anvil.Client{Path: srv.Path, Protocol: proto}
+			c, err := cl.Open(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for i, reply := range []string{small, small, large, large} {
+				srv.SetDump(reply)
+				snap, err := c.Dump(ctx)
+				if err != nil {
+					t.Fatalf("dump %d: %v", i, err)
+				}
+				wantAlt, want := parseReply(t, proto, reply)
+				if !reflect.DeepEqual(snap.Sessions, want) || !reflect.DeepEqual(snap.AltNames, wantAlt) {
+					t.Fatalf("dump %d: %d sessions differ from the parsed text (%d)", i, len(snap.Sessions), len(want))
+				}
+				if snap.Bytes != len(reply) {
+					t.Errorf("dump %d: Bytes %d, reply %d", i, snap.Bytes, len(reply))
+				}
+			}
+		})
+	}
+}
+
+func dumpOf(proto anvil.Protocol, n int) string {
+	if proto == anvil.Proto24 {
+		return anvil.FormatDump24(anviltest.AltNames24, anviltest.Sessions24(n))
+	}
+	return anvil.FormatDump23(anviltest.Sessions23(n))
+}
+
+// parseReply parses a reply whole: its body without the final empty line.
+func parseReply(t *testing.T, proto anvil.Protocol, reply string) ([]string, []anvil.Session) {
+	body := reply[:len(reply)-1]
+	if proto == anvil.Proto24 {
+		alt, s, err := anvil.ParseDump24(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return alt, s
+	}
+	s, err := anvil.ParseDump23(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nil, s
+}
