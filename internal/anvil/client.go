@@ -225,6 +225,10 @@ func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
 	buf := make([]byte, 0, max(1<<20, hint))
 	p := newDumpParser(c.proto, hint/dumpLineGuess)
 	lineStart, scan, before := 0, 0, 0 // before: bytes of earlier blocks
+	// A bad line is reported once the reply has ended, as when the reply
+	// was read whole first: a reply cut short is a closed connection,
+	// whatever came before, and the connection stays in step.
+	var perr error
 	for {
 		for {
 			i := bytes.IndexByte(buf[scan:], '\n')
@@ -243,13 +247,16 @@ func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
 					return nil, 0, protoErr(0, string(buf[scan:min(len(buf), scan+80)]), "unexpected data after the dump")
 				}
 				c.lastDump = before + len(buf)
+				if perr != nil {
+					return nil, 0, fmt.Errorf("anvil %s: %w", c.path, perr)
+				}
 				return p, c.lastDump, nil
 			}
-			if err := p.line(unsafe.String(unsafe.SliceData(line), len(line))); err != nil {
-				return nil, 0, fmt.Errorf("anvil %s: %w", c.path, err)
+			if perr == nil {
+				perr = p.line(unsafe.String(unsafe.SliceData(line), len(line)))
 			}
 			lineStart = scan
-			if p.n == 1000 && c.lastDump > 0 {
+			if p.n == 1000 && c.lastDump > 0 && perr == nil {
 				// Lines are alike: the first thousand tell how many the
 				// dump of about the last one's size holds.
 				p.expect(int(float64(c.lastDump) * 1.02 / float64(before+lineStart) * float64(p.n)))
