@@ -308,7 +308,11 @@ func resultOf(o kick.Outcome) string {
 
 // report audits a decision that is not a kick, once per session and result.
 func (a *Agent) report(d *engine.Decision, result string, snap *anvil.Snapshot, rs *engine.Ruleset, now time.Time) {
-	if !a.st.once(d.ID, result, d.Rule) {
+	i := -1
+	if d.Index >= 0 && d.Index < len(snap.Sessions) && &snap.Sessions[d.Index] == d.Session {
+		i = d.Index // the decision is about this snapshot's session i
+	}
+	if !a.st.onceAt(i, d.ID, result, d.Rule) {
 		return
 	}
 	a.m.kicks.WithLabelValues(d.Rule, result).Inc()

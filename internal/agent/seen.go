@@ -25,6 +25,9 @@ type seenTable struct {
 	free  []int32 // slots of deleted entries, for reuse
 	gen   uint32  // generation of the last snapshot observed
 	live  int     // entries of generation gen (distinct ids present)
+	// at[i] is the slot of the last snapshot's session i (-1: its id was
+	// already taken by an earlier session of the snapshot).
+	at []int32
 	buf   []byte  // scratch for 2.3 ids
 }
 
@@ -48,6 +51,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 	}
 	t.gen++
 	t.live = 0
+	t.at = t.at[:0]
 	for i := range sessions {
 		s := &sessions[i]
 		var at int32
@@ -67,6 +71,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 			sl := &t.slots[at]
 			switch sl.gen {
 			case t.gen: // the same id twice in one snapshot
+				t.at = append(t.at, -1)
 				continue
 			case t.gen - 1:
 			default: // gone for a snapshot or more: it starts over
@@ -74,6 +79,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 			}
 			sl.gen = t.gen
 			t.live++
+			t.at = append(t.at, at)
 			continue
 		}
 		at = t.alloc(seenSlot{first: now, gen: t.gen})
@@ -83,6 +89,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 			t.index[string(t.buf)] = at
 		}
 		t.live++
+		t.at = append(t.at, at)
 	}
 	if n := len(t.guids) + len(t.index); n > t.live && n-t.live >= n/8 {
 		t.prune()
@@ -135,6 +142,15 @@ func (t *seenTable) slot(id string) *seenSlot {
 		return &t.slots[at]
 	}
 	return nil
+}
+
+// slotOf returns the entry of the last snapshot's session i, known to
+// have id; without a second lookup when session i was the first with it.
+func (t *seenTable) slotOf(i int, id string) *seenSlot {
+	if i >= 0 && i < len(t.at) && t.at[i] >= 0 {
+		return &t.slots[t.at[i]]
+	}
+	return t.slot(id)
 }
 
 // present reports whether id was in the last snapshot.

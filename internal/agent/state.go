@@ -114,8 +114,11 @@ func (s *state) observe(sessions []anvil.Session, now time.Time) {
 // once reports whether (id, result, rule) is new since the last call, so
 // that a long-lived session in dry-run or held back is audited once, not
 // every cycle.
-func (s *state) once(id, result, rule string) bool {
-	sl := s.seen.slot(id)
+func (s *state) once(id, result, rule string) bool { return s.onceAt(-1, id, result, rule) }
+
+// onceAt is once for session i of the last snapshot observed (-1: unknown).
+func (s *state) onceAt(i int, id, result, rule string) bool {
+	sl := s.seen.slotOf(i, id)
 	if sl == nil {
 		return true // not observed (cannot happen): audit rather than hide
 	}

@@ -31,6 +31,8 @@ const (
 // Decision is one rule's verdict on one session.
 type Decision struct {
 	Session *anvil.Session
+	// Index is Session's position in the snapshot evaluated.
+	Index int
 	// ID is the session's stable id (SessionID).
 	ID     string
 	Rule   string

@@ -132,7 +132,7 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 				if cur == nil {
 					n++
 				}
-				pd.Session = &snap.Sessions[i]
+				pd.Session, pd.Index = &snap.Sessions[i], i
 				byIdx[i] = pd
 			}
 		}
@@ -205,7 +205,7 @@ func (rs *Ruleset) evaluateYAML(in *Input, byIdx []*Decision) int {
 			// Decisions in blocks: pointers into a block stay valid.
 			slab = make([]Decision, 0, 1024)
 		}
-		slab = append(slab, Decision{Session: s, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
+		slab = append(slab, Decision{Session: s, Index: i, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
 			Reason: hit.reason, Action: ActionKick, MaxKicksPerCycle: best.maxKicks,
 			Rate: best.rate, Drain: best.drain, File: best.file})
 		d := &slab[len(slab)-1]
