@@ -1,10 +1,6 @@
 package main
 
-import (
-	"io"
-	"strings"
-	"unicode/utf8"
-)
+import "io"
 
 // maxPadWidth caps the width a column is padded to.
 const maxPadWidth = 64
@@ -29,7 +25,7 @@ func (t *table) write(w io.Writer) error {
 	// extends its line instead of padding the whole column to its width.
 	measure := func(row []string) {
 		for i, v := range row {
-			if n := utf8.RuneCountInString(v); n <= maxPadWidth {
+			if n := textWidth(v); n <= maxPadWidth {
 				width[i] = max(width[i], n)
 			}
 		}
@@ -38,24 +34,25 @@ func (t *table) write(w io.Writer) error {
 	for _, r := range t.rows {
 		measure(r)
 	}
-	var b strings.Builder
-	line := func(row []string) {
-		b.Reset()
+	var b []byte // one line, reused: 40,000 rows make no garbage
+	emit := func(row []string) error {
+		b = b[:0]
 		for i, v := range row {
-			pad := strings.Repeat(" ", max(width[i]-utf8.RuneCountInString(v), 0))
 			if i > 0 {
-				b.WriteByte(' ')
+				b = append(b, ' ')
 			}
-			b.WriteString(v)
+			b = append(b, v...)
 			if i < len(row)-1 {
-				b.WriteString(pad)
+				for n := textWidth(v); n < width[i]; n++ {
+					b = append(b, ' ')
+				}
 			}
 		}
-	}
-	emit := func(row []string) error {
-		line(row)
 		// Empty trailing cells (absent alt fields) leave no trailing blanks.
-		_, err := io.WriteString(w, strings.TrimRight(b.String(), " ")+"\n")
+		for len(b) > 0 && b[len(b)-1] == ' ' {
+			b = b[:len(b)-1]
+		}
+		_, err := w.Write(append(b, '\n'))
 		return err
 	}
 	if err := emit(t.titles); err != nil {

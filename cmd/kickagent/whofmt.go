@@ -22,38 +22,42 @@ type whoGroup struct {
 	altMatched    bool // with -f: a session's alt value matched the masks
 }
 
-// aggKey identifies a group; on 2.4 sessions without a username are
-// grouped by their IP as well, as doveadm does.
-type aggKey struct {
-	user, service string
-	ip            netip.Addr
-}
 
 // aggregator groups sessions by (user, service) as doveadm who does. It
 // takes sessions one by one (from a stream, whose strings are transient)
 // and keeps one copy of each group's strings.
 type aggregator struct {
-	proto  anvil.Protocol
-	f      *match.Filter
-	idx    map[aggKey]*whoGroup
+	proto anvil.Protocol
+	f     *match.Filter
+	// idx finds a group by its key: user NUL service, and on 2.4 for
+	// sessions without a username NUL IP too, as doveadm groups those by
+	// IP. A string key hashes several times faster than a struct of
+	// strings; key is the buffer it is built in.
+	idx    map[string]*whoGroup
+	key    []byte
 	groups []*whoGroup
+	slab   []whoGroup // groups are allocated in blocks
 }
 
 func newAggregator(p anvil.Protocol, f *match.Filter) *aggregator {
 	// Sized for a large server up front: growing the map rehashes it.
-	return &aggregator{proto: p, f: f, idx: make(map[aggKey]*whoGroup, 1<<15)}
+	return &aggregator{proto: p, f: f, idx: make(map[string]*whoGroup, 1<<15)}
 }
 
 func (a *aggregator) add(s *anvil.Session) {
-	k := aggKey{user: s.User, service: s.Service}
+	k := append(append(append(a.key[:0], s.User...), 0), s.Service...)
 	if s.User == "" && a.proto == anvil.Proto24 {
-		k.ip = s.IP
+		k = s.IP.AppendTo(append(k, 0))
 	}
-	g := a.idx[k] // a lookup keeps no reference to the transient strings
+	a.key = k
+	g := a.idx[string(k)] // a lookup keeps no reference to the transient strings
 	if g == nil {
-		k.user, k.service = strings.Clone(s.User), strings.Clone(s.Service)
-		g = &whoGroup{user: k.user, service: k.service}
-		a.idx[k] = g
+		if len(a.slab) == cap(a.slab) {
+			a.slab = make([]whoGroup, 0, 1024)
+		}
+		a.slab = append(a.slab, whoGroup{user: strings.Clone(s.User), service: strings.Clone(s.Service)})
+		g = &a.slab[len(a.slab)-1]
+		a.idx[string(k)] = g
 		a.groups = append(a.groups, g)
 	}
 	g.conns += max(s.Connections, 1)

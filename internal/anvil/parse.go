@@ -180,11 +180,20 @@ func isGUID(s string) bool {
 	if len(s) != 32 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	var bad byte
+	for i := 0; i < 32; i++ {
+		bad |= notHex[s[i]]
+	}
+	return bad == 0
+}
+
+// notHex is 1 for every byte that is not a hex digit: one load per byte,
+// no branches, for 100,000 GUIDs a dump.
+var notHex = func() (t [256]byte) {
+	for c := range t {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
+			t[c] = 1
 		}
 	}
-	return true
-}
+	return t
+}()
