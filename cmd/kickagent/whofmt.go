@@ -22,7 +22,6 @@ type whoGroup struct {
 	altMatched    bool // with -f: a session's alt value matched the masks
 }
 
-
 // aggregator groups sessions by (user, service) as doveadm who does. It
 // takes sessions one by one (from a stream, whose strings are transient)
 // and keeps one copy of each group's strings.

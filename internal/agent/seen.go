@@ -27,8 +27,8 @@ type seenTable struct {
 	live  int     // entries of generation gen (distinct ids present)
 	// at[i] is the slot of the last snapshot's session i (-1: its id was
 	// already taken by an earlier session of the snapshot).
-	at []int32
-	buf   []byte  // scratch for 2.3 ids
+	at  []int32
+	buf []byte // scratch for 2.3 ids
 }
 
 type seenSlot struct {
