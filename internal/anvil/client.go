@@ -221,9 +221,12 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
 // parsed strings point into them; a line cut by the end of a block is
 // copied to the start of the next.
 func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
-	hint := c.lastDump + c.lastDump/8
-	buf := make([]byte, 0, max(1<<20, hint))
-	p := newDumpParser(c.proto, hint/dumpLineGuess)
+	// A dump larger than the last one continues in a new block, so the
+	// first needs little room to spare.
+	buf := make([]byte, 0, max(1<<20, c.lastDump+c.lastDump/64))
+	// Room for the first thousand lines; they tell how many the whole
+	// dump holds (see expect below), which costs one copy of them.
+	p := newDumpParser(c.proto, min(c.lastDump/dumpLineGuess, 1024))
 	lineStart, scan, before := 0, 0, 0 // before: bytes of earlier blocks
 	// A bad line is reported once the reply has ended, as when the reply
 	// was read whole first: a reply cut short is a closed connection,
@@ -278,8 +281,8 @@ func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
 	}
 }
 
-// dumpLineGuess is a small guess of a dump line's length, for the first
-// allocation of sessions before the first lines tell.
+// dumpLineGuess is a short guess of a dump line's length, for the first
+// allocation before the first lines tell.
 const dumpLineGuess = 96
 
 func (c *Conn) ioError(ctx context.Context, during string, err error) error {

@@ -158,8 +158,9 @@ func (rs *Ruleset) evaluateYAML(in *Input, byIdx []*Decision) int {
 	c.begin(len(in.Snapshot.Sessions))
 	defer c.end()
 	sc := rs.index.newScratch()
-	var h maphash.Hash
+	var h, h2 maphash.Hash
 	h.SetSeed(c.seed)
+	h2.SetSeed(c.check)
 	var static []int32
 	var slab []Decision
 	n := 0
@@ -167,7 +168,7 @@ func (rs *Ruleset) evaluateYAML(in *Input, byIdx []*Decision) int {
 		s := &in.Snapshot.Sessions[i]
 		key := c.hash(&h, s)
 		hit, known := c.lookup(key)
-		if hit != nil && !sameStatic(&hit.sess, s) {
+		if hit != nil && hit.check != c.hash(&h2, s) {
 			known = false // a hash collision: never trusted
 		}
 		if !known {
@@ -178,7 +179,11 @@ func (rs *Ruleset) evaluateYAML(in *Input, byIdx []*Decision) int {
 				}
 			}
 			slices.Sort(static)
-			hit = newHit(static, s, rs.Allow)
+			if len(static) > 0 {
+				hit = newHit(static, s, c.hash(&h2, s), rs.Allow)
+			} else {
+				hit = nil
+			}
 		}
 		c.record(key, hit)
 		if hit == nil {

@@ -37,17 +37,20 @@ import (
 // That touches memory in order; a 100,000-entry map looked up at random
 // cost more than the matching it saved.
 //
-// Safety: an entry with matches keeps a copy of its session, and is used
-// only for a session equal to it in every field matching reads, so a hash
-// collision can never make the agent kick a session the rules do not
-// name. A collision could only hide a match (probability about n²/2⁶⁵
-// per table: 3·10⁻¹⁰ at 100,000 sessions).
+// Safety: an entry with matches also keeps a second, independently
+// seeded hash of the same fields, and is used only for a session with
+// both hashes equal: a wrong kick would need a 128-bit collision. A
+// 64-bit collision could only hide a match (probability about n²/2⁶⁵ per
+// table: 3·10⁻¹⁰ at 100,000 sessions). A copy of the session instead of
+// the second hash cost ~300 B per matched session.
 //
 // Memory: 16 B per session (×2: this and the last dump); a matched
 // session also holds its rule ids and the reason of its last decision.
 type yamlCache struct {
 	mu   sync.Mutex // one evaluation at a time uses the cache
 	seed maphash.Seed
+	// check seeds the second hash of matched sessions.
+	check maphash.Seed
 	// keys/hits: the last evaluation's sessions in dump order (hit nil:
 	// no rule's static selectors match); next*: this evaluation's.
 	keys, nextKeys []uint64
@@ -66,8 +69,8 @@ const (
 
 // yamlHit is a session whose static selectors match some rules.
 type yamlHit struct {
-	rules []int32       // ascending
-	sess  anvil.Session // detached copy, to verify the entry is this session's
+	rules []int32 // ascending
+	check uint64  // the session's second hash (see above)
 	// allowed: the allow list protects the session.
 	allowed bool
 	// reason explains the last decision (rule reasonOf); explain is
@@ -76,10 +79,14 @@ type yamlHit struct {
 	reason   string
 }
 
-func newYAMLCache() *yamlCache { return &yamlCache{seed: maphash.MakeSeed()} }
+func newYAMLCache() *yamlCache {
+	return &yamlCache{seed: maphash.MakeSeed(), check: maphash.MakeSeed()}
+}
 
-// hash is the session's content key (see above).
+// hash is the session's content key (see above); h is seeded with
+// c.seed for the key, with c.check for the second hash.
 func (c *yamlCache) hash(h *maphash.Hash, s *anvil.Session) uint64 {
+	seed := h.Seed()
 	h.Reset()
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(s.PID))
@@ -93,7 +100,7 @@ func (c *yamlCache) hash(h *maphash.Hash, s *anvil.Session) uint64 {
 	// dumps, and an order change alone must not miss the cache.
 	var alt uint64
 	s.AltFields(func(field, value string) {
-		alt += maphash.String(c.seed, field) ^ (maphash.String(c.seed, value) * 0x9e3779b97f4a7c15)
+		alt += maphash.String(seed, field) ^ (maphash.String(seed, value) * 0x9e3779b97f4a7c15)
 	})
 	binary.LittleEndian.PutUint64(b[:], alt)
 	h.Write(b[:])
@@ -166,18 +173,11 @@ func (c *yamlCache) record(key uint64, hit *yamlHit) {
 
 // newHit is the cache entry of a session whose static selectors match
 // rules (nil when none do).
-func newHit(rules []int32, s *anvil.Session, allow *Allow) *yamlHit {
+func newHit(rules []int32, s *anvil.Session, check uint64, allow *Allow) *yamlHit {
 	if len(rules) == 0 {
 		return nil
 	}
-	return &yamlHit{rules: slices.Clone(rules), sess: s.Detached(), allowed: allow.Protects(s), reasonOf: -1}
-}
-
-// sameStatic: every field matching and the allow list read is equal (not
-// the 2.3 refcount, which sameSession also compares).
-func sameStatic(a, b *anvil.Session) bool {
-	return a.User == b.User && a.Service == b.Service && a.PID == b.PID && a.ConnGUID == b.ConnGUID &&
-		a.IP == b.IP && a.DestIP == b.DestIP && sameAlt(a, b)
+	return &yamlHit{rules: slices.Clone(rules), check: check, allowed: allow.Protects(s), reasonOf: -1}
 }
 
 // end makes this evaluation's sessions the cache.

@@ -137,7 +137,7 @@ func TestYAMLCacheCursor(t *testing.T) {
 					t.Fatalf("key %d: wrong entry %+v", k, h)
 				}
 			}
-			c.record(k, newHit([]int32{int32(k)}, &anvil.Session{}, nil))
+			c.record(k, newHit([]int32{int32(k)}, &anvil.Session{}, 0, nil))
 		}
 		c.end()
 		return found
