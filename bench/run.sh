@@ -246,8 +246,10 @@ rssrun() {
 log "b24: agent RSS and CPU, $RSS_SECS s"
 rssrun "default" "$RSS_SECS"
 if [ "$RSS_LIMIT_SECS" -gt 0 ]; then
-  log "b24: agent RSS and CPU with GOMEMLIMIT=100MiB, $RSS_LIMIT_SECS s"
-  rssrun "GOMEMLIMIT=100MiB" "$RSS_LIMIT_SECS" GOMEMLIMIT=100MiB
+  # The limit the systemd unit ships.
+  unitlimit=$(sed -n 's/^Environment=GOMEMLIMIT=//p' systemd/kickagent.service)
+  log "b24: agent RSS and CPU with GOMEMLIMIT=$unitlimit (the unit's), $RSS_LIMIT_SECS s"
+  rssrun "GOMEMLIMIT=$unitlimit (systemd unit)" "$RSS_LIMIT_SECS" "GOMEMLIMIT=$unitlimit"
 fi
 
 # Rule file written -> client sees EOF: a real IMAP session, the agent at 5 s interval.
