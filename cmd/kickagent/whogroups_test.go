@@ -20,8 +20,15 @@ func refGroups(snap *anvil.Snapshot, f *match.Filter) string {
 		user, service string
 		ip            netip.Addr
 	}
-	idx := map[key]*whoGroup{}
-	var order []*whoGroup
+	type group struct {
+		user, service string
+		conns         int
+		pids          []int64
+		ips           []netip.Addr
+		altMatched    bool
+	}
+	idx := map[key]*group{}
+	var order []*group
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
 		k := key{user: s.User, service: s.Service}
@@ -30,11 +37,11 @@ func refGroups(snap *anvil.Snapshot, f *match.Filter) string {
 		}
 		g := idx[k]
 		if g == nil {
-			g = &whoGroup{user: s.User, service: s.Service}
+			g = &group{user: s.User, service: s.Service}
 			idx[k] = g
 			order = append(order, g)
 		}
-		g.conns += int32(max(s.Connections, 1))
+		g.conns += max(s.Connections, 1)
 		g.altMatched = g.altMatched || (f.AltField != "" && f.MatchUser(s))
 		if s.IP.IsValid() && !slices.Contains(g.ips, s.IP) {
 			g.ips = append(g.ips, s.IP)
@@ -43,7 +50,7 @@ func refGroups(snap *anvil.Snapshot, f *match.Filter) string {
 			g.pids = append(g.pids, s.PID)
 		}
 	}
-	slices.SortStableFunc(order, func(x, y *whoGroup) int {
+	slices.SortStableFunc(order, func(x, y *group) int {
 		return cmp.Or(strings.Compare(x.user, y.user), strings.Compare(x.service, y.service))
 	})
 	title := "service"
@@ -52,7 +59,8 @@ func refGroups(snap *anvil.Snapshot, f *match.Filter) string {
 	}
 	t := newTable("username", "#", title, "(pids)", "(ips)")
 	for _, g := range order {
-		if !groupMatches(g, f) {
+		if (f.AltField != "" && !g.altMatched) || (f.AltField == "" && !f.MatchName(g.user)) ||
+			(f.HasNetwork() && !slices.ContainsFunc(g.ips, f.MatchIP)) {
 			continue
 		}
 		var pids, ips []string
@@ -62,7 +70,7 @@ func refGroups(snap *anvil.Snapshot, f *match.Filter) string {
 		for _, ip := range g.ips {
 			ips = append(ips, ip.String())
 		}
-		t.add(g.user, strconv.Itoa(int(g.conns)), g.service, "("+strings.Join(pids, " ")+")", "("+strings.Join(ips, " ")+")")
+		t.add(g.user, strconv.Itoa(g.conns), g.service, "("+strings.Join(pids, " ")+")", "("+strings.Join(ips, " ")+")")
 	}
 	var b bytes.Buffer
 	if err := t.write(&b); err != nil {
@@ -132,5 +140,21 @@ func TestWhoAggregatorGrows(t *testing.T) {
 		if want := refGroups(snap, f); out.String() != want {
 			t.Errorf("%v: output differs from the naive one", p)
 		}
+	}
+}
+
+// Past 16 service names, they are indexed by a map.
+func TestWhoAggregatedManyServices(t *testing.T) {
+	snap := randomSnap(anvil.Proto24, 3000, 3)
+	for i := range snap.Sessions {
+		snap.Sessions[i].Service = "svc" + strconv.Itoa(i%40)
+	}
+	f := &match.Filter{}
+	var out bytes.Buffer
+	if err := writeWhoAggregated(&out, snap, f); err != nil {
+		t.Fatal(err)
+	}
+	if want := refGroups(snap, f); out.String() != want {
+		t.Error("output differs from the naive one")
 	}
 }
