@@ -158,3 +158,23 @@ func TestWhoAggregatedManyServices(t *testing.T) {
 		t.Error("output differs from the naive one")
 	}
 }
+
+// Names that tie on a sort prefix: NULs, lengths around it, long names
+// sharing it, one character spelt two ways.
+func TestWhoAggregatedSortTies(t *testing.T) {
+	long := strings.Repeat("p", 24)
+	names := []string{"", "a", "a\x00", "a\x00b", "a\x00\x00", long, long + "b", long + "a", long + "\x00", long[:23], long[:23] + "\x00", "é", "e\xcc\x81"}
+	snap := &anvil.Snapshot{Protocol: anvil.Proto24}
+	for i := range 3 * len(names) {
+		svc := []string{"pop3", "imap", "imap-login"}[i%3]
+		snap.Sessions = append(snap.Sessions, anvil.Session{User: names[(i*7)%len(names)], Service: svc, PID: int64(i), Connections: 1})
+	}
+	f := &match.Filter{}
+	var out bytes.Buffer
+	if err := writeWhoAggregated(&out, snap, f); err != nil {
+		t.Fatal(err)
+	}
+	if want := refGroups(snap, f); out.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", out.String(), want)
+	}
+}
