@@ -30,16 +30,37 @@ type whoGroup struct {
 
 // groupMore holds a group's pids and IPs after its first ones.
 type groupMore struct {
-	pids []int64
-	ips  []netip.Addr
+	pids distinct[int64]
+	ips  distinct[netip.Addr]
 }
 
-func (g *whoGroup) hasPID(pid int64) bool {
-	return g.pid0 == pid || (g.more != nil && slices.Contains(g.more.pids, pid))
+// distinct is a list of distinct values in the order first seen. A long
+// one is indexed by a set: a user with thousands of sessions would
+// otherwise cost a scan of all of them per session.
+type distinct[T comparable] struct {
+	list []T
+	set  map[T]struct{}
 }
 
-func (g *whoGroup) hasIP(ip netip.Addr) bool {
-	return g.ip0 == ip || (g.more != nil && slices.Contains(g.more.ips, ip))
+const distinctScan = 64
+
+// add appends v unless the list has it.
+func (d *distinct[T]) add(v T) {
+	if d.set != nil {
+		if _, ok := d.set[v]; ok {
+			return
+		}
+		d.set[v] = struct{}{}
+	} else if slices.Contains(d.list, v) {
+		return
+	} else if len(d.list) >= distinctScan {
+		d.set = make(map[T]struct{}, 2*len(d.list))
+		for _, x := range d.list {
+			d.set[x] = struct{}{}
+		}
+		d.set[v] = struct{}{}
+	}
+	d.list = append(d.list, v)
 }
 
 // size is how many pids and IPs the group has.
@@ -50,7 +71,7 @@ func (g *whoGroup) size() (pids, ips int) {
 	if g.more == nil {
 		return 1, ips
 	}
-	return 1 + len(g.more.pids), ips + len(g.more.ips)
+	return 1 + len(g.more.pids.list), ips + len(g.more.ips.list)
 }
 
 // ips calls fn for each of the group's IPs, in the order first seen.
@@ -59,7 +80,7 @@ func (g *whoGroup) ips(fn func(netip.Addr) bool) bool {
 		return true
 	}
 	if g.more != nil {
-		return slices.ContainsFunc(g.more.ips, fn)
+		return slices.ContainsFunc(g.more.ips.list, fn)
 	}
 	return false
 }
@@ -175,14 +196,14 @@ func (a *aggregator) add(s *anvil.Session) {
 			a.grow()
 		}
 	} else {
-		if !g.hasPID(s.PID) {
-			g.spill().pids = append(g.more.pids, s.PID)
+		if s.PID != g.pid0 {
+			g.spill().pids.add(s.PID)
 		}
-		if s.IP.IsValid() && !g.hasIP(s.IP) {
+		if s.IP.IsValid() && s.IP != g.ip0 {
 			if !g.ip0.IsValid() {
 				g.ip0 = s.IP
 			} else {
-				g.spill().ips = append(g.more.ips, s.IP)
+				g.spill().ips.add(s.IP)
 			}
 		}
 	}
@@ -305,7 +326,7 @@ func writeGroups(w io.Writer, p anvil.Protocol, a *aggregator, f *match.Filter) 
 		svcSeen[g.svc] = true
 		n := 2 + decLen(g.pid0) // parentheses
 		if g.more != nil {
-			for _, pid := range g.more.pids {
+			for _, pid := range g.more.pids.list {
 				n += 1 + decLen(pid)
 			}
 		}
@@ -349,7 +370,7 @@ func writeGroups(w io.Writer, p anvil.Protocol, a *aggregator, f *match.Filter) 
 		n = len(b)
 		b = strconv.AppendInt(append(b, '('), g.pid0, 10)
 		if g.more != nil {
-			for _, pid := range g.more.pids {
+			for _, pid := range g.more.pids.list {
 				b = strconv.AppendInt(append(b, ' '), pid, 10)
 			}
 		}

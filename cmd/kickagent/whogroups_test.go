@@ -178,3 +178,22 @@ func TestWhoAggregatedSortTies(t *testing.T) {
 		t.Errorf("got\n%q\nwant\n%q", out.String(), want)
 	}
 }
+
+// A user with many sessions: pids and IPs past distinctScan, repeated.
+func TestWhoAggregatedBigGroup(t *testing.T) {
+	snap := &anvil.Snapshot{Protocol: anvil.Proto23}
+	for i := range 3000 {
+		snap.Sessions = append(snap.Sessions, anvil.Session{
+			User: "big", Service: "imap", PID: int64(i*7919) % 701, Connections: 1 + i%2,
+			IP: netip.AddrFrom4([4]byte{192, 0, byte(i % 3), byte((i * 31) % 97)}),
+		})
+	}
+	f := &match.Filter{}
+	var out bytes.Buffer
+	if err := writeWhoAggregated(&out, snap, f); err != nil {
+		t.Fatal(err)
+	}
+	if want := refGroups(snap, f); out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
