@@ -86,3 +86,21 @@ func (c *Conn) kick(ctx context.Context, fields []string) (int, error) {
 	}
 	return n, nil
 }
+
+// Kicker is one admin connection that sends KICK-* commands, one at a time.
+type Kicker interface {
+	KickUser(ctx context.Context, user, guid string) (int, error)
+	Close() error
+}
+
+// OpenKicker opens another connection to the same anvil, speaking the same
+// protocol without waiting to detect it, for kicks sent alongside this
+// connection's: anvil may answer KICK-* out of order on one connection, so
+// parallel kicks need a connection each.
+func (c *Conn) OpenKicker(ctx context.Context) (Kicker, error) {
+	k, err := (&Client{Path: c.path, Protocol: c.proto}).Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}

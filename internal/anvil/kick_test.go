@@ -162,3 +162,44 @@ func TestKickUserBadReply(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestOpenKicker: the extra kick connection is a second handshaken
+// connection to the same anvil, speaking the detected protocol (a 2.3
+// one still refuses KICK-USER).
+func TestOpenKicker(t *testing.T) {
+	for _, proto := range []anvil.Protocol{anvil.Proto24, anvil.Proto23} {
+		srv := anviltest.New(t, proto, anviltest.WithReply("KICK-USER", "1\n"))
+		ctx := testCtx(t, 10*time.Second)
+		c, err := (&anvil.Client{Path: srv.Path, Protocol: proto}).Open(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		k, err := c.OpenKicker(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := k.KickUser(ctx, "alice", guidA)
+		if proto == anvil.Proto23 {
+			if !errors.Is(err, anvil.ErrNotSupported) {
+				t.Errorf("2.3 kicker: %v, want ErrNotSupported", err)
+			}
+		} else if err != nil || n != 1 {
+			t.Errorf("KickUser = %d, %v; want 1", n, err)
+		}
+		if err := k.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Dump(ctx); err != nil {
+			t.Fatalf("first connection after the kicker: %v", err)
+		}
+		if srv.Conns() != 2 {
+			t.Errorf("%v: %d connections, want 2", proto, srv.Conns())
+		}
+		if proto == anvil.Proto24 {
+			if got, want := srv.ConnLines(1), []string{anviltest.Handshake24, "", "KICK-USER\talice\t" + guidA}; !slices.Equal(got, want) {
+				t.Errorf("kicker sent %q, want %q", got, want)
+			}
+		}
+	}
+}
