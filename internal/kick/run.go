@@ -1,6 +1,7 @@
 package kick
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,8 +55,11 @@ type Options struct {
 	KickTimeout time.Duration
 	// Settle bounds the wait for kicked sessions to leave anvil's table.
 	Settle time.Duration
-	// Poll is the interval of the confirming dumps.
+	// Poll is the least interval of the confirming dumps.
 	Poll time.Duration
+	// Parallel is how many admin connections carry kicks at once when
+	// the Conn can open them (KickOpener); 1 kicks one at a time on it.
+	Parallel int
 }
 
 func (o *Options) defaults() {
@@ -68,40 +72,57 @@ func (o *Options) defaults() {
 	if o.Poll <= 0 {
 		o.Poll = 50 * time.Millisecond
 	}
+	if o.Parallel <= 0 {
+		o.Parallel = DefaultParallel
+	}
 }
 
 // Run executes plan and confirms every kick with fresh dumps. It returns
 // one Result per selected session (and per collateral session of a forced
-// unit). The error is set only when anvil itself failed.
+// unit). The error is set only when anvil itself failed; then the units
+// whose kick was never sent have no Result.
 func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) ([]Result, error) {
 	opt.defaults()
 	var results []Result
 	for _, sk := range plan.Skipped {
 		results = append(results, Result{Session: sk.Session, Outcome: Skipped, Err: errors.New(sk.Reason)})
 	}
-	var pending []*Result
-	for _, u := range plan.Units {
-		outcome, method := Outcome(""), "kick-user"
-		if plan.Protocol == anvil.Proto23 {
-			method = "sigterm"
-		}
-		var err error
+	method := "kick-user"
+	if plan.Protocol == anvil.Proto23 {
+		method = "sigterm"
+	}
+	outcomes := make([]Outcome, len(plan.Units))
+	errs := make([]error, len(plan.Units))
+	var todo []int // units to KICK-USER, sent together below
+	viaAnvil := make([]bool, len(plan.Units))
+	for i, u := range plan.Units {
 		switch {
 		case len(u.Collateral) > 0 && !opt.Force:
-			outcome = RefusedCollateral
+			outcomes[i] = RefusedCollateral
 		case opt.DryRun:
-			outcome = DryRun
+			outcomes[i] = DryRun
 		case plan.Protocol == anvil.Proto23:
-			if err = sig.Terminate(u.PID, u.Service); errors.Is(err, ErrGone) {
-				err = nil
+			if errs[i] = sig.Terminate(u.PID, u.Service); errors.Is(errs[i], ErrGone) {
+				errs[i] = nil
 			}
 		default:
-			kctx, cancel := context.WithTimeout(ctx, opt.KickTimeout)
-			_, err = conn.KickUser(kctx, u.User, u.Targets[0].ConnGUID)
-			cancel()
-			if err != nil && (errors.Is(err, anvil.ErrClosed) || ctx.Err() != nil) {
-				return append(results, unitResults(u, Failed, method, err, opt.Force)...), fmt.Errorf("kick %s (pid %d): %w", u.User, u.PID, err)
-			}
+			todo = append(todo, i)
+			viaAnvil[i] = true
+		}
+	}
+	kr := kickUnits(ctx, conn, plan.Units, todo, opt)
+	for _, i := range todo {
+		errs[i] = kr.errs[i]
+	}
+	for i, u := range plan.Units {
+		if viaAnvil[i] && !kr.sent[i] {
+			continue // anvil failed first
+		}
+		outcome, err := outcomes[i], errs[i]
+		if kr.fatal != nil && outcome == "" {
+			// Anvil failed: nothing can be confirmed.
+			results = append(results, unitResults(u, Failed, method, cmp.Or(err, fmt.Errorf("could not confirm: %w", kr.fatal)), opt.Force)...)
+			continue
 		}
 		if err != nil {
 			outcome = Failed
@@ -111,6 +132,10 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 		withCollateral := opt.Force && (outcome == "" || outcome == DryRun)
 		results = append(results, unitResults(u, outcome, method, err, withCollateral)...)
 	}
+	if kr.fatal != nil {
+		return results, kr.fatal
+	}
+	var pending []*Result
 	for i := range results {
 		if results[i].Outcome == "" {
 			pending = append(pending, &results[i])
@@ -120,26 +145,22 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 		return results, nil
 	}
 	first := opt
-	if plan.Protocol == anvil.Proto24 && slices.ContainsFunc(pending, isProxied) {
+	if plan.Protocol == anvil.Proto24 && slices.ContainsFunc(pending, func(r *Result) bool { return isProxied(r) && canLeave(r.Session) }) {
 		// Dovecot 2.4.0-2.4.4 leaves some proxied sessions open: look
 		// for them after a short wait instead of the whole Settle.
 		first.Settle = min(opt.Settle, stuckLoginWait)
 	}
-	snap, err := settle(ctx, conn, pending, first)
+	snap, left, err := settle(ctx, conn, pending, first)
 	if err == nil && plan.Protocol == anvil.Proto24 {
-		if closeStuckLogins(snap, sig, pending) || first.Settle < opt.Settle {
-			snap, err = settle(ctx, conn, pending, opt)
+		if closeStuckLogins(snap, left, sig, pending) || (first.Settle < opt.Settle && waiting(pending, left)) {
+			_, left, err = settle(ctx, conn, pending, opt)
 		}
-	}
-	var ix snapIndex
-	if err == nil {
-		ix = indexOf(snap)
 	}
 	for _, r := range pending {
 		switch {
 		case err != nil:
 			r.Outcome, r.Err = Failed, fmt.Errorf("could not confirm: %w", err)
-		case ix.has(r.Session):
+		case left.has(r.Session):
 			r.Outcome = StillConnected
 		default:
 			r.Outcome = Kicked
@@ -161,32 +182,45 @@ func unitResults(u *Unit, o Outcome, method string, err error, withCollateral bo
 	return rs
 }
 
-// settle dumps until no pending session is left or opt.Settle passes, and
-// returns the last dump.
-func settle(ctx context.Context, conn Conn, pending []*Result, opt Options) (*anvil.Snapshot, error) {
+// settle dumps until no pending session that can leave is listed or
+// opt.Settle passes, and returns the last dump and which pending sessions
+// it lists. Dumps are at least as far apart as the last one took, so that
+// confirming never keeps anvil busy more than half of the time.
+func settle(ctx context.Context, conn Conn, pending []*Result, opt Options) (*anvil.Snapshot, idSet, error) {
 	deadline := time.Now().Add(opt.Settle)
+	want := make(idSet, len(pending))
+	for _, r := range pending {
+		want[identityOf(r.Session)] = struct{}{}
+	}
 	for {
+		t0 := time.Now()
 		snap, err := conn.Dump(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		ix := indexOf(snap)
-		left := 0
-		for _, r := range pending {
-			if ix.has(r.Session) {
-				left++
-			}
-		}
-		if left == 0 || time.Now().After(deadline) {
-			return snap, nil
+		took := time.Since(t0)
+		left := want.listedIn(snap)
+		if !waiting(pending, left) || time.Now().After(deadline) {
+			return snap, left, nil
 		}
 		select {
 		case <-ctx.Done():
-			return snap, nil
-		case <-time.After(opt.Poll):
+			return snap, left, nil
+		case <-time.After(max(opt.Poll, took)):
 		}
 	}
 }
+
+// waiting reports whether a pending session that can leave is still listed.
+func waiting(pending []*Result, listed idSet) bool {
+	return slices.ContainsFunc(pending, func(r *Result) bool { return canLeave(r.Session) && listed.has(r.Session) })
+}
+
+// canLeave reports whether a kick can make s leave anvil: a session whose
+// pid no process can have (a synthetic or corrupt record) stays listed
+// whatever is kicked, so waiting for it only delays the outcome, which the
+// last dump still observes (still-connected).
+func canLeave(s *anvil.Session) bool { return s.PID <= maxPID }
 
 // identity is a session's identity across dumps: the connection GUID on
 // 2.4; pid and ident on 2.3.
@@ -204,20 +238,34 @@ func identityOf(s *anvil.Session) identity {
 	return identity{pid: s.PID, service: s.Service, user: s.User, ip: s.IP}
 }
 
-// snapIndex answers "is this session still there" in constant time, so
-// that confirming a thousand kicks in a 100,000-session dump stays linear.
-type snapIndex map[identity]struct{}
+// idSet is a set of session identities.
+type idSet map[identity]struct{}
 
-func indexOf(snap *anvil.Snapshot) snapIndex {
-	ix := make(snapIndex, len(snap.Sessions))
+// indexOf indexes a whole snapshot.
+func indexOf(snap *anvil.Snapshot) idSet {
+	ix := make(idSet, len(snap.Sessions))
 	for i := range snap.Sessions {
 		ix[identityOf(&snap.Sessions[i])] = struct{}{}
 	}
 	return ix
 }
 
-func (ix snapIndex) has(s *anvil.Session) bool {
-	_, ok := ix[identityOf(s)]
+// listedIn returns the members of set that snap lists. It looks up each
+// record in set, the small side, instead of indexing a 100,000-session
+// dump for every confirming poll.
+func (set idSet) listedIn(snap *anvil.Snapshot) idSet {
+	out := make(idSet)
+	for i := range snap.Sessions {
+		id := identityOf(&snap.Sessions[i])
+		if _, ok := set[id]; ok {
+			out[id] = struct{}{}
+		}
+	}
+	return out
+}
+
+func (set idSet) has(s *anvil.Session) bool {
+	_, ok := set[identityOf(s)]
 	return ok
 }
 
@@ -236,13 +284,13 @@ func isProxied(r *Result) bool {
 // closeStuckLogins works around Dovecot 2.4.0-2.4.4, where anvil counts a
 // proxied session in a one-connection login process as kicked but the
 // process ignores the signal: such a process is terminated directly when
-// it still holds exactly that one session. Reports whether it signalled.
-func closeStuckLogins(snap *anvil.Snapshot, sig Signaler, pending []*Result) bool {
+// it still holds exactly that one session (ix: the pending sessions snap
+// lists). Reports whether it signalled.
+func closeStuckLogins(snap *anvil.Snapshot, ix idSet, sig Signaler, pending []*Result) bool {
 	perPID := make(map[int64]int)
 	for i := range snap.Sessions {
 		perPID[snap.Sessions[i].PID]++
 	}
-	ix := indexOf(snap)
 	signalled := false
 	for _, r := range pending {
 		s := r.Session

@@ -490,7 +490,7 @@ func TestCloseStuckLogins(t *testing.T) {
 	pending := []*Result{{Session: &alone, Method: "kick-user"}, {Session: &shared1, Method: "kick-user"}, {Session: &gone, Method: "kick-user"}}
 	a := &fakeAnvil{proto: anvil.Proto24}
 	sig := &fakeSig{anvil: a}
-	if !closeStuckLogins(snap, sig, pending) {
+	if !closeStuckLogins(snap, indexOf(snap), sig, pending) {
 		t.Error("reported no signal")
 	}
 	if want := []string{"10 imap-login"}; !slices.Equal(sig.calls, want) {
@@ -500,7 +500,7 @@ func TestCloseStuckLogins(t *testing.T) {
 		t.Errorf("methods %s %s %s", pending[0].Method, pending[1].Method, pending[2].Method)
 	}
 	sig.calls = nil
-	if closeStuckLogins(snap24(shared1, shared2), sig, pending[1:2]) || len(sig.calls) != 0 {
+	if closeStuckLogins(snap24(shared1, shared2), indexOf(snap24(shared1, shared2)), sig, pending[1:2]) || len(sig.calls) != 0 {
 		t.Errorf("signalled a login process holding two sessions: %q", sig.calls)
 	}
 }
