@@ -28,6 +28,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		if err := agentCmd(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "kickbench agent:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	name := flag.String("inst", "b24", "rig instance")
 	n := flag.Int("n", 1000, "real IMAP sessions to open")
 	conc := flag.Int("conc", 16, "concurrent logins")
