@@ -50,6 +50,9 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		altNames = splitTab(nil, string(h))
 	}
 	fields := make([]string, 0, 8+len(altNames))
+	// One Session for the whole stream: each gets its address, and a
+	// Session per line would be 100,000 heap allocations per listing.
+	var s Session
 	for {
 		line, err := readLine()
 		if err != nil {
@@ -74,7 +77,6 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		// Valid until the next read; fn is told so.
 		text := unsafe.String(unsafe.SliceData(line), len(line))
 		fields = splitTab(fields, text)
-		var s Session
 		var reason string
 		if c.proto == Proto24 {
 			s, reason = parseSession24(fields)
