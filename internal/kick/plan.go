@@ -60,21 +60,35 @@ func Kickable(s *anvil.Session) bool { return s.Service != "lmtp" }
 // NewPlan plans the kick of the sessions of snap for which selected is true.
 func NewPlan(snap *anvil.Snapshot, selected func(*anvil.Session) bool) *Plan {
 	p := &Plan{Protocol: snap.Protocol}
+	// Only processes holding a selected session matter: group just their
+	// sessions, not the whole (100,000-session) table.
 	byPID := make(map[int64][]*anvil.Session)
-	var pids []int64
+	sel := make(map[*anvil.Session]bool)
+	for i := range snap.Sessions {
+		if s := &snap.Sessions[i]; selected(s) {
+			sel[s] = true
+			byPID[s.PID] = nil
+		}
+	}
+	if len(sel) == 0 {
+		return p
+	}
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
-		if byPID[s.PID] == nil {
-			pids = append(pids, s.PID)
+		if all, ok := byPID[s.PID]; ok {
+			byPID[s.PID] = append(all, s)
 		}
-		byPID[s.PID] = append(byPID[s.PID], s)
+	}
+	pids := make([]int64, 0, len(byPID))
+	for pid := range byPID {
+		pids = append(pids, pid)
 	}
 	slices.Sort(pids)
 	for _, pid := range pids {
 		all := byPID[pid]
 		var chosen []*anvil.Session
 		for _, s := range all {
-			if !selected(s) {
+			if !sel[s] {
 				continue
 			}
 			if !Kickable(s) {

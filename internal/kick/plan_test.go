@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/anvil/anviltest"
 )
 
 // s23 is a 2.3 record: one (ident, pid) with refcount conns.
@@ -174,5 +175,17 @@ func TestPlan24PerPIDAndUser(t *testing.T) {
 				t.Errorf("plan:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
 			}
 		})
+	}
+}
+
+// BenchmarkNewPlan100k plans the kick of one session in nine of 100,000.
+func BenchmarkNewPlan100k(b *testing.B) {
+	snap := &anvil.Snapshot{Protocol: anvil.Proto24, Sessions: anviltest.Sessions24(100000)}
+	sel := func(s *anvil.Session) bool { return s.PID%9 == 0 }
+	b.ReportAllocs()
+	for b.Loop() {
+		if p := NewPlan(snap, sel); len(p.Units) == 0 {
+			b.Fatal("no units")
+		}
 	}
 }
