@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -25,9 +26,13 @@ import (
 // answered by anvil (cycle start to the first confirming dump, which Run
 // takes only after the last answer); confirmed (the cycle's end: the
 // settle wait and the results). Process start and rule loading, which a
-// running agent has behind it, are not included.
+// running agent has behind it, are not included; nor is a first, warm-up
+// round.
 //
-//	kickbench agent -a SOCK -rules kick50.yaml [-rounds 5] [-parallel 4]
+//	kickbench agent -a SOCK -rules kick50.yaml [-rounds 5] [-parallel 8] [-tsv FILE -label L]
+//
+// With -tsv, each round also appends "<L>ans <µs> 0" (all kicks answered)
+// and "<L>conf <µs> 0" (confirmed) to FILE, in bench/run.sh's tm format.
 //
 // Use it only against synthetic sessions (bench/cmd/synth: kick type N,
 // pids above pid_max), which anvil skips: nothing is closed.
@@ -37,6 +42,8 @@ func agentCmd(args []string) error {
 	rules := fs.String("rules", "", "YAML rule file")
 	rounds := fs.Int("rounds", 5, "cycles to time")
 	parallel := fs.Int("parallel", kick.DefaultParallel, "kick connections (1: one at a time on the agent's)")
+	tsv := fs.String("tsv", "", "append per-round times to this file")
+	label := fs.String("label", "agent", "key prefix of the -tsv lines")
 	_ = fs.Parse(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -46,7 +53,9 @@ func agentCmd(args []string) error {
 	}
 	var rows [][5]time.Duration // dump, decided, answered, confirmed, kicks phase
 	kicks, still := 0, 0
-	for r := 0; r < *rounds; r++ {
+	// Round 0 warms the process up (a running agent is warm) and is not
+	// timed.
+	for r := 0; r <= *rounds; r++ {
 		src := &agent.AnvilSource{Client: &anvil.Client{Path: *socket}}
 		td := &timedDump{src: src}
 		tc := &timedConn{src: src}
@@ -71,6 +80,9 @@ func agentCmd(args []string) error {
 			return fmt.Errorf("round %d: no KICK-USER sent", r)
 		}
 		kicks = tc.kicks
+		if r == 0 {
+			continue
+		}
 		rows = append(rows, [5]time.Duration{td.last, tc.first, tc.answered, end, tc.answered - tc.first})
 	}
 	med := func(i int) float64 {
@@ -93,6 +105,18 @@ func agentCmd(args []string) error {
 	}
 	fmt.Printf("parallel=%d rounds=%d kicks=%d still_connected=%d dump=%.3f decided=%.3f answered=%.3f confirmed=%.3f kicks_per_s=%.0f\n",
 		*parallel, len(rows), kicks, still, med(0), med(1), med(2), med(3), float64(kicks)/med(4))
+	if *tsv != "" {
+		f, err := os.OpenFile(*tsv, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			fmt.Fprintf(f, "%sans %d 0\n%sconf %d 0\n", *label, r[2].Microseconds(), *label, r[3].Microseconds())
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("answered_all=%s\nconfirmed_all=%s\n", strings.ReplaceAll(all(2), " ", ","), strings.ReplaceAll(all(3), " ", ","))
 	return nil
 }
