@@ -182,7 +182,9 @@ log "b24: bench/cmd/cycle rego -keep (new sessions stay: what the agent keeps al
 # Enforcing 50 mask/network rules: one agent cycle vs 50 doveadm kick calls (one mask or network
 # each: 2.4.1's doveadm kick crashes with two masks). The sessions are synthetic (kick type N,
 # pids above pid_max): anvil skips them and no signal can reach a process, so nothing changes.
-log "b24: $KICK50_ROUNDS rounds of 50 rules: kickagent run --once vs 50 x doveadm kick"
+# doveadm kick returns once anvil answered its KICK-USERs and confirms nothing; the agent is timed
+# both to "all kicks answered" and to "confirmed" (its results, after a confirming dump).
+log "b24: $KICK50_ROUNDS rounds of 50 rules: kickagent run --once / running agent / kickbench agent vs 50 x doveadm kick"
 mapfile -t K50 <"$R/kick50.args"
 dov50() {
   local a rc=0
@@ -194,14 +196,56 @@ ka50 2>"$W/ka50.log" || true
 k50_sel=$(grep -c 'msg="session' "$W/ka50.log" || true)
 k50_still=$(grep -c 'result=still-connected' "$W/ka50.log" || true)
 k50_dov=$(for a in "${K50[@]}"; do "${DOVEADM[@]}" who -1 "$a" | tail -n +2; done | wc -l)
+# k50live: a running agent (5 s interval, a drop-in directory holding a rule that matches
+# nobody) picks up kick50.yaml, renamed into the directory; timed until kickagent_kicks_total
+# has counted a result for every selected session (kicked or still-connected: confirmed).
+k50live() {
+  local d=$W/k50dir port i n0 n t0 t1 rc=0
+  rm -rf "$d" && mkdir -p "$d"
+  printf 'rules:\n  - name: nobody\n    users: [nobody@kick50.invalid]\n' >"$d/00-nobody.yaml"
+  "$W/kickagent" run -a "$A" --rules-dir "$d" --interval 5s --metrics 127.0.0.1:0 --max-kicks-per-cycle 1000000 --breaker-fraction 0.9 2>"$W/k50live.log" &
+  apid=$!
+  for ((i = 0; i < 100; i++)); do
+    port=$(sed -n 's/.*msg="metrics listening".*addr=127.0.0.1:\([0-9]*\).*/\1/p' "$W/k50live.log")
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || die "agent did not start: $(cat "$W/k50live.log")"
+  k50kicks() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^kickagent_kicks_total/ {s += $2} END {print s + 0}'; }
+  k50cycles() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^kickagent_cycles_total\{result="ok"\}/ {print $2}'; }
+  for ((i = 0; i < 300; i++)); do
+    [ "$(k50cycles)" = 1 ] && break
+    sleep 0.1
+  done
+  [ "$(k50cycles)" = 1 ] || die "agent: no first cycle: $(tail -3 "$W/k50live.log")"
+  sleep 1 # off the first cycle; the next tick is 4 s away, more than a pick-up takes
+  n0=$(k50kicks)
+  cp "$R/kick50.yaml" "$W/k50.tmp"
+  t0=${EPOCHREALTIME/./}
+  mv "$W/k50.tmp" "$d/50.yaml"
+  for ((i = 0; i < 3000; i++)); do
+    n=$(k50kicks)
+    ((n - n0 >= k50_sel)) && break
+    sleep 0.005
+  done
+  t1=${EPOCHREALTIME/./}
+  ((n - n0 >= k50_sel)) || rc=1
+  kill "$apid" && wait "$apid" || true
+  apid=
+  echo "live $((t1 - t0)) $rc" >>"$W/k50.tsv"
+}
 : >"$W/k50.tsv"
 for ((r = 0; r < KICK50_ROUNDS; r++)); do
   if ((r % 2 == 0)); then
-    tm "$W/k50.tsv" ka ka50; tm "$W/k50.tsv" kadry ka50 --dry-run; tm "$W/k50.tsv" dov dov50
+    tm "$W/k50.tsv" ka ka50; tm "$W/k50.tsv" kadry ka50 --dry-run; k50live; tm "$W/k50.tsv" dov dov50
   else
-    tm "$W/k50.tsv" dov dov50; tm "$W/k50.tsv" kadry ka50 --dry-run; tm "$W/k50.tsv" ka ka50
+    tm "$W/k50.tsv" dov dov50; k50live; tm "$W/k50.tsv" kadry ka50 --dry-run; tm "$W/k50.tsv" ka ka50
   fi
 done
+# One agent cycle on the new rules, in process (bench/cmd/kickbench agent: agent.Step of a fresh
+# agent): kicks on the pool of 8 connections, and one at a time on one connection.
+"$W/kickbench" agent -a "$A" -rules "$R/kick50.yaml" -rounds "$KICK50_ROUNDS" -parallel 8 -tsv "$W/k50.tsv" -label pool >"$W/k50-pool.txt"
+"$W/kickbench" agent -a "$A" -rules "$R/kick50.yaml" -rounds "$KICK50_ROUNDS" -parallel 1 -tsv "$W/k50.tsv" -label one >"$W/k50-one.txt"
 
 # Agent RSS and CPU per cycle: kickagent run, 5 s interval, 1000 YAML rules (dry run).
 # rssrun LABEL SECONDS [ENV...]: one agent run; appends a line to rss.txt.
@@ -403,9 +447,11 @@ kall() { sed -n "s/^sc=$1 tool=$2 .*$3=\([0-9.-]*\).*/\1/p" "$W/kick.txt" | tr '
   read -r _ kka _ <<<"$(tstat "$W/k50.tsv" ka)"
   read -r _ kdry _ <<<"$(tstat "$W/k50.tsv" kadry)"
   read -r _ kdov _ <<<"$(tstat "$W/k50.tsv" dov)"
-  r50=$(ratio "$kdov" "$kka")
-  kns=$(awk -v a="$kka" 'BEGIN {printf "%.3f", a - 5 / 3}')
-  echo "| Enforcing 50 mask/network rules once ($k50_sel sessions selected) | 50 × \`doveadm kick\` | agent $kka s, 50 × doveadm $kdov s: $r50 × faster; less the agent's 1.67 s settle wait for sessions that never leave (it may also wait 0.75 s for proxied ones): $(ratio "$kdov" "$kns") ×; decide only (dry run) $kdry s: $(ratio "$kdov" "$kdry") × | ≥ 20 × | $(verdict "$r50" ">=" 20) (with the wait) |"
+  read -r _ klive _ <<<"$(tstat "$W/k50.tsv" live)"
+  read -r _ kpans _ <<<"$(tstat "$W/k50.tsv" poolans)"
+  read -r _ kpconf _ <<<"$(tstat "$W/k50.tsv" poolconf)"
+  r50=$(ratio "$kdov" "$kpans")
+  echo "| Enforcing 50 mask/network rules once ($k50_sel sessions selected) | 50 × \`doveadm kick\` ($kdov s; returns when anvil answered, confirms nothing) | agent cycle on the new rules (in process, 8 kick connections): all kicks answered $kpans s = $r50 × faster, confirmed $kpconf s = $(ratio "$kdov" "$kpconf") ×; running \`kickagent run\`, file written → confirmed: $klive s = $(ratio "$kdov" "$klive") ×; \`run --once\` process $kka s = $(ratio "$kdov" "$kka") × (dry run $kdry s = $(ratio "$kdov" "$kdry") ×) | ≥ 20 × | $(verdict "$r50" ">=" 20) (kicks answered) |"
   read -r ln lmin lmd lp90 lmax <<<"$(sed -n 's/^n=\([0-9]*\) min=\([0-9.]*\) median=\([0-9.]*\) p90=\([0-9.]*\) max=\([0-9.]*\)$/\1 \2 \3 \4 \5/p' "$W/lat.txt")"
   echo "| Rule file written → client closed, 5 s interval, $SESSIONS sessions | — | median $lmd s, p90 $lp90 s (n=$ln) | median ≤ 0.3 s, ≥ 20 trials | $(verdict "$lmd" "<=" 0.3) |"
   IFS='|' read -r _ _ rc rhwm _ _ _ rcpu _ _ <"$W/rss.txt"
@@ -503,22 +549,44 @@ kall() { sed -n "s/^sc=$1 tool=$2 .*$3=\([0-9.-]*\).*/\1/p" "$W/kick.txt" | tr '
   echo "### Enforcing 50 mask/network rules once vs 50 × doveadm kick (Dovecot 2.4, $SESSIONS sessions)"
   echo
   echo "\`kick50.yaml\`: 25 networks (10.x.0.0/15) and 25 user masks (\`name12*\`), each matching 150–600 synthetic"
-  echo "sessions ($k50_dov rows listed by \`doveadm who -1\` over the 50, $k50_sel selected by the agent). The agent:"
-  echo "\`kickagent run --once --metrics off -a SOCK --rules kick50.yaml --max-kicks-per-cycle 1000000 --breaker-fraction 0.9\`"
-  echo "(one dump, one evaluation, KICK-USER for every selected session, then confirming dumps). A cron script:"
-  echo "\`for a in \$(cat kick50.args); do doveadm kick \"\$a\"; done\` (one mask or network per call). The sessions are"
-  echo "synthetic (kick type N, pids above pid_max): anvil skips them, so nothing is closed and every run sees the"
-  echo "same table. The agent then waits its settle time ($((5000 / 3)) ms at the 5 s default interval) for sessions that"
-  echo "never leave ($k50_still reported still-connected); with real sessions the wait ends when they are gone."
-  echo "$KICK50_ROUNDS rounds, order alternating."
+  echo "sessions ($k50_dov rows listed by \`doveadm who -1\` over the 50, $k50_sel selected by the agent). A cron script:"
+  echo "\`for a in \$(cat kick50.args); do doveadm kick \"\$a\"; done\` (one mask or network per call; each returns when anvil"
+  echo "has answered its KICK-USERs and confirms nothing). The sessions are synthetic (kick type N, pids above pid_max):"
+  echo "anvil skips them, so nothing is closed and every run sees the same table; the agent reports them still-connected"
+  echo "($k50_still) after one confirming dump (it does not wait for sessions no process can hold; real sessions are"
+  echo "waited for until they leave, at most the settle time, 1666 ms at the 5 s interval). $KICK50_ROUNDS rounds, order alternating."
+  echo
+  echo "- \`run --once\`: \`kickagent run --once --metrics off -a SOCK --rules kick50.yaml --max-kicks-per-cycle 1000000 --breaker-fraction 0.9\`:"
+  echo "  process start, rule load, dump, evaluation, kicks, confirming dump, results (the agent's connection)."
+  echo "- running agent: \`kickagent run --rules-dir DIR --interval 5s\` (same limits), kick50.yaml renamed into DIR;"
+  echo "  timed until \`kickagent_kicks_total\` counts a result for every selected session (polled every ~10 ms)."
+  echo "- \`kickbench agent\`: one agent cycle (\`agent.Step\`, a fresh agent with the rules loaded) that kicks for real;"
+  echo "  \"answered\" is the cycle start to the last KICK-USER answered, \"confirmed\" to the cycle's end. Pool: 8 kick"
+  echo "  connections (\`kick.KickOpener\`); one: one KICK-USER at a time on one connection."
   echo
   echo "| Command | min (s) | median (s) | all runs (s) | exit codes |"
   echo "|---|---|---|---|---|"
-  for k in ka kadry dov; do
-    case $k in ka) d='`kickagent run --once`, 50 rules' ;; kadry) d='same, `--dry-run` (decide only)' ;; dov) d='50 × `doveadm kick`' ;; esac
+  for k in ka kadry live poolans poolconf oneans oneconf dov; do
+    case $k in
+    ka) d='`kickagent run --once`, 50 rules (confirmed)' ;;
+    kadry) d='same, `--dry-run` (decide only)' ;;
+    live) d='running agent: file written → confirmed' ;;
+    poolans) d='`kickbench agent`, 8 connections: all kicks answered' ;;
+    poolconf) d='same: confirmed' ;;
+    oneans) d='`kickbench agent`, one connection: all kicks answered' ;;
+    oneconf) d='same: confirmed' ;;
+    dov) d='50 × `doveadm kick`' ;;
+    esac
     read -r mn md rest <<<"$(tstat "$W/k50.tsv" $k)"
     echo "| $d | $mn | $md | $rest | $(texits "$W/k50.tsv" $k) |"
   done
+  echo
+  echo "kickbench agent (medians; decided = cycle start to the first KICK-USER):"
+  echo
+  echo '```'
+  head -1 "$W/k50-pool.txt"
+  head -1 "$W/k50-one.txt"
+  echo '```'
   echo
   echo "### Rule file written → client connection closed (Dovecot 2.4, $SESSIONS synthetic sessions)"
   echo
