@@ -91,3 +91,13 @@ func (a *AnvilSource) Close() { a.drop() }
 type keptConn struct{ *AnvilSource }
 
 func (k keptConn) Dump(ctx context.Context) (*anvil.Snapshot, error) { return k.dump(ctx) }
+
+// OpenKicker opens another admin connection to the same anvil, so that
+// kick.Run can send KICK-USERs on several at once (kick.KickOpener).
+func (k keptConn) OpenKicker(ctx context.Context) (anvil.Kicker, error) {
+	c, err := k.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.OpenKicker(ctx)
+}
