@@ -207,7 +207,7 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 	snap := &Snapshot{Protocol: c.proto, ServerMinor: c.minor, Bytes: n,
-		AltNames: p.altNames, Sessions: p.sessions}
+		AltNames: p.altNames, Sessions: p.result()}
 	snap.Taken = time.Now()
 	return snap, nil
 }

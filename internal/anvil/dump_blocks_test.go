@@ -37,6 +37,10 @@ func TestDumpAcrossBlocks(t *testing.T) {
 				if !reflect.DeepEqual(snap.Sessions, want) || !reflect.DeepEqual(snap.AltNames, wantAlt) {
 					t.Fatalf("dump %d: %d sessions differ from the parsed text (%d)", i, len(snap.Sessions), len(want))
 				}
+				// DeepEqual sees only the first alt value of a session.
+				if d := diffSessions(snap.AltNames, snap.Sessions, wantAlt, want); d != "" {
+					t.Fatalf("dump %d: %s", i, d)
+				}
 				if snap.Bytes != len(reply) {
 					t.Errorf("dump %d: Bytes %d, reply %d", i, snap.Bytes, len(reply))
 				}

@@ -1,6 +1,10 @@
 package anvil
 
-import "fmt"
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
 
 // dumpParser parses a CONNECT-DUMP one line at a time, so that a dump can
 // be parsed while anvil is still sending it. The strings of its sessions
@@ -9,24 +13,71 @@ type dumpParser struct {
 	proto    Protocol
 	n        int // lines seen, the 2.4 header included
 	altNames []string
-	sessions []Session
-	alts     []string // backing array of the sessions' alt values
-	fields   []string
+	cols     []altCols // cols[k]: the header for sessions with k alt columns
+	// Sessions are parsed in place into chunk. When the dump's size was not
+	// known in time, full chunks go to done and result joins them: one
+	// copy of the table instead of the ~4 of growing one slice.
+	chunk  []Session
+	done   [][]Session
+	inDone int      // sessions in done
+	alts   []string // block of the sessions' alt values; never moved
+	altsN  int      // values in earlier blocks
+	fields []string
 }
 
 // newDumpParser expects about sessions lines (0: unknown).
 func newDumpParser(p Protocol, sessions int) *dumpParser {
-	return &dumpParser{proto: p, sessions: make([]Session, 0, max(sessions, 0))}
+	return &dumpParser{proto: p, chunk: make([]Session, 0, max(sessions, 0))}
 }
+
+// Chunk sizes when the dump's size is unknown: doubling, so that a small
+// dump stays small, up to maxChunk sessions (4 MB).
+const (
+	minChunk = 256
+	maxChunk = 1 << 15
+)
 
 // expect grows the room for sessions to about n, once the dump's size is
 // guessed better than at the start.
 func (p *dumpParser) expect(n int) {
-	if n > cap(p.sessions) {
-		s := make([]Session, len(p.sessions), n)
-		copy(s, p.sessions)
-		p.sessions = s
+	if n > cap(p.chunk) && len(p.done) == 0 {
+		s := make([]Session, len(p.chunk), n)
+		copy(s, p.chunk)
+		p.chunk = s
 	}
+}
+
+// next returns a zeroed Session added to the dump.
+func (p *dumpParser) next() *Session {
+	if len(p.chunk) == cap(p.chunk) {
+		if len(p.chunk) > 0 {
+			p.done = append(p.done, p.chunk)
+			p.inDone += len(p.chunk)
+		}
+		p.chunk = make([]Session, 0, min(max(p.inDone, minChunk), maxChunk))
+	}
+	p.chunk = p.chunk[:len(p.chunk)+1]
+	return &p.chunk[len(p.chunk)-1]
+}
+
+// drop takes back the session next gave last (a bad line).
+func (p *dumpParser) drop() {
+	p.chunk[len(p.chunk)-1] = Session{}
+	p.chunk = p.chunk[:len(p.chunk)-1]
+}
+
+// result is the dump's sessions in order.
+func (p *dumpParser) result() []Session {
+	if len(p.done) == 0 {
+		return p.chunk
+	}
+	all := make([]Session, 0, p.inDone+len(p.chunk))
+	for _, c := range p.done {
+		all = append(all, c...)
+	}
+	all = append(all, p.chunk...)
+	p.done, p.chunk = nil, all
+	return all
 }
 
 // line parses one line, without its LF; the terminating empty line is
@@ -40,37 +91,158 @@ func (p *dumpParser) line(line string) error {
 				return protoErr(1, line, fmt.Sprintf("empty alt field name in column %d", i+1))
 			}
 		}
-		if len(p.altNames) > 0 {
-			p.alts = make([]string, 0, cap(p.sessions)*len(p.altNames))
+		p.cols = make([]altCols, len(p.altNames)+1)
+		for k := range p.cols {
+			p.cols[k] = altCols{names: p.altNames, n: k}
 		}
 		return nil
 	}
+	s := p.next()
+	if p.proto == Proto24 && p.plain24(line, s) || p.proto != Proto24 && plain23(line, s) {
+		return nil
+	}
+	// Escapes, odd forms and errors: the general parser, which says why a
+	// line is bad.
+	*s = Session{}
+	if reason := p.general(line, s); reason != "" {
+		p.drop()
+		return protoErr(p.n, line, reason)
+	}
+	return nil
+}
+
+// general parses a session line into s by splitting it into unescaped
+// fields first; it returns why the line is bad, or "".
+func (p *dumpParser) general(line string, s *Session) (reason string) {
 	p.fields = splitTab(p.fields, line)
 	if p.proto != Proto24 {
-		s, reason := parseSession23(p.fields)
-		if reason != "" {
-			return protoErr(p.n, line, reason)
-		}
-		p.sessions = append(p.sessions, s)
-		return nil
+		*s, reason = parseSession23(p.fields)
+		return reason
 	}
-	s, reason := parseSession24(p.fields)
+	*s, reason = parseSession24(p.fields)
 	if reason == "" && len(p.fields)-6 > len(p.altNames) {
 		reason = fmt.Sprintf("%d alt columns but the header names %d", len(p.fields)-6, len(p.altNames))
 	}
-	if reason != "" {
-		return protoErr(p.n, line, reason)
+	if reason == "" && len(p.fields) > 6 {
+		copy(p.altSlots(s, len(p.fields)-6), p.fields[6:])
 	}
-	s.altNames = p.altNames
-	if len(p.fields) > 6 {
-		if len(p.alts)+len(p.fields)-6 > cap(p.alts) {
-			// A new block: values already handed out keep theirs.
-			p.alts = make([]string, 0, max(1024, cap(p.alts)/4)*max(len(p.altNames), 1))
+	return reason
+}
+
+// altSlots gives s k alt columns in the current block and returns them.
+func (p *dumpParser) altSlots(s *Session, k int) []string {
+	if len(p.alts)+k > cap(p.alts) {
+		// A new block (values already handed out keep theirs), sized by
+		// the columns per session so far for the room left in the chunk.
+		sessions := p.inDone + len(p.chunk)
+		perSession := float64(p.altsN+len(p.alts)+k) / float64(sessions)
+		left := cap(p.chunk) - len(p.chunk) + 1
+		if len(p.alts) == 0 && p.altsN == 0 {
+			left = min(left, 1024) // the first lines tell the ratio
 		}
-		start := len(p.alts)
-		p.alts = append(p.alts, p.fields[6:]...)
-		s.altValues = p.alts[start:len(p.alts):len(p.alts)]
+		p.altsN += len(p.alts)
+		p.alts = make([]string, 0, max(int(perSession*float64(left)*1.05), 256, k))
 	}
-	p.sessions = append(p.sessions, s)
-	return nil
+	start := len(p.alts)
+	p.alts = p.alts[:start+k]
+	s.alt, s.altV = &p.cols[k], &p.alts[start]
+	return p.alts[start : start+k : start+k]
+}
+
+// plain24 parses a 2.4 session line as anvil writes it — no escapes, a
+// plain pid, a valid IP or none — straight into s, without splitting it
+// into fields first. It gives exactly what the general parser gives
+// (FuzzPlainLines checks); on false, s may be half set and the general
+// parser decides.
+func (p *dumpParser) plain24(line string, s *Session) bool {
+	if strings.IndexByte(line, escByte) >= 0 {
+		return false
+	}
+	i := strings.IndexByte(line, '\t')
+	if i < 0 {
+		return false
+	}
+	pid, ok := smallUint(line[:i])
+	if !ok || pid == 0 {
+		return false
+	}
+	rest := line[i+1:]
+	if i = strings.IndexByte(rest, '\t'); i < 0 {
+		return false
+	}
+	s.User, rest = rest[:i], rest[i+1:]
+	if i = strings.IndexByte(rest, '\t'); i <= 0 {
+		return false // also an empty service
+	}
+	s.Service, rest = rest[:i], rest[i+1:]
+	if i = strings.IndexByte(rest, '\t'); i < 0 {
+		return false
+	}
+	if i > 0 && !plainAddr(rest[:i], &s.IP) {
+		return false
+	}
+	rest = rest[i+1:]
+	if len(rest) < 33 || rest[32] != '\t' || !isGUID(rest[:32]) {
+		return false
+	}
+	s.ConnGUID, rest = rest[:32], rest[33:]
+	dest := rest
+	i = strings.IndexByte(rest, '\t')
+	if i >= 0 {
+		dest, rest = rest[:i], rest[i+1:]
+	}
+	if dest != "" && !plainAddr(dest, &s.DestIP) {
+		return false
+	}
+	if i >= 0 {
+		k := strings.Count(rest, "\t") + 1
+		if k > len(p.altNames) {
+			return false
+		}
+		vals := p.altSlots(s, k)
+		for j := range vals[:k-1] {
+			i = strings.IndexByte(rest, '\t')
+			vals[j], rest = rest[:i], rest[i+1:]
+		}
+		vals[k-1] = rest
+	}
+	s.PID, s.Connections = int64(pid), 1
+	return true
+}
+
+// plainAddr parses an IP as parseAddr does into a; false if it is not one.
+func plainAddr(s string, a *netip.Addr) bool {
+	var err error
+	*a, err = parseAddr(s)
+	return err == nil
+}
+
+// plain23 parses a 2.3 session line without escapes and with plain
+// numbers into s, as parseSession23 does; on false the general parser
+// decides.
+func plain23(line string, s *Session) bool {
+	if strings.IndexByte(line, escByte) >= 0 {
+		return false
+	}
+	i := strings.IndexByte(line, '\t')
+	if i < 0 {
+		return false
+	}
+	ident, rest := line[:i], line[i+1:]
+	if i = strings.IndexByte(rest, '\t'); i < 0 {
+		return false
+	}
+	pid, ok := smallUint(rest[:i])
+	if !ok || pid == 0 {
+		return false
+	}
+	ref, ok := smallUint(rest[i+1:]) // a third TAB is not a digit
+	if !ok || ref >= 1<<31 {
+		return false
+	}
+	if !parseIdent23(ident, s) {
+		return false
+	}
+	s.PID, s.Connections = int64(pid), int(ref)
+	return true
 }

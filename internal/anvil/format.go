@@ -50,7 +50,7 @@ func FormatDump24(altNames []string, sessions []Session) string {
 			b.WriteByte('\t')
 			b.WriteString(f)
 		}
-		for _, v := range s.altValues {
+		for _, v := range s.altValues() {
 			b.WriteByte('\t')
 			b.WriteString(Escape(v))
 		}

@@ -62,7 +62,7 @@ func ParseDump23(body string) ([]Session, error) {
 	if err := forEachLine(body, func(_ int, line string) error { return p.line(line) }); err != nil {
 		return nil, err
 	}
-	return p.sessions, nil
+	return p.result(), nil
 }
 
 func parseSession23(f []string) (Session, string) {
@@ -73,26 +73,37 @@ func parseSession23(f []string) (Session, string) {
 	if err != nil {
 		return Session{}, "bad pid"
 	}
-	ref, err := strconv.ParseUint(f[2], 10, 31)
-	if err != nil {
-		return Session{}, "bad refcount"
+	ref, ok := smallUint(f[2])
+	if !ok || ref >= 1<<31 {
+		if ref, err = strconv.ParseUint(f[2], 10, 31); err != nil {
+			return Session{}, "bad refcount"
+		}
 	}
 	s := Session{PID: pid, Connections: int(ref)}
-	service, rest, ok := strings.Cut(f[0], "/")
-	if !ok || service == "" {
+	if !parseIdent23(f[0], &s) {
 		return Session{}, "ident is not service/ip/user"
+	}
+	return s, ""
+}
+
+// parseIdent23 sets the service, IP and user of s from a 2.3 ident
+// (unescaped); false if it has no service.
+func parseIdent23(ident string, s *Session) bool {
+	service, rest, ok := strings.Cut(ident, "/")
+	if !ok || service == "" {
+		return false
 	}
 	s.Service = service
 	// imap, pop3 and submission register service/ip/user; lmtp registers
 	// service/user with no IP and an unescaped user that may hold '/'.
 	if service == "lmtp" {
 		s.User = rest
-		return s, ""
+		return true
 	}
 	ip, user, ok := strings.Cut(rest, "/")
 	if !ok {
 		s.User = rest
-		return s, ""
+		return true
 	}
 	s.User = user
 	if ip != "" {
@@ -102,7 +113,7 @@ func parseSession23(f []string) (Session, string) {
 			s.IP = a
 		}
 	}
-	return s, ""
+	return true
 }
 
 // ParseDump24 parses a Dovecot 2.4 CONNECT-DUMP: the header line of alt
@@ -123,7 +134,7 @@ func ParseDump24(body string) (altNames []string, sessions []Session, err error)
 	if err != nil {
 		return nil, nil, err
 	}
-	return p.altNames, p.sessions, nil
+	return p.altNames, p.result(), nil
 }
 
 func parseSession24(f []string) (Session, string) {
@@ -159,6 +170,9 @@ func parseSession24(f []string) (Session, string) {
 // IPv6 zone ("%eth0") is not an address. Anvil never sends one, and after
 // unescaping a zone could hold any byte, TAB and LF included.
 func parseAddr(s string) (netip.Addr, error) {
+	if a, ok := parseIPv4(s); ok {
+		return a, nil
+	}
 	a, err := netip.ParseAddr(s)
 	if err == nil && a.Zone() != "" {
 		return netip.Addr{}, errors.New("ip with zone")
@@ -167,6 +181,9 @@ func parseAddr(s string) (netip.Addr, error) {
 }
 
 func parsePID(s string) (int64, error) {
+	if v, ok := smallUint(s); ok && v > 0 {
+		return int64(v), nil
+	}
 	pid, err := strconv.ParseInt(s, 10, 64)
 	if err == nil && pid <= 0 {
 		err = errors.New("pid must be positive")

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Protocol is the anvil protocol major version a server speaks.
@@ -48,11 +49,34 @@ type Session struct {
 	// Connections is 2.3's refcount; always 1 on 2.4.
 	Connections int
 
-	// altNames is the dump's header (shared by all sessions of a snapshot);
-	// altValues[i] belongs to altNames[i]. Columns a session does not carry
-	// are absent, not empty.
-	altNames  []string
-	altValues []string
+	// alt is the dump's header (shared by all sessions of a snapshot)
+	// with the number of alt columns this session carries, which start at
+	// altV; column i belongs to header name i. Columns a session does not
+	// carry are absent, not empty. A pointer to a count-specific header
+	// plus one to the values take 16 bytes where two slices took 48: a
+	// quarter less memory per session at 100,000 sessions.
+	alt  *altCols
+	altV *string
+}
+
+// altCols is a dump header with a column count; a dump has one per count.
+type altCols struct {
+	names []string
+	n     int
+}
+
+func (s *Session) altNames() []string {
+	if s.alt == nil {
+		return nil
+	}
+	return s.alt.names
+}
+
+func (s *Session) altValues() []string {
+	if s.alt == nil || s.alt.n == 0 {
+		return nil
+	}
+	return unsafe.Slice(s.altV, s.alt.n)
 }
 
 // Detached returns a copy of s that shares no memory with the dump it was
@@ -64,8 +88,9 @@ func (s Session) Detached() Session {
 	s.Service = strings.Clone(s.Service)
 	s.User = strings.Clone(s.User)
 	s.ConnGUID = strings.Clone(s.ConnGUID)
-	s.altNames = cloneStrings(s.altNames)
-	s.altValues = cloneStrings(s.altValues)
+	if s.alt != nil {
+		s.SetAlt(cloneStrings(s.altNames()), cloneStrings(s.altValues()))
+	}
 	return s
 }
 
@@ -84,10 +109,11 @@ func cloneStrings(v []string) []string {
 // userdb user_* field, 2.4 only) and whether the session carries it. An
 // empty value is treated as absent, as login proxies omit empty values.
 func (s *Session) Alt(field string) (string, bool) {
-	for i, n := range s.altNames {
+	vals := s.altValues()
+	for i, n := range s.altNames() {
 		if n == field {
-			if i < len(s.altValues) && s.altValues[i] != "" {
-				return s.altValues[i], true
+			if i < len(vals) && vals[i] != "" {
+				return vals[i], true
 			}
 			return "", false
 		}
@@ -98,21 +124,29 @@ func (s *Session) Alt(field string) (string, bool) {
 // AltFields calls fn for each alt-username field the session carries, in
 // header order.
 func (s *Session) AltFields(fn func(field, value string)) {
-	for i, v := range s.altValues {
-		if v != "" && i < len(s.altNames) {
-			fn(s.altNames[i], v)
+	names := s.altNames()
+	for i, v := range s.altValues() {
+		if v != "" && i < len(names) {
+			fn(names[i], v)
 		}
 	}
 }
 
 // AltValues returns the raw alt columns, aligned with Snapshot.AltNames.
 // Trailing columns the session lacks are absent. Do not modify.
-func (s *Session) AltValues() []string { return s.altValues }
+func (s *Session) AltValues() []string { return s.altValues() }
 
 // SetAlt attaches alt-username columns to s; names is shared, values[i]
 // belongs to names[i]. For tests and synthetic sessions.
 func (s *Session) SetAlt(names, values []string) {
-	s.altNames, s.altValues = names, values
+	s.alt, s.altV = nil, nil
+	if names == nil && len(values) == 0 {
+		return
+	}
+	s.alt = &altCols{names: names, n: len(values)}
+	if len(values) > 0 {
+		s.altV = &values[0]
+	}
 }
 
 // Snapshot is one CONNECT-DUMP of anvil.

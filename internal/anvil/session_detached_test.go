@@ -21,8 +21,8 @@ func TestDetached(t *testing.T) {
 		t.Fatalf("alt %q %v", v, ok)
 	}
 	lo, hi := uintptr(unsafe.Pointer(unsafe.StringData(buf))), uintptr(unsafe.Pointer(unsafe.StringData(buf)))+uintptr(len(buf))
-	strs := append([]string{d.Service, d.User, d.ConnGUID}, d.altNames...)
-	strs = append(strs, d.altValues...)
+	strs := append([]string{d.Service, d.User, d.ConnGUID}, d.altNames()...)
+	strs = append(strs, d.altValues()...)
 	for _, x := range strs {
 		if p := uintptr(unsafe.Pointer(unsafe.StringData(x))); p >= lo && p < hi {
 			t.Errorf("%q still points into the dump", x)

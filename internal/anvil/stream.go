@@ -49,6 +49,10 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		// The header outlives its line: copy it.
 		altNames = splitTab(nil, string(h))
 	}
+	cols := make([]altCols, len(altNames)+1)
+	for k := range cols {
+		cols[k] = altCols{names: altNames, n: k}
+	}
 	fields := make([]string, 0, 8+len(altNames))
 	// One Session for the whole stream: each gets its address, and a
 	// Session per line would be 100,000 heap allocations per listing.
@@ -83,9 +87,8 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 			if reason == "" && len(fields)-6 > len(altNames) {
 				reason = fmt.Sprintf("%d alt columns but the header names %d", len(fields)-6, len(altNames))
 			}
-			s.altNames = altNames
-			if len(fields) > 6 {
-				s.altValues = fields[6:]
+			if k := len(fields) - 6; reason == "" && k > 0 {
+				s.alt, s.altV = &cols[k], &fields[6]
 			}
 		} else {
 			s, reason = parseSession23(fields)
