@@ -23,6 +23,9 @@ type dumpParser struct {
 	alts   []string // block of the sessions' alt values; never moved
 	altsN  int      // values in earlier blocks
 	fields []string
+	// streaming: sessions are passed on one at a time (Conn.Stream), so
+	// the alt values of each line reuse one block.
+	streaming bool
 }
 
 // newDumpParser expects about sessions lines (0: unknown).
@@ -85,30 +88,42 @@ func (p *dumpParser) result() []Session {
 func (p *dumpParser) line(line string) error {
 	p.n++
 	if p.proto == Proto24 && p.n == 1 {
-		p.altNames = splitTab(nil, line)
-		for i, n := range p.altNames {
+		names := splitTab(nil, line)
+		for i, n := range names {
 			if n == "" {
 				return protoErr(1, line, fmt.Sprintf("empty alt field name in column %d", i+1))
 			}
 		}
-		p.cols = make([]altCols, len(p.altNames)+1)
-		for k := range p.cols {
-			p.cols[k] = altCols{names: p.altNames, n: k}
-		}
+		p.setHeader(names)
 		return nil
 	}
 	s := p.next()
-	if p.proto == Proto24 && p.plain24(line, s) || p.proto != Proto24 && plain23(line, s) {
-		return nil
-	}
-	// Escapes, odd forms and errors: the general parser, which says why a
-	// line is bad.
-	*s = Session{}
-	if reason := p.general(line, s); reason != "" {
+	if reason := p.session(line, s); reason != "" {
 		p.drop()
 		return protoErr(p.n, line, reason)
 	}
 	return nil
+}
+
+// setHeader sets the 2.4 alt field names.
+func (p *dumpParser) setHeader(names []string) {
+	p.altNames = names
+	p.cols = make([]altCols, len(names)+1)
+	for k := range p.cols {
+		p.cols[k] = altCols{names: names, n: k}
+	}
+}
+
+// session parses a session line into s, which must be zero; it returns
+// why the line is bad, or "".
+func (p *dumpParser) session(line string, s *Session) string {
+	if p.proto == Proto24 && p.plain24(line, s) || p.proto != Proto24 && plain23(line, s) {
+		return ""
+	}
+	// Escapes, odd forms and errors: the general parser, which says why a
+	// line is bad.
+	*s = Session{}
+	return p.general(line, s)
 }
 
 // general parses a session line into s by splitting it into unescaped
@@ -131,7 +146,13 @@ func (p *dumpParser) general(line string, s *Session) (reason string) {
 
 // altSlots gives s k alt columns in the current block and returns them.
 func (p *dumpParser) altSlots(s *Session, k int) []string {
-	if len(p.alts)+k > cap(p.alts) {
+	if p.streaming {
+		// One line at a time: the values live until the next line.
+		p.alts = p.alts[:0]
+		if cap(p.alts) < k {
+			p.alts = make([]string, 0, max(k, len(p.altNames)))
+		}
+	} else if len(p.alts)+k > cap(p.alts) {
 		// A new block (values already handed out keep theirs), sized by
 		// the columns per session so far for the room left in the chunk.
 		sessions := p.inDone + len(p.chunk)

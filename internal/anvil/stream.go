@@ -22,7 +22,6 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 	if err := c.write("CONNECT-DUMP\n"); err != nil {
 		return err
 	}
-	var altNames []string
 	var scratch []byte // holds a line longer than bufio's buffer
 	readLine := func() ([]byte, error) {
 		line, err := c.r.ReadSlice('\n')
@@ -40,6 +39,7 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		return line[:len(line)-1], nil
 	}
 	n := 0
+	p := &dumpParser{proto: c.proto, streaming: true}
 	if c.proto == Proto24 {
 		h, err := readLine()
 		if err != nil {
@@ -47,13 +47,8 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		}
 		n++
 		// The header outlives its line: copy it.
-		altNames = splitTab(nil, string(h))
+		p.setHeader(splitTab(nil, string(h)))
 	}
-	cols := make([]altCols, len(altNames)+1)
-	for k := range cols {
-		cols[k] = altCols{names: altNames, n: k}
-	}
-	fields := make([]string, 0, 8+len(altNames))
 	// One Session for the whole stream: each gets its address, and a
 	// Session per line would be 100,000 heap allocations per listing.
 	var s Session
@@ -70,7 +65,7 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 			return errLateGreeting
 		}
 		if begin != nil && (n == 1 || (n == 2 && c.proto == Proto24)) {
-			if err := begin(c.proto, altNames); err != nil {
+			if err := begin(c.proto, p.altNames); err != nil {
 				return err
 			}
 			begin = nil
@@ -80,19 +75,8 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		}
 		// Valid until the next read; fn is told so.
 		text := unsafe.String(unsafe.SliceData(line), len(line))
-		fields = splitTab(fields, text)
-		var reason string
-		if c.proto == Proto24 {
-			s, reason = parseSession24(fields)
-			if reason == "" && len(fields)-6 > len(altNames) {
-				reason = fmt.Sprintf("%d alt columns but the header names %d", len(fields)-6, len(altNames))
-			}
-			if k := len(fields) - 6; reason == "" && k > 0 {
-				s.alt, s.altV = &cols[k], &fields[6]
-			}
-		} else {
-			s, reason = parseSession23(fields)
-		}
+		s = Session{}
+		reason := p.session(text, &s)
 		if reason != "" {
 			return fmt.Errorf("anvil %s: %w", c.path, protoErr(n, string(line), reason))
 		}
