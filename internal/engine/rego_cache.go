@@ -295,6 +295,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		for _, v := range e.verdicts {
 			out = append(out, Decision{
 				Session: &snap.Sessions[i],
+				Index:   i,
 				ID:      e.id,
 				Rule:    v.rule,
 				Engine:  EngineRego,

@@ -2,7 +2,7 @@ package engine
 
 import (
 	"context"
-	"hash/maphash"
+	"math"
 	"slices"
 	"time"
 
@@ -100,9 +100,6 @@ func (rs *Ruleset) DrainRules() []RuleRef {
 // ActionAllowed when the allow list covers the session.
 func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 	snap := in.Snapshot
-	// byIdx[i] is session i's decision; most sessions have none.
-	byIdx := make([]*Decision, len(snap.Sessions))
-	n := 0
 	if in.SnapshotAfter != nil {
 		// Fix every reset's cutoff at the first snapshot at or after its
 		// time, whether or not a session matches now: a user with no
@@ -113,117 +110,154 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 			}
 		}
 	}
+	var ys []Decision
 	if len(rs.rules) > 0 {
-		n += rs.evaluateYAML(&in, byIdx)
+		ys = rs.evaluateYAML(&in)
 	}
-	if rs.policy != nil {
-		pds, err := rs.policy.Evaluate(ctx, PolicyInput{Snapshot: snap, Now: in.Now, FirstSeen: in.FirstSeen, Allow: rs.Allow})
-		if err != nil {
-			return nil, err
+	if rs.policy == nil {
+		return ys, nil
+	}
+	pds, err := rs.policy.Evaluate(ctx, PolicyInput{Snapshot: snap, Now: in.Now, FirstSeen: in.FirstSeen, Allow: rs.Allow})
+	if err != nil {
+		return nil, err
+	}
+	return rs.merge(ys, pds), nil
+}
+
+// evaluateYAML returns the YAML rules' decisions in snapshot order.
+// Static matches come from the cache when the session was evaluated
+// before; time-dependent conditions and the allow list are applied every
+// time, and cached matches are verified (see yaml_cache.go).
+func (rs *Ruleset) evaluateYAML(in *Input) []Decision {
+	c := rs.cache
+	c.begin(len(in.Snapshot.Sessions))
+	defer c.end()
+	sc := rs.index.newScratch()
+	var static []int32 // scratch
+	out := make([]Decision, 0, c.decided+c.decided/8)
+	for i := range in.Snapshot.Sessions {
+		s := &in.Snapshot.Sessions[i]
+		key := c.hash(c.seed, s)
+		hit, known := c.lookup(key)
+		if hit != nil && hit.check != c.hash(c.check, s) {
+			known = false // a hash collision: never trusted
 		}
-		index := sessionIndex(snap)
-		for j := range pds {
-			pd := &pds[j]
-			i, ok := index[pd.ID]
-			if !ok {
-				continue
-			}
-			if cur := byIdx[i]; cur == nil || (cur.Action == ActionDryRun && pd.Action == ActionKick) {
-				if cur == nil {
-					n++
-				}
-				pd.Session, pd.Index = &snap.Sessions[i], i
-				byIdx[i] = pd
-			}
+		if !known {
+			hit = rs.static(sc, s, &static, c.hash(c.check, s))
+		}
+		d, ok := rs.decide(in, hit, s, i, known)
+		if !ok {
+			// A cached match that does not hold: matched afresh.
+			hit = rs.static(sc, s, &static, c.hash(c.check, s))
+			d, _ = rs.decide(in, hit, s, i, false)
+		}
+		c.record(key, hit)
+		if d.Rule != "" {
+			out = append(out, d)
 		}
 	}
-	out := make([]Decision, 0, n)
-	for _, d := range byIdx {
-		if d == nil {
+	c.decided = len(out)
+	return out
+}
+
+// static is s's cache entry: the rules whose static selectors select it
+// (nil when none do); scratch is reused.
+func (rs *Ruleset) static(sc *scratch, s *anvil.Session, scratch *[]int32, check uint64) *yamlHit {
+	ids := (*scratch)[:0]
+	for _, id := range rs.index.candidates(sc, s) {
+		if rs.rules[id].matches(s) {
+			ids = append(ids, id)
+		}
+	}
+	*scratch = ids
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	return &yamlHit{rules: slices.Clone(ids), check: check, allowed: rs.Allow.Protects(s), reasonOf: -1}
+}
+
+// decide applies the time-dependent conditions to the session's static
+// matches: its decision (Rule "" if none). A kick from a cached entry is
+// verified first, the rule's selectors and the allow list evaluated
+// afresh: !ok says the entry is not s's (see yaml_cache.go).
+func (rs *Ruleset) decide(in *Input, hit *yamlHit, s *anvil.Session, i int, cached bool) (d Decision, ok bool) {
+	if hit == nil {
+		return d, true
+	}
+	var best *rule
+	bestID := int32(-1)
+	for _, id := range hit.rules {
+		r := rs.rules[id]
+		if !r.active(in.Now) || !r.oldEnough(s, in) {
 			continue
+		}
+		if best == nil || better(r, best) {
+			best, bestID = r, id
+		}
+	}
+	if best == nil {
+		return d, true
+	}
+	action := ActionKick
+	switch {
+	case hit.allowed:
+		action = ActionAllowed
+	case best.dryRun:
+		action = ActionDryRun
+	}
+	if cached && action == ActionKick && (!best.matches(s) || rs.Allow.Protects(s)) {
+		return d, false
+	}
+	if hit.reasonOf != bestID {
+		hit.reason, hit.reasonOf = best.explain(s), bestID
+	}
+	return Decision{Session: s, Index: i, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
+		Reason: hit.reason, Action: action, MaxKicksPerCycle: best.maxKicks,
+		Rate: best.rate, Drain: best.drain, File: best.file}, true
+}
+
+// merge combines the YAML decisions with the policy's, both in snapshot
+// order (by Index), into one per session: the YAML one, unless it is a dry
+// run and the policy kicks; else the policy's first kick, else its first.
+func (rs *Ruleset) merge(ys, pds []Decision) []Decision {
+	out := make([]Decision, 0, len(ys)+len(pds))
+	k, j := 0, 0
+	for k < len(ys) || j < len(pds) {
+		// The next session decided, i, and its YAML decision if any.
+		var y *Decision
+		i := math.MaxInt
+		if k < len(ys) {
+			y, i = &ys[k], ys[k].Index
+		}
+		if j < len(pds) && pds[j].Index < i {
+			y, i = nil, pds[j].Index
+		}
+		if y != nil {
+			k++
+		}
+		var first, kick *Decision
+		for ; j < len(pds) && pds[j].Index == i; j++ {
+			if first == nil {
+				first = &pds[j]
+			}
+			if kick == nil && pds[j].Action == ActionKick {
+				kick = &pds[j]
+			}
+		}
+		d := y
+		switch {
+		case kick != nil && (y == nil || y.Action == ActionDryRun):
+			d = kick
+		case y == nil:
+			d = first
 		}
 		if d.Engine != EngineYAML && rs.Allow.Protects(d.Session) {
 			d.Action = ActionAllowed // YAML decisions come with it applied
 		}
 		out = append(out, *d)
 	}
-	return out, nil
-}
-
-// evaluateYAML fills byIdx with the YAML rules' decisions and returns
-// how many it made. Static matches come from the cache when the session
-// was evaluated before; time-dependent conditions are applied every time.
-func (rs *Ruleset) evaluateYAML(in *Input, byIdx []*Decision) int {
-	c := rs.cache
-	c.begin(len(in.Snapshot.Sessions))
-	defer c.end()
-	sc := rs.index.newScratch()
-	var h, h2 maphash.Hash
-	h.SetSeed(c.seed)
-	h2.SetSeed(c.check)
-	var static []int32
-	var slab []Decision
-	n := 0
-	for i := range in.Snapshot.Sessions {
-		s := &in.Snapshot.Sessions[i]
-		key := c.hash(&h, s)
-		hit, known := c.lookup(key)
-		if hit != nil && hit.check != c.hash(&h2, s) {
-			known = false // a hash collision: never trusted
-		}
-		if !known {
-			static = static[:0]
-			for _, id := range rs.index.candidates(sc, s) {
-				if rs.rules[id].matches(s) {
-					static = append(static, id)
-				}
-			}
-			slices.Sort(static)
-			if len(static) > 0 {
-				hit = newHit(static, s, c.hash(&h2, s), rs.Allow)
-			} else {
-				hit = nil
-			}
-		}
-		c.record(key, hit)
-		if hit == nil {
-			continue
-		}
-		var best *rule
-		bestID := int32(-1)
-		for _, id := range hit.rules {
-			r := rs.rules[id]
-			if !r.active(in.Now) || !r.oldEnough(s, in) {
-				continue
-			}
-			if best == nil || better(r, best) {
-				best, bestID = r, id
-			}
-		}
-		if best == nil {
-			continue
-		}
-		if hit.reasonOf != bestID {
-			hit.reason, hit.reasonOf = best.explain(s), bestID
-		}
-		if len(slab) == cap(slab) {
-			// Decisions in blocks: pointers into a block stay valid.
-			slab = make([]Decision, 0, 1024)
-		}
-		slab = append(slab, Decision{Session: s, Index: i, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
-			Reason: hit.reason, Action: ActionKick, MaxKicksPerCycle: best.maxKicks,
-			Rate: best.rate, Drain: best.drain, File: best.file})
-		d := &slab[len(slab)-1]
-		switch {
-		case hit.allowed:
-			d.Action = ActionAllowed
-		case best.dryRun:
-			d.Action = ActionDryRun
-		}
-		byIdx[i] = d
-		n++
-	}
-	return n
+	return out
 }
 
 // better: a kick rule beats a dry-run rule; then load order.
@@ -232,12 +266,4 @@ func better(r, than *rule) bool {
 		return !r.dryRun
 	}
 	return r.order < than.order
-}
-
-func sessionIndex(snap *anvil.Snapshot) map[string]int {
-	m := make(map[string]int, len(snap.Sessions))
-	for i := range snap.Sessions {
-		m[SessionID(&snap.Sessions[i])] = i
-	}
-	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -137,7 +138,7 @@ func TestYAMLCacheCursor(t *testing.T) {
 					t.Fatalf("key %d: wrong entry %+v", k, h)
 				}
 			}
-			c.record(k, newHit([]int32{int32(k)}, &anvil.Session{}, 0, nil))
+			c.record(k, &yamlHit{rules: []int32{int32(k)}})
 		}
 		c.end()
 		return found
@@ -172,5 +173,42 @@ func TestYAMLCacheCursor(t *testing.T) {
 	slices.Reverse(thinned)
 	if n := fill(thinned); n < len(thinned)-yamlResync {
 		t.Errorf("reordered: found %d of %d", n, len(thinned))
+	}
+}
+
+// TestYAMLCacheLyingEntryNeverKicks: an entry that passes both hashes but
+// is not the session's (a 128-bit collision, forced here) never turns
+// into a kick the rules do not make: a cached kick is verified against
+// the rule's selectors and the allow list.
+func TestYAMLCacheLyingEntryNeverKicks(t *testing.T) {
+	rules := "allow:\n  users: [boss@x]\nrules:\n" +
+		"  - name: a\n    users: [a@x]\n" +
+		"  - name: b\n    users: [b@x]\n" +
+		"  - name: all\n    users: [\"*@x\"]\n    dry_run: true\n"
+	snap := &anvil.Snapshot{Protocol: anvil.Proto24}
+	for i, u := range []string{"a@x", "b@x", "c@x", "boss@x"} {
+		snap.Sessions = append(snap.Sessions, anvil.Session{User: u, Service: "imap", PID: int64(100 + i),
+			ConnGUID: fmt.Sprintf("%032x", i), IP: netip.MustParseAddr("192.0.2.1")})
+	}
+	in := Input{Snapshot: snap, Now: testNow}
+	want, err := MustLoadYAML(t, rules).Evaluate(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := MustLoadYAML(t, rules)
+	if _, err := rs.Evaluate(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	// Every session's entry now claims kick rule a (id 0) and no allow.
+	c := rs.cache
+	for i := range snap.Sessions {
+		c.hits[i] = &yamlHit{rules: []int32{0}, check: c.hash(c.check, &snap.Sessions[i]), reasonOf: -1}
+	}
+	got, err := rs.Evaluate(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := decisionLines(got), decisionLines(want); g != w {
+		t.Fatalf("lying cache:\n%s\nfresh:\n%s", g, w)
 	}
 }
