@@ -64,6 +64,18 @@ type regoCache struct {
 	ips   map[netip.Addr]int
 }
 
+// regoLookahead is how far ahead of the cursor a session's entry is
+// looked for (sessions gone since the last dump) before the map.
+const regoLookahead = 16
+
+// Finding an entry: anvil's dump order is stable from dump to dump (see
+// yaml_cache.go), so a cursor walks the last snapshot's entries (prev)
+// alongside the new one and usually finds a session's entry next or a
+// few ahead: an id comparison on memory read in order. Only a miss (a new
+// session, or a reordered dump) hashes the id and looks in the map below,
+// and a map hit moves the cursor there. The random map lookups were 40% of
+// a steady cycle at 100k sessions.
+//
 // The entries are found by a hash of the session's identity (SessionID's
 // parts: the GUID on 2.4; pid, service, user and IP on 2.3) in a
 // map[uint64], colliding entries chained: a lookup neither builds the id
@@ -142,6 +154,7 @@ type regoEntry struct {
 	verdicts     []regoVerdict
 	decided      bool
 	gen          uint64 // last Evaluate that saw the id
+	pos          int    // index in the last Evaluate's prev (its snapshot)
 }
 
 // setAggregates records the session's counts; a change invalidates the
@@ -223,10 +236,23 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 	}
 	ents := c.spare[:0]
 	var batch []*regoEntry
+	prev, cur := c.prev, 0 // the cursor (see above)
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
-		h := c.hashOf(s)
-		e := c.lookup(h, s)
+		var e *regoEntry
+		for j := cur; j < len(prev) && j < cur+regoLookahead; j++ {
+			if sameID(prev[j], s) {
+				e, cur = prev[j], j+1
+				break
+			}
+		}
+		var h uint64
+		if e == nil {
+			h = c.hashOf(s)
+			if e = c.lookup(h, s); e != nil && e.pos < len(prev) && prev[e.pos] == e {
+				cur = e.pos + 1 // resume the walk from here
+			}
+		}
 		switch {
 		case e == nil:
 			// Detached: the entry outlives this snapshot's dump buffer.
@@ -239,6 +265,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		case e.gen == c.gen:
 			// The same id twice in one snapshot: evaluated once, its
 			// decisions apply to both records.
+			e.pos = len(ents)
 			ents = append(ents, e)
 			continue
 		default:
@@ -265,6 +292,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		if !e.decided {
 			batch = append(batch, e)
 		}
+		e.pos = len(ents)
 		ents = append(ents, e)
 	}
 	for _, e := range c.prev {
