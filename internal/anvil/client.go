@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -217,17 +218,18 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
 // writing, and the dump is parsed shortly after its last byte. It
 // returns the parser and the reply's size in bytes.
 //
-// Lines are read into blocks that are never moved or reused, because the
-// parsed strings point into them; a line cut by the end of a block is
-// copied to the start of the next.
+// Lines are parsed in one small read buffer, reused from read to read: the
+// parser copies the strings the sessions keep into blocks of its own
+// (dumpParser.copyOut), which hold a third less than the whole reply, and
+// the reply is read into memory that stays in the CPU's cache. A line cut
+// by the end of the buffer moves to its start.
 func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
-	// A dump larger than the last one continues in a new block, so the
-	// first needs little room to spare.
-	buf := make([]byte, 0, max(1<<20, c.lastDump+c.lastDump/64))
+	buf := make([]byte, 0, readBufSize)
 	// Room for the first thousand lines; they tell how many the whole
 	// dump holds (see expect below), which costs one copy of them.
 	p := newDumpParser(c.proto, min(c.lastDump/dumpLineGuess, 1024))
-	lineStart, scan, before := 0, 0, 0 // before: bytes of earlier blocks
+	p.copyOut = true
+	lineStart, scan, before := 0, 0, 0 // before: bytes moved out of buf
 	// A bad line is reported once the reply has ended, as when the reply
 	// was read whole first: a reply cut short is a closed connection,
 	// whatever came before, and the connection stays in step.
@@ -265,13 +267,15 @@ func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
 				p.expect(int(float64(c.lastDump) * 1.02 / float64(before+lineStart) * float64(p.n)))
 			}
 		}
-		if len(buf) == cap(buf) {
-			// A new block; the cut line moves to its start.
-			next := make([]byte, len(buf)-lineStart, max(1<<20, 2*(len(buf)-lineStart)))
-			copy(next, buf[lineStart:])
+		// The parsed lines are done with: the cut line moves to the start.
+		if lineStart > 0 {
+			n := copy(buf, buf[lineStart:])
 			before += lineStart
 			scan -= lineStart
-			buf, lineStart = next, 0
+			buf, lineStart = buf[:n], 0
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf)) // a line longer than the buffer
 		}
 		n, err := c.r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -280,6 +284,10 @@ func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
 		}
 	}
 }
+
+// readBufSize is the size of a dump's read buffer (a line longer than it
+// grows it).
+const readBufSize = 256 << 10
 
 // dumpLineGuess is a short guess of a dump line's length, for the first
 // allocation before the first lines tell.

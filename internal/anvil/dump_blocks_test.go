@@ -3,6 +3,7 @@ package anvil_test
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,16 +11,17 @@ import (
 	"github.com/kickagent/kickagent/internal/anvil/anviltest"
 )
 
-// TestDumpAcrossBlocks: a dump of several MB, read in blocks of 1 MB with
-// lines cut at block ends, parses as the whole text does, on a first dump
-// (no size hint), a second one (hint from the first) and one much larger
-// than the hint.
+// TestDumpAcrossBlocks: a dump of several MB, read through a small buffer
+// with lines cut at its end, parses as the whole text does, on a first
+// dump (no size hint), a second one (hint from the first), one much larger
+// than the hint and one with a line longer than the buffer.
 func TestDumpAcrossBlocks(t *testing.T) {
 	for _, proto := range []anvil.Protocol{anvil.Proto23, anvil.Proto24} {
 		t.Run(proto.Dovecot(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			small, large := dumpOf(proto, 3000), dumpOf(proto, 60000)
+			huge := withLongLine(proto, large)
 			srv := anviltest.New(t, proto, anviltest.WithDump(small))
 			cl := &anvil.Client{Path: srv.Path, Protocol: proto}
 			c, err := cl.Open(ctx)
@@ -27,7 +29,8 @@ func TestDumpAcrossBlocks(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			for i, reply := range []string{small, small, large, large} {
+			var kept []*anvil.Snapshot
+			for i, reply := range []string{small, small, large, large, huge, small} {
 				srv.SetDump(reply)
 				snap, err := c.Dump(ctx)
 				if err != nil {
@@ -43,6 +46,14 @@ func TestDumpAcrossBlocks(t *testing.T) {
 				}
 				if snap.Bytes != len(reply) {
 					t.Errorf("dump %d: Bytes %d, reply %d", i, snap.Bytes, len(reply))
+				}
+				kept = append(kept, snap)
+			}
+			// Later dumps on the connection leave earlier snapshots alone.
+			for i, reply := range []string{small, small, large, large, huge} {
+				wantAlt, want := parseReply(t, proto, reply)
+				if d := diffSessions(kept[i].AltNames, kept[i].Sessions, wantAlt, want); d != "" {
+					t.Fatalf("dump %d after the others: %s", i, d)
 				}
 			}
 		})
@@ -71,4 +82,17 @@ func parseReply(t *testing.T, proto anvil.Protocol, reply string) ([]string, []a
 		t.Fatal(err)
 	}
 	return nil, s
+}
+
+// withLongLine adds a session with a user name of 700 KB (2.3) or an alt
+// value of that size (2.4) in the middle of reply.
+func withLongLine(proto anvil.Protocol, reply string) string {
+	long := strings.Repeat("x", 700<<10)
+	line := "imap/192.0.2.99/" + long + "\t99\t1\n"
+	if proto == anvil.Proto24 {
+		line = "99\tu\timap\t192.0.2.99\t0123456789abcdef0123456789abcdef\t\t" + long + "\n"
+	}
+	i := len(reply) / 2
+	i += strings.IndexByte(reply[i:], '\n') + 1
+	return reply[:i] + line + reply[i:]
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unsafe"
 )
 
 // dumpParser parses a CONNECT-DUMP one line at a time, so that a dump can
@@ -26,6 +27,13 @@ type dumpParser struct {
 	// streaming: sessions are passed on one at a time (Conn.Stream), so
 	// the alt values of each line reuse one block.
 	streaming bool
+	// copyOut: the lines are in a buffer that is reused (Conn.Dump), so
+	// the strings the sessions keep are copied into text, blocks that are
+	// never moved. Pids, IPs and TABs are not kept, and service names are
+	// shared constants, which leaves about 60 of a line's ~95 bytes.
+	copyOut bool
+	text    []byte
+	textN   int // bytes in earlier text blocks
 }
 
 // newDumpParser expects about sessions lines (0: unknown).
@@ -94,6 +102,9 @@ func (p *dumpParser) line(line string) error {
 				return protoErr(1, line, fmt.Sprintf("empty alt field name in column %d", i+1))
 			}
 		}
+		if p.copyOut {
+			names = cloneStrings(names)
+		}
 		p.setHeader(names)
 		return nil
 	}
@@ -102,7 +113,86 @@ func (p *dumpParser) line(line string) error {
 		p.drop()
 		return protoErr(p.n, line, reason)
 	}
+	if p.copyOut {
+		p.keep(s)
+	}
 	return nil
+}
+
+// keep copies the strings of s out of the line into text blocks.
+func (p *dumpParser) keep(s *Session) {
+	if svc := knownService(s.Service); svc != "" {
+		s.Service = svc
+	} else {
+		s.Service = p.str(s.Service)
+	}
+	s.User = p.str(s.User)
+	s.ConnGUID = p.str(s.ConnGUID)
+	if s.alt != nil {
+		vals := unsafe.Slice(s.altV, s.alt.n)
+		for i, v := range vals {
+			vals[i] = p.str(v)
+		}
+	}
+}
+
+// str copies x into the current text block.
+func (p *dumpParser) str(x string) string {
+	if x == "" {
+		return ""
+	}
+	if len(p.text)+len(x) > cap(p.text) {
+		p.textN += len(p.text)
+		p.text = make([]byte, 0, p.blockSize(p.textN+len(x), 64<<10, len(x)))
+	}
+	start := len(p.text)
+	p.text = append(p.text, x...)
+	return unsafe.String(&p.text[start], len(x))
+}
+
+// knownService returns the constant for a service name Dovecot registers,
+// or "".
+func knownService(s string) string {
+	switch s {
+	case "imap":
+		return "imap"
+	case "pop3":
+		return "pop3"
+	case "submission":
+		return "submission"
+	case "lmtp":
+		return "lmtp"
+	case "imap-login":
+		return "imap-login"
+	case "pop3-login":
+		return "pop3-login"
+	case "submission-login":
+		return "submission-login"
+	case "imap-hibernate":
+		return "imap-hibernate"
+	case "indexer-worker":
+		return "indexer-worker"
+	case "managesieve":
+		return "managesieve"
+	case "managesieve-login":
+		return "managesieve-login"
+	}
+	return ""
+}
+
+// blockSize sizes a new block for values of which used (the one to add
+// included) went to the sessions so far: enough for the room left in the
+// session chunk at the rate so far, 5% to spare; the first block covers at
+// most the first 1024 sessions, which tell the rate. At least least and
+// need.
+func (p *dumpParser) blockSize(used, least, need int) int {
+	sessions := max(p.inDone+len(p.chunk), 1)
+	perSession := float64(used) / float64(sessions)
+	left := cap(p.chunk) - len(p.chunk) + 1
+	if used == need {
+		left = min(left, 1024)
+	}
+	return max(int(perSession*float64(left)*1.05), least, need)
 }
 
 // setHeader sets the 2.4 alt field names.
@@ -153,16 +243,9 @@ func (p *dumpParser) altSlots(s *Session, k int) []string {
 			p.alts = make([]string, 0, max(k, len(p.altNames)))
 		}
 	} else if len(p.alts)+k > cap(p.alts) {
-		// A new block (values already handed out keep theirs), sized by
-		// the columns per session so far for the room left in the chunk.
-		sessions := p.inDone + len(p.chunk)
-		perSession := float64(p.altsN+len(p.alts)+k) / float64(sessions)
-		left := cap(p.chunk) - len(p.chunk) + 1
-		if len(p.alts) == 0 && p.altsN == 0 {
-			left = min(left, 1024) // the first lines tell the ratio
-		}
+		// A new block; values already handed out keep theirs.
 		p.altsN += len(p.alts)
-		p.alts = make([]string, 0, max(int(perSession*float64(left)*1.05), 256, k))
+		p.alts = make([]string, 0, p.blockSize(p.altsN+k, 256, k))
 	}
 	start := len(p.alts)
 	p.alts = p.alts[:start+k]

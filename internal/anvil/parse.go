@@ -31,6 +31,8 @@ func protoErr(line int, text, reason string) error {
 	const max = 120
 	if len(text) > max {
 		text = text[:max] + "…"
+	} else {
+		text = strings.Clone(text) // it may be in a reused read buffer
 	}
 	return &ProtocolError{Line: line, Text: text, Reason: reason}
 }
