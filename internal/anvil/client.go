@@ -49,6 +49,7 @@ type Conn struct {
 	path    string
 	nc      net.Conn
 	r       *bufio.Reader
+	pace    *pacedReader // under r
 	proto   Protocol
 	minor   int
 	guessed bool // 2.3 was assumed because no greeting came in time
@@ -90,7 +91,8 @@ func (cl *Client) open(ctx context.Context, force Protocol) (*Conn, error) {
 		}
 		return nil, dialError(path, err)
 	}
-	c := &Conn{path: path, nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
+	pace := newPacedReader(nc)
+	c := &Conn{path: path, nc: nc, r: bufio.NewReaderSize(pace, 64<<10), pace: pace}
 	if err := c.handshake(ctx, force, cl.greetWait(path, force)); err != nil {
 		nc.Close()
 		return nil, err
@@ -142,6 +144,7 @@ func (c *Conn) handshake(ctx context.Context, force Protocol, wait time.Duration
 		c.guessed = true
 	}
 	c.proto = Proto23
+	c.pace.on = true
 	return c.write("VERSION\tanvil\t1\t0\n")
 }
 

@@ -3,6 +3,10 @@
 // without parsing it. It prints the reply's size and line count.
 //
 //	rawdump -v 24 /path/to/anvil
+//
+// With -pace (2.3) a read that follows a small one waits 2 ms since it, as
+// kickagent's reads of a 2.3 anvil do (internal/anvil/pace.go): the floor
+// for a reader that lets anvil fill the socket.
 package main
 
 import (
@@ -21,12 +25,13 @@ import (
 func main() {
 	ver := flag.String("v", "24", "anvil protocol: 23 (Dovecot 2.3) or 24 (Dovecot 2.4)")
 	quiet := flag.Bool("q", false, "print nothing")
+	pace := flag.Bool("pace", false, "wait 2 ms after a small read (as kickagent does on 2.3)")
 	flag.Parse()
 	if flag.NArg() != 1 || (*ver != "23" && *ver != "24") {
 		fmt.Fprintln(os.Stderr, "usage: rawdump [-q] -v 23|24 ANVIL_SOCKET")
 		os.Exit(64)
 	}
-	n, lines, err := dump(flag.Arg(0), *ver == "24")
+	n, lines, err := dump(flag.Arg(0), *ver == "24", *pace)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rawdump:", err)
 		os.Exit(1)
@@ -36,14 +41,18 @@ func main() {
 	}
 }
 
-func dump(path string, v24 bool) (int, int, error) {
+func dump(path string, v24, pace bool) (int, int, error) {
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute))
-	r := bufio.NewReaderSize(c, 1<<20)
+	var src io.Reader = c
+	if pace {
+		src = &pacer{r: c}
+	}
+	r := bufio.NewReaderSize(src, 1<<20)
 	req := "VERSION\tanvil\t1\t0\nCONNECT-DUMP\n"
 	if v24 {
 		greet, err := r.ReadString('\n')
@@ -84,4 +93,23 @@ func dump(path string, v24 bool) (int, int, error) {
 		total += len(buf)
 		r.Discard(len(buf))
 	}
+}
+
+// pacer makes a read that follows one of less than 32 KB wait until 2 ms
+// have passed since it.
+type pacer struct {
+	r     io.Reader
+	small time.Time
+}
+
+func (p *pacer) Read(b []byte) (int, error) {
+	if !p.small.IsZero() {
+		time.Sleep(2*time.Millisecond - time.Since(p.small))
+		p.small = time.Time{}
+	}
+	n, err := p.r.Read(b)
+	if err == nil && n < len(b) && n < 32<<10 {
+		p.small = time.Now()
+	}
+	return n, err
 }

@@ -1,0 +1,58 @@
+package anvil
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+// chunks returns the scripted sizes one read at a time.
+type chunks []int
+
+func (c *chunks) Read(b []byte) (int, error) {
+	n := min((*c)[0], len(b))
+	*c = (*c)[1:]
+	return n, nil
+}
+
+// TestPacedReader: on a 2.3 connection a read that follows a small one
+// waits until paceNap has passed since it; reads after a full or large
+// read, and every read when pacing is off, go straight through.
+func TestPacedReader(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		on    bool
+		sizes []int         // what each read returns; every read offers 64 KB
+		work  time.Duration // time between reads (parsing)
+		want  []time.Duration
+	}{
+		{"off", false, []int{100, 100, 100}, 0, nil},
+		{"small reads wait", true, []int{100, 200, 300}, 0, []time.Duration{paceNap, paceNap}},
+		{"wait counts the time since the read", true, []int{100, 200}, 500 * time.Microsecond,
+			[]time.Duration{paceNap - 500*time.Microsecond}},
+		{"no wait after a long pause", true, []int{100, 200}, 3 * time.Millisecond, nil},
+		{"full and large reads do not wait", true, []int{64 << 10, paceSmall, 100, 64 << 10, 100, 200}, 0,
+			[]time.Duration{paceNap, paceNap}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(1e9, 0)
+			var slept []time.Duration
+			src := chunks(tc.sizes)
+			p := newPacedReader(&src)
+			p.on = tc.on
+			p.now = func() time.Time { return now }
+			p.sleep = func(d time.Duration) { slept = append(slept, d); now = now.Add(d) }
+			buf := make([]byte, 64<<10)
+			for i, want := range tc.sizes {
+				n, err := p.Read(buf)
+				if err != nil || n != want {
+					t.Fatalf("read %d: %d, %v; want %d", i, n, err, want)
+				}
+				now = now.Add(tc.work)
+			}
+			if !reflect.DeepEqual(slept, tc.want) {
+				t.Errorf("slept %v, want %v", slept, tc.want)
+			}
+		})
+	}
+}
