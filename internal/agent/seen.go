@@ -156,10 +156,11 @@ func (t *seenTable) slotOf(i int, id string) *seenSlot {
 // present reports whether id was in the last snapshot.
 func (t *seenTable) present(id string) bool { return t.slot(id) != nil }
 
-// firstSeen returns when id was first seen, zero if it is not in the last
-// snapshot.
-func (t *seenTable) firstSeen(id string) time.Time {
-	if sl := t.slot(id); sl != nil {
+// firstSeen returns when the last snapshot's session i, whose id is id,
+// was first seen; zero if id is not in the last snapshot. (The engine asks
+// for every session of a Rego evaluation: by index, it costs no lookup.)
+func (t *seenTable) firstSeen(i int, id string) time.Time {
+	if sl := t.slotOf(i, id); sl != nil {
 		return sl.first
 	}
 	return time.Time{}

@@ -88,8 +88,15 @@ func TestSeenTableMatchesReference(t *testing.T) {
 		for i := range universe {
 			id := engine.SessionID(&universe[i])
 			want, in := ref[id]
-			if got := tab.firstSeen(id); !got.Equal(want) || tab.present(id) != in {
+			if got := tab.firstSeen(-1, id); !got.Equal(want) || tab.present(id) != in {
 				t.Fatalf("cycle %d, %s: first seen %v present %v, want %v %v", c, id, got, tab.present(id), want, in)
+			}
+		}
+		// By the snapshot's index, as the engine asks, duplicates included.
+		for i := range snap {
+			id := engine.SessionID(&snap[i])
+			if got := tab.firstSeen(i, id); !got.Equal(ref[id]) {
+				t.Fatalf("cycle %d, session %d (%s): first seen %v, want %v", c, i, id, got, ref[id])
 			}
 		}
 		if n := len(tab.index) + len(tab.guids); n-tab.live > 0 && n-tab.live >= n/8 {

@@ -46,7 +46,7 @@ func TestLoggedInBeforeCutoff(t *testing.T) {
 	first := map[time.Time]time.Time{}
 	in := func(now time.Time, snap *anvil.Snapshot, seen time.Time) Input {
 		return Input{Snapshot: snap, Now: now,
-			FirstSeen: func(string) time.Time { return seen },
+			FirstSeen: func(int, string) time.Time { return seen },
 			SnapshotAfter: func(t time.Time) (time.Time, bool) {
 				asked[t]++
 				if now.Before(t) {

@@ -100,9 +100,10 @@ type Policy struct {
 type PolicyInput struct {
 	Snapshot *anvil.Snapshot
 	Now      time.Time
-	// FirstSeen returns when the agent first saw a session id. Nil: the
-	// time this Policy first evaluated the session (Now for new ones).
-	FirstSeen func(id string) time.Time
+	// FirstSeen returns when the agent first saw session i of Snapshot,
+	// whose id is id. Nil: the time this Policy first evaluated the
+	// session (Now for new ones).
+	FirstSeen func(i int, id string) time.Time
 	// Allow is passed to the policy as input.allow; it is applied by the
 	// caller, in Go, whatever the policy does.
 	Allow *Allow

@@ -259,7 +259,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 			d := s.Detached()
 			e = &regoEntry{hash: h, id: SessionID(&d), sess: d, firstSeen: now}
 			if in.FirstSeen != nil {
-				e.firstSeen = in.FirstSeen(e.id)
+				e.firstSeen = in.FirstSeen(i, e.id)
 			}
 			c.insert(e)
 		case e.gen == c.gen:
@@ -271,7 +271,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		default:
 			fs := e.firstSeen
 			if in.FirstSeen != nil {
-				fs = in.FirstSeen(e.id)
+				fs = in.FirstSeen(i, e.id)
 			}
 			if !sameSession(&e.sess, s) || !fs.Equal(e.firstSeen) {
 				e.sess, e.firstSeen = s.Detached(), fs

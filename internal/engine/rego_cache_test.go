@@ -119,7 +119,7 @@ kick contains {"session": s.id, "rule": "old", "reason": s.first_seen} if {
 	}
 	a := sess24("a", "alice@example.com", "")
 	seen := regoT0
-	in := PolicyInput{Snapshot: snapOf(anvil.Proto24, a), FirstSeen: func(string) time.Time { return seen }}
+	in := PolicyInput{Snapshot: snapOf(anvil.Proto24, a), FirstSeen: func(int, string) time.Time { return seen }}
 	if ds := mustEvaluate(t, p, in); len(ds) != 1 || ds[0].Reason != "2025-03-01T10:00:00Z" {
 		t.Errorf("got %+v", ds)
 	}
@@ -182,7 +182,7 @@ kick contains {"session": s.id, "rule": "idle", "reason": "old"} if {
 }
 `)
 	snap := snapOf(anvil.Proto24, sess24("a", "alice@example.com", ""), sess24("b", "bob@example.com", ""))
-	seen := func(string) time.Time { return regoT0 }
+	seen := func(int, string) time.Time { return regoT0 }
 	mustEvaluate(t, p, PolicyInput{Snapshot: snap, Now: regoT0.Add(time.Minute), FirstSeen: seen})
 	wantStats(t, p, 2, 0, 0, true)
 	ds := mustEvaluate(t, p, PolicyInput{Snapshot: snap, Now: regoT0.Add(2 * time.Hour), FirstSeen: seen})

@@ -191,7 +191,7 @@ func TestPolicyExamples(t *testing.T) {
 		"g-alice-old": time.Date(2025, 3, 1, 11, 0, 0, 0, time.UTC),
 		"g-alice-new": time.Date(2025, 3, 1, 12, 0, 1, 0, time.UTC),
 	}
-	fs := func(id string) time.Time {
+	fs := func(_ int, id string) time.Time {
 		if t, ok := firstSeen[id]; ok {
 			return t
 		}
@@ -222,7 +222,7 @@ func TestPolicyExamples(t *testing.T) {
 		sess23(503, "lmtp", "carol@example.com", ""),
 		sess23(504, "imap", "carol@example.com", "198.51.100.6"),
 	)
-	ds = mustEvaluate(t, p, PolicyInput{Snapshot: s23, FirstSeen: func(string) time.Time { return regoT0 }})
+	ds = mustEvaluate(t, p, PolicyInput{Snapshot: s23, FirstSeen: func(int, string) time.Time { return regoT0 }})
 	want = []string{
 		"501/imap/192.0.2.5/carol@example.com blocked-networks kick",
 		"502/pop3/198.51.100.5/bob@example.com password-reset kick",
@@ -250,7 +250,7 @@ kick contains {"session": s.id, "rule": "echo", "reason": json.marshal({"s": s, 
 	s2.Service = "lmtp"
 	allow := &Allow{Users: []string{"monitor@example.com"}, Networks: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
 	ds := mustEvaluate(t, p, PolicyInput{Snapshot: snapOf(anvil.Proto24, s1, s2), Now: regoNow, Allow: allow,
-		FirstSeen: func(string) time.Time { return regoT0.Add(1500 * time.Millisecond) }})
+		FirstSeen: func(int, string) time.Time { return regoT0.Add(1500 * time.Millisecond) }})
 	common := `"allow":{"networks":["203.0.113.0/24"],"users":["monitor@example.com"]},"dovecot":"2.4","now":"2025-03-03T00:00:00Z","now_ns":1740960000000000000`
 	want := []string{
 		`{` + common + `,"s":{"alt":{"user_ext":"ali@ext.example"},"conn_guid":"0123456789abcdef0123456789abcdef","connections":1,"dest_ip":"2001:db8::10","first_seen":"2025-03-01T10:00:01.5Z","first_seen_ns":1740823201500000000,"id":"0123456789abcdef0123456789abcdef","ip":"192.0.2.1","ip_sessions":1,"pid":4711,"service":"imap-login","user":"alice@example.com","user_sessions":2}}`,

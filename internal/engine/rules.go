@@ -171,7 +171,7 @@ func ParseRate(s string) (float64, error) {
 // loggedInBeforeCutoff says whether s was already logged in when the rule's
 // reset took effect: first seen no later than the first snapshot taken at
 // or after logged_in_before. False while that time is in the future.
-func (r *rule) oldEnough(s *anvil.Session, in *Input) bool {
+func (r *rule) oldEnough(s *anvil.Session, i int, in *Input) bool {
 	if r.loggedInBefore.IsZero() {
 		return true
 	}
@@ -184,7 +184,7 @@ func (r *rule) oldEnough(s *anvil.Session, in *Input) bool {
 	}
 	seen := in.Now
 	if in.FirstSeen != nil {
-		if t := in.FirstSeen(SessionID(s)); !t.IsZero() {
+		if t := in.FirstSeen(i, SessionID(s)); !t.IsZero() {
 			seen = t
 		}
 	}

@@ -67,9 +67,10 @@ func (rs *Ruleset) Expired(now time.Time) []ExpiredRule {
 type Input struct {
 	Snapshot *anvil.Snapshot
 	Now      time.Time
-	// FirstSeen returns when a session id was first seen by the caller
-	// (nil: Now). Rego policies receive it as first_seen.
-	FirstSeen func(id string) time.Time
+	// FirstSeen returns when session i of Snapshot, whose id is id, was
+	// first seen by the caller (nil: Now); the index lets the caller find
+	// it without a lookup by id. Rego policies receive it as first_seen.
+	FirstSeen func(i int, id string) time.Time
 	// SnapshotAfter returns the time of the first snapshot the caller took
 	// at or after t, or false while t is in the future. It is the cutoff
 	// of logged_in_before rules (nil: Now once t has passed).
@@ -189,7 +190,7 @@ func (rs *Ruleset) decide(in *Input, hit *yamlHit, s *anvil.Session, i int, cach
 	bestID := int32(-1)
 	for _, id := range hit.rules {
 		r := rs.rules[id]
-		if !r.active(in.Now) || !r.oldEnough(s, in) {
+		if !r.active(in.Now) || !r.oldEnough(s, i, in) {
 			continue
 		}
 		if best == nil || better(r, best) {

@@ -45,7 +45,7 @@ func TestYAMLCacheEqualsFresh(t *testing.T) {
 			}
 			in := func() Input {
 				return Input{Snapshot: snap, Now: now,
-					FirstSeen: func(id string) time.Time { return firstSeen[id] },
+					FirstSeen: func(_ int, id string) time.Time { return firstSeen[id] },
 					SnapshotAfter: func(at time.Time) (time.Time, bool) {
 						if now.Before(at) {
 							return time.Time{}, false
