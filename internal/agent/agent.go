@@ -44,9 +44,10 @@ func (s *Settings) Defaults() {
 	}
 }
 
-// SessionSource takes anvil snapshots.
+// SessionSource takes anvil snapshots. each, if not nil, is called with
+// every session in order while the dump arrives (anvil.Conn.DumpEach).
 type SessionSource interface {
-	Dump(ctx context.Context) (*anvil.Snapshot, error)
+	Dump(ctx context.Context, each func(i int, s *anvil.Session)) (*anvil.Snapshot, error)
 }
 
 // Kicker kicks the sessions of snap that selected names.
@@ -71,7 +72,8 @@ type Agent struct {
 	rules   atomic.Pointer[engine.Ruleset]
 	healthy atomic.Int64 // unix nanos of the last completed cycle
 
-	st state // owned by the loop goroutine
+	st   state            // owned by the loop goroutine
+	prep *engine.Prepared // the cycle's per-session work done during the dump
 }
 
 // Deps are what New wires together.

@@ -28,7 +28,15 @@ type fakeSource struct {
 	err  error
 }
 
-func (f *fakeSource) Dump(context.Context) (*anvil.Snapshot, error) { return f.snap, f.err }
+// Dump passes the sessions to each as a real dump does, in order.
+func (f *fakeSource) Dump(_ context.Context, each func(int, *anvil.Session)) (*anvil.Snapshot, error) {
+	if f.err == nil && f.snap != nil && each != nil {
+		for i := range f.snap.Sessions {
+			each(i, &f.snap.Sessions[i])
+		}
+	}
+	return f.snap, f.err
+}
 
 // fakeKicker "kicks" by removing the selected sessions from the source.
 type fakeKicker struct {

@@ -27,7 +27,15 @@ func (a *Agent) cycle(ctx context.Context) error {
 	defer func() { a.m.cycleDuration.Observe(time.Since(start).Seconds()) }()
 	defer a.flushAudit()
 
-	snap, err := a.src.Dump(ctx)
+	// Per-session work that needs only the session is done while the dump
+	// arrives, in time otherwise spent waiting for anvil: the first-seen
+	// lookups and the rules' cache keys (a reload during the dump just
+	// leaves the keys unused).
+	a.prep = a.rules.Load().Prepare(a.prep)
+	snap, err := a.src.Dump(ctx, func(i int, s *anvil.Session) {
+		a.st.seen.prepare(i, s)
+		a.prep.Add(i, s)
+	})
 	if err != nil {
 		a.m.anvilErrors.Inc()
 		a.m.cycles.WithLabelValues("error").Inc()
@@ -43,7 +51,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	}
 	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
 
-	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now,
+	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now, Prepared: a.prep,
 		FirstSeen:     a.st.seen.firstSeen,
 		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
 	if err != nil {

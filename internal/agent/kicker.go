@@ -11,6 +11,7 @@ import (
 // AnvilKicker kicks through internal/kick, the same code as kickagent kick,
 // never forcing collateral: the agent kicks only what rules name.
 type AnvilKicker struct {
+	// Conn is the agent's AnvilSource.KickConn(), or another kick.Conn.
 	Conn   kick.Conn
 	Signal kick.Signaler
 	// Settle bounds the wait for kicked sessions to leave anvil.
@@ -20,9 +21,5 @@ type AnvilKicker struct {
 // Kick plans and runs the kick of the selected sessions.
 func (k *AnvilKicker) Kick(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool) ([]kick.Result, error) {
 	plan := kick.NewPlan(snap, selected)
-	conn := k.Conn
-	if s, ok := conn.(*AnvilSource); ok {
-		conn = keptConn{s}
-	}
-	return kick.Run(ctx, conn, k.Signal, plan, kick.Options{Settle: k.Settle})
+	return kick.Run(ctx, k.Conn, k.Signal, plan, kick.Options{Settle: k.Settle})
 }

@@ -29,6 +29,14 @@ type seenTable struct {
 	// already taken by an earlier session of the snapshot).
 	at  []int32
 	buf []byte // scratch for 2.3 ids
+	// pre[i] is session i's slot, looked up by prepare while the dump
+	// arrived (-1: not in the table then); preN counts the sessions
+	// prepared in order (-1: out of order, or used).
+	pre  []int32
+	preN int
+	// key: the GUID form of the id of the last lookup.
+	key    [16]byte
+	isGUID bool
 }
 
 type seenSlot struct {
@@ -42,6 +50,42 @@ type seenSlot struct {
 // reported is an audit result and the rule it was for.
 type reported struct{ result, rule string }
 
+// prepare looks up session i of a dump that is still arriving. Lookups
+// are most of observe's cost, and they change nothing: a dump that fails
+// leaves the table as it was. Sessions must come in order from 0; a
+// restart at 0 (a retried dump) starts over.
+func (t *seenTable) prepare(i int, s *anvil.Session) {
+	if i == 0 {
+		t.preN, t.pre = 0, t.pre[:0]
+	}
+	if i != t.preN {
+		t.preN = -1
+		return
+	}
+	t.preN++
+	at, ok := t.lookup(s)
+	if !ok {
+		at = -1
+	}
+	t.pre = append(t.pre, at)
+}
+
+// lookup finds s's slot; t.key/t.isGUID (or t.buf) then hold its id.
+func (t *seenTable) lookup(s *anvil.Session) (int32, bool) {
+	t.key, t.isGUID = guidKey(s.ConnGUID)
+	if t.isGUID {
+		at, ok := t.guids[t.key]
+		return at, ok
+	}
+	// Built in a reused buffer: the lookup of string(buf) does not
+	// allocate; only a new entry's key does, and that key is a copy,
+	// never a string of the dump's buffer, which must not stay alive for
+	// as long as the session lasts.
+	t.buf = appendSessionID(t.buf[:0], s)
+	at, ok := t.index[string(t.buf)]
+	return at, ok
+}
+
 // observe records the sessions of a snapshot taken at now.
 func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 	if t.index == nil {
@@ -49,6 +93,14 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 		t.index = map[string]int32{}
 		t.slots = make([]seenSlot, 0, len(sessions))
 	}
+	// The lookups prepare made still hold: nothing changed the table
+	// since. A session not found then is looked up again (its id may have
+	// been added by an earlier session of this snapshot).
+	pre := t.pre
+	if t.preN != len(sessions) || len(pre) != len(sessions) {
+		pre = nil
+	}
+	t.preN = -1
 	t.gen++
 	t.live = 0
 	t.at = t.at[:0]
@@ -56,16 +108,10 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 		s := &sessions[i]
 		var at int32
 		var ok bool
-		g, isGUID := guidKey(s.ConnGUID)
-		if isGUID {
-			at, ok = t.guids[g]
+		if pre != nil && pre[i] >= 0 {
+			at, ok = pre[i], true
 		} else {
-			// Built in a reused buffer: the lookup of string(buf) does
-			// not allocate; only a new entry's key does, and that key is
-			// a copy, never a string of the dump's buffer, which must not
-			// stay alive for as long as the session lasts.
-			t.buf = appendSessionID(t.buf[:0], s)
-			at, ok = t.index[string(t.buf)]
+			at, ok = t.lookup(s)
 		}
 		if ok {
 			sl := &t.slots[at]
@@ -83,8 +129,8 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 			continue
 		}
 		at = t.alloc(seenSlot{first: now, gen: t.gen})
-		if isGUID {
-			t.guids[g] = at
+		if t.isGUID {
+			t.guids[t.key] = at
 		} else {
 			t.index[string(t.buf)] = at
 		}

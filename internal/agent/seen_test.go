@@ -80,6 +80,25 @@ func TestSeenTableMatchesReference(t *testing.T) {
 				}
 			}
 		}
+		// Looked up while the dump arrived, or not, or in part.
+		switch prep := rng.IntN(4); prep {
+		case 1, 2:
+			for i := range snap {
+				tab.prepare(i, &snap[i])
+			}
+			if prep == 2 { // retried: the first attempt went half way
+				for i := range len(snap) / 2 {
+					tab.prepare(i, &snap[i])
+				}
+				for i := range snap {
+					tab.prepare(i, &snap[i])
+				}
+			}
+		case 3:
+			for i := range len(snap) / 2 {
+				tab.prepare(i, &snap[i])
+			}
+		}
 		tab.observe(snap, now)
 		ref.observe(snap, now)
 		if tab.len() != len(ref) {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/kick"
 )
 
 // AnvilSource serves the agent's dumps and kicks over one anvil connection
@@ -44,21 +45,21 @@ func (a *AnvilSource) drop() {
 }
 
 // Dump takes a snapshot on a new connection, which the cycle's kicks then
-// reuse.
-func (a *AnvilSource) Dump(ctx context.Context) (*anvil.Snapshot, error) {
+// reuse; each sees the sessions as they arrive (anvil.Conn.DumpEach).
+func (a *AnvilSource) Dump(ctx context.Context, each func(int, *anvil.Session)) (*anvil.Snapshot, error) {
 	a.drop()
-	return a.dump(ctx)
+	return a.dump(ctx, each)
 }
 
 // dump takes a snapshot on the kept connection. A broken one is replaced
-// once.
-func (a *AnvilSource) dump(ctx context.Context) (*anvil.Snapshot, error) {
+// once (each then starts again at session 0).
+func (a *AnvilSource) dump(ctx context.Context, each func(int, *anvil.Session)) (*anvil.Snapshot, error) {
 	for try := 0; ; try++ {
 		c, err := a.get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		snap, err := c.Dump(ctx)
+		snap, err := c.DumpEach(ctx, each)
 		if err == nil {
 			a.bytes = snap.Bytes
 			return snap, nil
@@ -86,11 +87,13 @@ func (a *AnvilSource) KickUser(ctx context.Context, user, guid string) (int, err
 // Close closes the kept connection.
 func (a *AnvilSource) Close() { a.drop() }
 
-// keptConn is the kicker's view of an AnvilSource: the confirming dumps of
-// a kick reuse the cycle's connection instead of opening one each.
+// KickConn is the kicker's view of a: the confirming dumps of a kick reuse
+// the cycle's connection instead of opening one each.
+func (a *AnvilSource) KickConn() kick.Conn { return keptConn{a} }
+
 type keptConn struct{ *AnvilSource }
 
-func (k keptConn) Dump(ctx context.Context) (*anvil.Snapshot, error) { return k.dump(ctx) }
+func (k keptConn) Dump(ctx context.Context) (*anvil.Snapshot, error) { return k.dump(ctx, nil) }
 
 // OpenKicker opens another admin connection to the same anvil, so that
 // kick.Run can send KICK-USERs on several at once (kick.KickOpener).

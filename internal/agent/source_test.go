@@ -37,7 +37,7 @@ func TestAnvilSourceRestart(t *testing.T) {
 			ctx := context.Background()
 			users := func() []string {
 				t.Helper()
-				snap, err := src.Dump(ctx)
+				snap, err := src.Dump(ctx, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -51,7 +51,7 @@ func TestAnvilSourceRestart(t *testing.T) {
 				t.Fatalf("first dump: %q", got)
 			}
 			// The kicker's view reuses the cycle's connection.
-			if _, err := (keptConn{src}).Dump(ctx); err != nil {
+			if _, err := src.KickConn().Dump(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if n := old.Conns(); n != 1 {
@@ -71,7 +71,7 @@ func TestAnvilSourceRestart(t *testing.T) {
 			if err := os.Rename(dead, old.Path); err != nil {
 				t.Fatal(err)
 			}
-			if snap, err := src.Dump(ctx); err == nil {
+			if snap, err := src.Dump(ctx, nil); err == nil {
 				t.Fatalf("Dovecot is down, but the dump returned %d sessions and no error", len(snap.Sessions))
 			}
 

@@ -200,13 +200,21 @@ func (c *Conn) write(s string) error {
 var errLateGreeting = errors.New("late 2.4 greeting")
 
 // Dump runs CONNECT-DUMP on c.
-func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
+func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) { return c.DumpEach(ctx, nil) }
+
+// DumpEach is Dump, calling each (if not nil) with every session as soon
+// as it is parsed, while the rest of the dump is still arriving: work done
+// there fills time spent waiting for anvil. i is the session's index in
+// the Snapshot's Sessions, counted from 0 in order; s is valid only during
+// the call (it may move), its strings as long as the Snapshot. A dump that
+// fails after some calls returns an error, and what each did is void.
+func (c *Conn) DumpEach(ctx context.Context, each func(i int, s *Session)) (*Snapshot, error) {
 	stop := bindContext(ctx, c.nc)
 	defer stop()
 	if err := c.write("CONNECT-DUMP\n"); err != nil {
 		return nil, err
 	}
-	p, n, err := c.readDump(ctx)
+	p, n, err := c.readDump(ctx, each)
 	if err != nil {
 		return nil, err
 	}
@@ -226,12 +234,12 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) {
 // (dumpParser.copyOut), which hold a third less than the whole reply, and
 // the reply is read into memory that stays in the CPU's cache. A line cut
 // by the end of the buffer moves to its start.
-func (c *Conn) readDump(ctx context.Context) (*dumpParser, int, error) {
+func (c *Conn) readDump(ctx context.Context, each func(int, *Session)) (*dumpParser, int, error) {
 	buf := make([]byte, 0, readBufSize)
 	// Room for the first thousand lines; they tell how many the whole
 	// dump holds (see expect below), which costs one copy of them.
 	p := newDumpParser(c.proto, min(c.lastDump/dumpLineGuess, 1024))
-	p.copyOut = true
+	p.copyOut, p.each = true, each
 	lineStart, scan, before := 0, 0, 0 // before: bytes moved out of buf
 	// A bad line is reported once the reply has ended, as when the reply
 	// was read whole first: a reply cut short is a closed connection,

@@ -14,7 +14,8 @@ import (
 // TestDumpAcrossBlocks: a dump of several MB, read through a small buffer
 // with lines cut at its end, parses as the whole text does, on a first
 // dump (no size hint), a second one (hint from the first), one much larger
-// than the hint and one with a line longer than the buffer.
+// than the hint and one with a line longer than the buffer; DumpEach
+// passes the same sessions while they arrive.
 func TestDumpAcrossBlocks(t *testing.T) {
 	for _, proto := range []anvil.Protocol{anvil.Proto23, anvil.Proto24} {
 		t.Run(proto.Dovecot(), func(t *testing.T) {
@@ -32,9 +33,20 @@ func TestDumpAcrossBlocks(t *testing.T) {
 			var kept []*anvil.Snapshot
 			for i, reply := range []string{small, small, large, large, huge, small} {
 				srv.SetDump(reply)
-				snap, err := c.Dump(ctx)
+				// DumpEach passes every session in order, as it will be
+				// in the snapshot.
+				var each []anvil.Session
+				snap, err := c.DumpEach(ctx, func(j int, s *anvil.Session) {
+					if j != len(each) {
+						t.Fatalf("dump %d: session %d passed after %d", i, j, len(each))
+					}
+					each = append(each, s.Detached())
+				})
 				if err != nil {
 					t.Fatalf("dump %d: %v", i, err)
+				}
+				if d := diffSessions(snap.AltNames, each, snap.AltNames, snap.Sessions); d != "" {
+					t.Fatalf("dump %d: DumpEach passed other sessions: %s", i, d)
 				}
 				wantAlt, want := parseReply(t, proto, reply)
 				if !reflect.DeepEqual(snap.Sessions, want) || !reflect.DeepEqual(snap.AltNames, wantAlt) {

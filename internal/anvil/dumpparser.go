@@ -34,6 +34,8 @@ type dumpParser struct {
 	copyOut bool
 	text    []byte
 	textN   int // bytes in earlier text blocks
+	// each, if set, is called with every session parsed (Conn.DumpEach).
+	each func(i int, s *Session)
 }
 
 // newDumpParser expects about sessions lines (0: unknown).
@@ -115,6 +117,9 @@ func (p *dumpParser) line(line string) error {
 	}
 	if p.copyOut {
 		p.keep(s)
+	}
+	if p.each != nil {
+		p.each(p.inDone+len(p.chunk)-1, s)
 	}
 	return nil
 }

@@ -75,6 +75,9 @@ type Input struct {
 	// at or after t, or false while t is in the future. It is the cutoff
 	// of logged_in_before rules (nil: Now once t has passed).
 	SnapshotAfter func(t time.Time) (time.Time, bool)
+	// Prepared, if set, holds per-session work done during the dump
+	// (Ruleset.Prepare).
+	Prepared *Prepared
 }
 
 // RuleRef names a YAML rule and where it is defined.
@@ -136,20 +139,26 @@ func (rs *Ruleset) evaluateYAML(in *Input) []Decision {
 	sc := rs.index.newScratch()
 	var static []int32 // scratch
 	out := make([]Decision, 0, c.decided+c.decided/8)
+	keys := rs.yamlKeys(in)
 	for i := range in.Snapshot.Sessions {
 		s := &in.Snapshot.Sessions[i]
-		key := c.hash(c.seed, s)
+		var key, check uint64
+		if keys != nil {
+			key, check = keys[i].key, keys[i].check
+		} else {
+			key, check = c.hash(c.seed, s), c.hash(c.check, s)
+		}
 		hit, known := c.lookup(key)
-		if hit != nil && hit.check != c.hash(c.check, s) {
+		if hit != nil && hit.check != check {
 			known = false // a hash collision: never trusted
 		}
 		if !known {
-			hit = rs.static(sc, s, &static, c.hash(c.check, s))
+			hit = rs.static(sc, s, &static, check)
 		}
 		d, ok := rs.decide(in, hit, s, i, known)
 		if !ok {
 			// A cached match that does not hold: matched afresh.
-			hit = rs.static(sc, s, &static, c.hash(c.check, s))
+			hit = rs.static(sc, s, &static, check)
 			d, _ = rs.decide(in, hit, s, i, false)
 		}
 		c.record(key, hit)

@@ -57,7 +57,9 @@ func TestYAMLCacheEqualsFresh(t *testing.T) {
 						return now, true
 					}}
 			}
-			got, err := warm.Evaluate(context.Background(), in())
+			wi := in()
+			wi.Prepared = prepareSome(rng, warm, MustLoadYAML(t, text, jobs), snap)
+			got, err := warm.Evaluate(context.Background(), wi)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,6 +75,82 @@ func TestYAMLCacheEqualsFresh(t *testing.T) {
 	}
 	if decided < iterations*50 {
 		t.Errorf("only %d decisions: the generator proves little", decided)
+	}
+}
+
+// prepareSome returns, at random, no Prepared, a whole one for rs, one
+// whose dump was retried, or one Evaluate must not use (made for other, or
+// with a session left out).
+func prepareSome(rng *rand.Rand, rs, other *Ruleset, snap *anvil.Snapshot) *Prepared {
+	add := func(p *Prepared, n, skip int) *Prepared {
+		for i := range n {
+			if i != skip {
+				p.Add(i, &snap.Sessions[i])
+			}
+		}
+		return p
+	}
+	n := len(snap.Sessions)
+	switch rng.IntN(5) {
+	case 0:
+		return nil
+	case 1:
+		return add(rs.Prepare(nil), n, -1)
+	case 2:
+		return add(add(rs.Prepare(nil), n/2, -1), n, -1) // retried from 0
+	case 3:
+		return add(other.Prepare(nil), n, -1)
+	}
+	return add(rs.Prepare(nil), n, rng.IntN(n+1))
+}
+
+// A Prepared is used only when made by the Ruleset for exactly the
+// snapshot's sessions in order.
+func TestPreparedUsedOnlyWhenWhole(t *testing.T) {
+	rs := MustLoadYAML(t, "rules:\n  - name: a\n    users: [alice]\n")
+	other := MustLoadYAML(t, "rules:\n  - name: a\n    users: [alice]\n")
+	snap := randomSnapshot(rand.New(rand.NewPCG(1, 2)), 50)
+	n := len(snap.Sessions)
+	add := func(p *Prepared, order ...int) *Prepared {
+		for _, i := range order {
+			p.Add(i, &snap.Sessions[i])
+		}
+		return p
+	}
+	seq := func(from, to int) []int {
+		var o []int
+		for i := from; i < to; i++ {
+			o = append(o, i)
+		}
+		return o
+	}
+	for _, tc := range []struct {
+		name string
+		p    *Prepared
+		use  bool
+	}{
+		{"whole", add(rs.Prepare(nil), seq(0, n)...), true},
+		{"retried", add(add(rs.Prepare(nil), seq(0, n-3)...), seq(0, n)...), true},
+		{"reused", add(rs.Prepare(add(rs.Prepare(nil), seq(0, n)...)), seq(0, n)...), true},
+		{"none", nil, false},
+		{"short", add(rs.Prepare(nil), seq(0, n-1)...), false},
+		{"gap", add(rs.Prepare(nil), append(seq(0, 10), seq(11, n)...)...), false},
+		{"other ruleset", add(other.Prepare(nil), seq(0, n)...), false},
+	} {
+		keys := rs.yamlKeys(&Input{Snapshot: snap, Prepared: tc.p})
+		if (keys != nil) != tc.use {
+			t.Errorf("%s: used %v, want %v", tc.name, keys != nil, tc.use)
+		}
+		for i := range keys {
+			c, s := rs.cache, &snap.Sessions[i]
+			if keys[i] != (cacheKeys{c.hash(c.seed, s), c.hash(c.check, s)}) {
+				t.Fatalf("%s: key %d is not session %d's", tc.name, i, i)
+			}
+		}
+	}
+	long := &anvil.Snapshot{Protocol: snap.Protocol, Sessions: snap.Sessions[:n-1]}
+	if rs.yamlKeys(&Input{Snapshot: long, Prepared: add(rs.Prepare(nil), seq(0, n)...)}) != nil {
+		t.Error("a Prepared of more sessions than the snapshot was used")
 	}
 }
 

@@ -81,9 +81,9 @@ type timedSource struct {
 	n    int
 }
 
-func (t *timedSource) Dump(ctx context.Context) (*anvil.Snapshot, error) {
+func (t *timedSource) Dump(ctx context.Context, each func(int, *anvil.Session)) (*anvil.Snapshot, error) {
 	start := time.Now()
-	s, err := t.src.Dump(ctx)
+	s, err := t.src.Dump(ctx, each)
 	t.last = time.Since(start)
 	if s != nil {
 		t.n = len(s.Sessions)

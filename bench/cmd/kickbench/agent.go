@@ -127,9 +127,9 @@ type timedDump struct {
 	last time.Duration
 }
 
-func (t *timedDump) Dump(ctx context.Context) (*anvil.Snapshot, error) {
+func (t *timedDump) Dump(ctx context.Context, each func(int, *anvil.Session)) (*anvil.Snapshot, error) {
 	t0 := time.Now()
-	s, err := t.src.Dump(ctx)
+	s, err := t.src.Dump(ctx, each)
 	t.last = time.Since(t0)
 	return s, err
 }
@@ -157,7 +157,7 @@ func (t *timedConn) Dump(ctx context.Context) (*anvil.Snapshot, error) {
 	if t.answered == 0 {
 		t.answered = time.Since(t.start)
 	}
-	return t.src.Dump(ctx)
+	return t.src.Dump(ctx, nil)
 }
 
 func (t *timedConn) KickUser(ctx context.Context, user, guid string) (int, error) {
