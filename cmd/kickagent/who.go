@@ -28,10 +28,9 @@ func runWho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, af.timeout)
 	defer cancel()
-	// GOGC stays at its default: a larger heap goal (tried: 200–800, off)
-	// saves collections but costs more in faulting in fresh pages for the
-	// dump's garbage (who -1 at 100,000 sessions: 127 ms CPU at 400, 111 at
-	// 100).
+	// GOGC is 400 here, as for every one-shot command (run): measured at
+	// 100,000 sessions, who and who -1 take the same or 5–10% less time
+	// than at the default of 100.
 	cl := &anvil.Client{Path: af.socket}
 	if *perConn && !*asJSON {
 		return whoStream(ctx, cl, &filter, stdout, stderr)
