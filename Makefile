@@ -1,10 +1,12 @@
 # make            build ./kickagent
 # make test       the project's tests (test/run.sh; root; installs Dovecot 2.3/2.4)
 # make install    binary, systemd unit, example config and rules
+# make bench      bench/run.sh (benchmarks against doveadm; BENCHMARKS.md)
+# make profile    bench/profile.sh (CPU profiles of the hot paths; BENCHMARKS.md)
 PREFIX ?= /usr/local
 GO ?= go
 
-.PHONY: build test install bench
+.PHONY: build test install bench profile
 build:
 	$(GO) build -o kickagent ./cmd/kickagent
 
@@ -13,6 +15,9 @@ test:
 
 bench:
 	bench/run.sh
+
+profile:
+	bench/profile.sh
 
 install: build
 	install -D -m 0755 kickagent $(DESTDIR)$(PREFIX)/bin/kickagent

@@ -28,6 +28,9 @@ an all-digits argument is a user mask).
 Exit status: 0 success, 64 usage error, 75 anvil unreachable or its reply
 malformed; kick also 68 (nothing matched) and 2 (not everything selected
 was kicked).
+
+Environment: KICKAGENT_CPUPROFILE=FILE writes a Go CPU profile of the
+command to FILE (go tool pprof), for performance reports.
 `
 
 const kickUsage = `Usage:

@@ -12,7 +12,8 @@
 // yaml and rego print markdown table rows: label, runs, min, median, p90 (seconds), median
 // dump and evaluation parts, and the median over the raw dump read of the same rounds.
 // CYCLE_CPUPROFILE=FILE writes a CPU profile of the whole run, CYCLE_MEMPROFILE=FILE an
-// allocation profile at its end.
+// allocation profile at its end; CYCLE_STEADY_CPUPROFILE=FILE (rego, instead of
+// CYCLE_CPUPROFILE) one of the steady cycles only (with the registering of their new sessions).
 package main
 
 import (
@@ -266,6 +267,16 @@ func regoCmd(args []string) error {
 	var prev *testrig.SyntheticConn
 	var heap []float64
 	var kept []*testrig.SyntheticConn
+	if p := os.Getenv("CYCLE_STEADY_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			return fmt.Errorf("CYCLE_STEADY_CPUPROFILE: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for r := 0; r < *steady; r++ {
 		sc, err := testrig.RegisterSynthetic(ctx, in, testrig.SyntheticMix(*churn, int64(1000+r)))
 		if err != nil {
