@@ -398,7 +398,7 @@ kall() { sed -n "s/^sc=$1 tool=$2 .*$3=\([0-9.-]*\).*/\1/p" "$W/kick.txt" | tr '
   echo "<!-- results: written by bench/run.sh; everything between these markers is replaced -->"
   echo "## Results"
   echo
-  echo "Reproduce: \`bench/run.sh\` (as root, after \`test/dovecot/install.sh\`; about 20–25 minutes; knobs in the script's header)."
+  echo "Reproduce: \`bench/run.sh\` (as root, after \`test/dovecot/install.sh\`; about 10–25 minutes; knobs in the script's header)."
   echo
   echo "| Machine | |"
   echo "|---|---|"
