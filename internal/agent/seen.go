@@ -30,10 +30,9 @@ type seenTable struct {
 	at  []int32
 	buf []byte // scratch for 2.3 ids
 	// pre[i] is session i's slot, looked up by prepare while the dump
-	// arrived (-1: not in the table then); preN counts the sessions
-	// prepared in order (-1: out of order, or used).
-	pre  []int32
-	preN int
+	// arrived (-1: not in the table then), usable when preOrder is whole.
+	pre      []int32
+	preOrder anvil.InOrder
 	// key: the GUID form of the id of the last lookup.
 	key    [16]byte
 	isGUID bool
@@ -55,14 +54,12 @@ type reported struct{ result, rule string }
 // leaves the table as it was. Sessions must come in order from 0; a
 // restart at 0 (a retried dump) starts over.
 func (t *seenTable) prepare(i int, s *anvil.Session) {
-	if i == 0 {
-		t.preN, t.pre = 0, t.pre[:0]
-	}
-	if i != t.preN {
-		t.preN = -1
+	if !t.preOrder.Next(i) {
 		return
 	}
-	t.preN++
+	if i == 0 {
+		t.pre = t.pre[:0]
+	}
 	at, ok := t.lookup(s)
 	if !ok {
 		at = -1
@@ -97,10 +94,10 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 	// since. A session not found then is looked up again (its id may have
 	// been added by an earlier session of this snapshot).
 	pre := t.pre
-	if t.preN != len(sessions) || len(pre) != len(sessions) {
+	if !t.preOrder.Whole(len(sessions)) || len(pre) != len(sessions) {
 		pre = nil
 	}
-	t.preN = -1
+	t.preOrder.Void()
 	t.gen++
 	t.live = 0
 	t.at = t.at[:0]

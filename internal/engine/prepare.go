@@ -13,9 +13,9 @@ import "github.com/kickagent/kickagent/internal/anvil"
 // Prepared only when it was made by the same Ruleset and holds exactly the
 // snapshot's sessions; otherwise the work is done in the evaluation.
 type Prepared struct {
-	rs   *Ruleset
-	n    int // sessions added in order since the last index 0; -1: out of order
-	keys []cacheKeys
+	rs    *Ruleset
+	order anvil.InOrder
+	keys  []cacheKeys
 }
 
 // cacheKeys are a session's key and check hash in the YAML match cache.
@@ -26,20 +26,18 @@ func (rs *Ruleset) Prepare(p *Prepared) *Prepared {
 	if p == nil {
 		p = &Prepared{}
 	}
-	p.rs, p.n, p.keys = rs, 0, p.keys[:0]
+	p.rs, p.order, p.keys = rs, anvil.InOrder{}, p.keys[:0]
 	return p
 }
 
 // Add does session i's work.
 func (p *Prepared) Add(i int, s *anvil.Session) {
-	if i == 0 {
-		p.n, p.keys = 0, p.keys[:0]
-	}
-	if i != p.n {
-		p.n = -1
+	if !p.order.Next(i) {
 		return
 	}
-	p.n++
+	if i == 0 {
+		p.keys = p.keys[:0]
+	}
 	if len(p.rs.rules) > 0 {
 		c := p.rs.cache
 		p.keys = append(p.keys, cacheKeys{c.hash(c.seed, s), c.hash(c.check, s)})
@@ -50,7 +48,8 @@ func (p *Prepared) Add(i int, s *anvil.Session) {
 // Prepared for rs and its snapshot.
 func (rs *Ruleset) yamlKeys(in *Input) []cacheKeys {
 	p := in.Prepared
-	if p == nil || p.rs != rs || p.n != len(in.Snapshot.Sessions) || len(p.keys) != p.n {
+	n := len(in.Snapshot.Sessions)
+	if p == nil || p.rs != rs || !p.order.Whole(n) || len(p.keys) != n {
 		return nil
 	}
 	return p.keys
