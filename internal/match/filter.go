@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 
 	"github.com/kickagent/kickagent/internal/anvil"
 )
@@ -19,7 +17,7 @@ type Filter struct {
 	// Masks are user masks, OR-ed (as doveadm 2.4.2+). Empty: any user.
 	Masks []string
 	// Network is the ip[/bits] argument, if any (see HasNetwork).
-	Network netip.Prefix
+	Network Network
 	// AltField, when set, makes Masks match that alt-username (passdb
 	// user_*) field instead of the login name.
 	AltField string
@@ -32,24 +30,27 @@ type Filter struct {
 func (f *Filter) HasNetwork() bool { return f.Network.IsValid() && f.Network.Bits() > 0 }
 
 // Parse splits positional arguments as doveadm does: an argument that is
-// not all digits and parses as ip or ip/bits is the network (at most one);
-// every other argument is a user mask. altField is the -f field, which
+// not all digits and parses as ip or ip/bits is the network (at most one,
+// a later one replacing a /0 as in doveadm); every other argument, the
+// empty one included, is a user mask. Network-like text doveadm would read
+// in a surprising way is refused (ErrNotCanonical), never taken for a
+// mask, which would widen the selection. altField is the -f field, which
 // needs at least one mask.
 func Parse(args []string, altField string) (Filter, error) {
 	f := Filter{AltField: altField}
-	netGiven := false
 	for _, a := range args {
-		if p, ok := parseNetwork(a); ok {
-			if netGiven {
-				return Filter{}, fmt.Errorf("%w: multiple network masks not supported (%s, %s)", ErrUsage, f.Network, a)
-			}
-			f.Network, netGiven = p, true
+		n, isNet, err := ClassifyArg(a)
+		if err != nil {
+			return Filter{}, fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		if !isNet {
+			f.Masks = append(f.Masks, a)
 			continue
 		}
-		if a == "" {
-			return Filter{}, fmt.Errorf("%w: empty user mask", ErrUsage)
+		if f.HasNetwork() {
+			return Filter{}, fmt.Errorf("%w: multiple network masks not supported (%s, %s)", ErrUsage, f.Network, a)
 		}
-		f.Masks = append(f.Masks, a)
+		f.Network = n
 	}
 	if altField != "" && len(f.Masks) == 0 {
 		return Filter{}, fmt.Errorf("%w: a user mask must be given with the passdb field (-f %s)", ErrUsage, altField)
@@ -57,34 +58,22 @@ func Parse(args []string, altField string) (Filter, error) {
 	return f, nil
 }
 
-// parseNetwork parses "ip" (full length) or "ip/bits"; "[v6]" brackets are
-// accepted as Dovecot's net_addr2ip does. An all-digits argument is a user
-// mask, never an address.
-func parseNetwork(a string) (netip.Prefix, bool) {
+// ClassifyArg tells a network argument from a user mask, as doveadm does
+// (all digits: a mask; parses as ip[/bits]: a network), and refuses text
+// ParseNetwork refuses. It is the one classification used by who, kick and
+// the job commands.
+func ClassifyArg(a string) (Network, bool, error) {
 	if a == "" || isDigits(a) {
-		return netip.Prefix{}, false
+		return Network{}, false, nil
 	}
-	addr, bits, hasBits := strings.Cut(a, "/")
-	if strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") && strings.Contains(addr, ":") {
-		addr = addr[1 : len(addr)-1]
+	n, err := ParseNetwork(a)
+	switch {
+	case err == nil:
+		return n, true, nil
+	case errors.Is(err, ErrNotCanonical):
+		return Network{}, false, err
 	}
-	ip, err := netip.ParseAddr(addr)
-	if err != nil || ip.Zone() != "" {
-		return netip.Prefix{}, false
-	}
-	n := ip.BitLen()
-	if hasBits {
-		// str_to_uint: digits only.
-		if !isDigits(bits) {
-			return netip.Prefix{}, false
-		}
-		v, err := strconv.Atoi(bits)
-		if err != nil || v > ip.BitLen() {
-			return netip.Prefix{}, false
-		}
-		n = v
-	}
-	return netip.PrefixFrom(ip, n), true
+	return Network{}, false, nil
 }
 
 func isDigits(s string) bool {
@@ -97,21 +86,6 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// InNetwork reports whether ip is in the network the way Dovecot's
-// net_is_in_network is: an IPv4-mapped IPv6 session address is compared as
-// IPv4, IPv4 never matches an IPv6 network (nor the reverse), and a missing
-// address matches nothing.
-func InNetwork(ip netip.Addr, network netip.Prefix) bool {
-	if !ip.IsValid() {
-		return false
-	}
-	ip = ip.Unmap()
-	if ip.Is4() != network.Addr().Is4() {
-		return false
-	}
-	return network.Masked().Contains(ip.WithZone(""))
 }
 
 // MatchName reports whether name matches any of the masks (true for none).
@@ -142,12 +116,12 @@ func (f *Filter) MatchUser(s *anvil.Session) bool {
 
 // MatchIP applies the network to one client IP.
 func (f *Filter) MatchIP(ip netip.Addr) bool {
-	return !f.HasNetwork() || InNetwork(ip, f.Network)
+	return !f.HasNetwork() || f.Network.Contains(ip)
 }
 
 // Match reports whether the session is selected by every part of f.
 func (f *Filter) Match(s *anvil.Session) bool {
-	if f.DestIP.IsValid() && s.DestIP.Unmap() != f.DestIP.Unmap() {
+	if f.DestIP.IsValid() && !SameDest(s.DestIP, f.DestIP) {
 		return false
 	}
 	return f.MatchIP(s.IP) && f.MatchUser(s)
