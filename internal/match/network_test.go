@@ -99,12 +99,12 @@ func TestContains(t *testing.T) {
 		{"2001:db9::1", "2001:db8::/32", false},
 		{"", "0.0.0.0/0", false}, // no IP matches nothing
 		{"", "::/0", false},
-		{"fe80::1%lo", "fe80::/10", true},     // a network without zone: every interface
-		{"fe80::1%lo", "fe80::1%lo", true},    // same interface
-		{"fe80::1%lo", "fe80::1%1", true},     // lo is index 1
-		{"fe80::1", "fe80::1%lo", false},      // no zone is not lo
-		{"fe80::1%2", "fe80::1%lo", false},    // another interface
-		{"fe80::1%lo", "fe80::1%0", true},     // index 0 restricts nothing
+		{"fe80::1%lo", "fe80::/10", true},  // a network without zone: every interface
+		{"fe80::1%lo", "fe80::1%lo", true}, // same interface
+		{"fe80::1%lo", "fe80::1%1", true},  // lo is index 1
+		{"fe80::1", "fe80::1%lo", false},   // no zone is not lo
+		{"fe80::1%2", "fe80::1%lo", false}, // another interface
+		{"fe80::1%lo", "fe80::1%0", true},  // index 0 restricts nothing
 		{"fe80::2%lo", "fe80::1%lo/127", false},
 	}
 	for _, tc := range tests {
