@@ -43,7 +43,7 @@ type rule struct {
 func (r *rule) active(now time.Time) bool { return r.expires.IsZero() || now.Before(r.expires) }
 
 // compileRule checks a rule's invariants and builds its matchers.
-func compileRule(file string, s *ruleSpec) (*rule, Errors) {
+func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 	var errs Errors
 	failAt := func(line int, format string, a ...any) {
 		errs = append(errs, &Error{File: file, Line: line, Rule: s.Name, Msg: fmt.Sprintf(format, a...)})

@@ -6,34 +6,50 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"reflect"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 )
 
-// ruleSpec is one rule as written in YAML, with the line of each key.
-type ruleSpec struct {
-	Name           string
-	Description    string
-	Users          []string
-	Networks       []string
-	Services       []string
-	DestHosts      []string
-	PassdbField    string
-	Values         []string
-	ExceptUsers    []string
-	ExceptNetworks []string
-	DryRun         bool
-	Expires        string
-	MaxKicks       int
-	LoggedInBefore string
-	Rate           string
-	Drain          bool
+// RuleSpec is one rule as written in YAML: the one schema of a rule, read
+// by the engine (parseRuleNode) and written by the job commands
+// (internal/jobs), which marshal it with these tags.
+//
+// Adding a rule key: add a field here, with its key as the yaml tag
+// (omitempty), in the order the key should be listed in error messages;
+// the parser reads it by its type (string, bool, int or []string) and the
+// list of known keys comes from the tags. Then check and compile it in
+// compileRule (rules.go) and document it in CONFIGURATION.md. Nothing else
+// reads the file format.
+type RuleSpec struct {
+	Name           string   `yaml:"name"`
+	Description    string   `yaml:"description,omitempty"`
+	Users          []string `yaml:"users,omitempty"`
+	Networks       []string `yaml:"networks,omitempty"`
+	Services       []string `yaml:"services,omitempty"`
+	DestHosts      []string `yaml:"dest_hosts,omitempty"`
+	PassdbField    string   `yaml:"passdb_field,omitempty"`
+	Values         []string `yaml:"values,omitempty"`
+	ExceptUsers    []string `yaml:"except_users,omitempty"`
+	ExceptNetworks []string `yaml:"except_networks,omitempty"`
+	DryRun         bool     `yaml:"dry_run,omitempty"`
+	Expires        string   `yaml:"expires,omitempty"`
+	MaxKicks       int      `yaml:"max_kicks_per_cycle,omitempty"`
+	LoggedInBefore string   `yaml:"logged_in_before,omitempty"`
+	Rate           string   `yaml:"rate,omitempty"`
+	Drain          bool     `yaml:"drain,omitempty"`
 
 	line      int
 	lines     map[string]int   // key → line
 	itemLines map[string][]int // list key → line of each entry
+}
+
+// RulesFile is the top of a rules file as the job commands write it (the
+// allow list is left out: jobs never write one).
+type RulesFile struct {
+	Rules []RuleSpec `yaml:"rules"`
 }
 
 // fileSpec is one rules file.
@@ -41,7 +57,7 @@ type fileSpec struct {
 	AllowUsers    []string
 	AllowNetworks []string
 	allowLines    map[string][]int // users, networks → line of each entry
-	Rules         []*ruleSpec
+	Rules         []*RuleSpec
 }
 
 // Keys a rules file may contain; anything else is an error, so that a
@@ -49,10 +65,26 @@ type fileSpec struct {
 var (
 	topKeys   = []string{"allow", "rules"}
 	allowKeys = []string{"users", "networks"}
-	ruleKeys  = []string{"name", "description", "users", "networks", "services", "dest_hosts",
-		"passdb_field", "values", "except_users", "except_networks", "dry_run", "expires",
-		"max_kicks_per_cycle", "logged_in_before", "rate", "drain"}
 )
+
+// ruleKeys are RuleSpec's yaml tags in field order; ruleField maps each
+// to its field's index.
+var ruleField, ruleKeys = specKeys(reflect.TypeFor[RuleSpec]())
+
+func specKeys(t reflect.Type) (map[string]int, []string) {
+	index := map[string]int{}
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || key == "" || key == "-" {
+			continue
+		}
+		index[key] = i
+		keys = append(keys, key)
+	}
+	return index, keys
+}
 
 // parseRulesFile decodes one rules file strictly. Every problem is
 // collected with its line; the caller uses nothing of a file with errors,
@@ -127,12 +159,12 @@ func parseRulesFile(file string, data []byte) (*fileSpec, Errors) {
 	return fs, errs
 }
 
-func parseRuleNode(n *yaml.Node, fail func(int, string, string, ...any)) *ruleSpec {
+func parseRuleNode(n *yaml.Node, fail func(int, string, string, ...any)) *RuleSpec {
 	if n.Kind != yaml.MappingNode {
 		fail(n.Line, "", "a rule is a mapping (name, selectors, options)")
 		return nil
 	}
-	r := &ruleSpec{line: n.Line, lines: map[string]int{}, itemLines: map[string][]int{}}
+	r := &RuleSpec{line: n.Line, lines: map[string]int{}, itemLines: map[string][]int{}}
 	// The name first, so that every later error can name the rule.
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == "name" {
@@ -140,55 +172,10 @@ func parseRuleNode(n *yaml.Node, fail func(int, string, string, ...any)) *ruleSp
 		}
 	}
 	ok := true
+	fields := reflect.ValueOf(r).Elem()
 	forEachKey(n, ruleKeys, func(line int, msg string) { fail(line, r.Name, "%s", msg); ok = false }, func(key string, v *yaml.Node) {
 		r.lines[key] = v.Line
-		var err error
-		switch key {
-		case "name":
-			err = scalar(v, &r.Name)
-		case "description":
-			err = scalar(v, &r.Description)
-		case "passdb_field":
-			err = scalar(v, &r.PassdbField)
-		case "expires":
-			err = scalar(v, &r.Expires)
-		case "dry_run":
-			if err = scalar(v, new(string)); err == nil && v.Decode(&r.DryRun) != nil {
-				err = fmt.Errorf("want true or false, not %q", v.Value)
-			}
-		case "max_kicks_per_cycle":
-			if err = scalar(v, new(string)); err == nil && v.Decode(&r.MaxKicks) != nil {
-				err = fmt.Errorf("want a whole number, not %q", v.Value)
-			}
-		case "logged_in_before":
-			err = scalar(v, &r.LoggedInBefore)
-		case "rate":
-			err = scalar(v, &r.Rate)
-		case "drain":
-			if err = scalar(v, new(string)); err == nil && v.Decode(&r.Drain) != nil {
-				err = fmt.Errorf("want true or false, not %q", v.Value)
-			}
-		default:
-			var list []string
-			list, r.itemLines[key], err = yamlList(v)
-			switch key {
-			case "users":
-				r.Users = list
-			case "networks":
-				r.Networks = list
-			case "services":
-				r.Services = list
-			case "dest_hosts":
-				r.DestHosts = list
-			case "values":
-				r.Values = list
-			case "except_users":
-				r.ExceptUsers = list
-			case "except_networks":
-				r.ExceptNetworks = list
-			}
-		}
-		if err != nil {
+		if err := decodeField(fields.Field(ruleField[key]), v, func(lines []int) { r.itemLines[key] = lines }); err != nil {
 			fail(errLine(err, v.Line), r.Name, "%s: %v", key, err)
 			ok = false
 		}
@@ -197,6 +184,44 @@ func parseRuleNode(n *yaml.Node, fail func(int, string, string, ...any)) *ruleSp
 		return nil
 	}
 	return r
+}
+
+// decodeField reads v into a RuleSpec field by the field's type: a single
+// value for a string, bool or int, a list (see yamlList) for []string,
+// whose entries' lines go to itemLines.
+func decodeField(f reflect.Value, v *yaml.Node, itemLines func([]int)) error {
+	var text string
+	if f.Kind() != reflect.Slice {
+		if err := scalar(v, &text); err != nil {
+			return err
+		}
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(text)
+	case reflect.Bool:
+		var b bool
+		if v.Decode(&b) != nil {
+			return fmt.Errorf("want true or false, not %q", v.Value)
+		}
+		f.SetBool(b)
+	case reflect.Int:
+		var i int
+		if v.Decode(&i) != nil {
+			return fmt.Errorf("want a whole number, not %q", v.Value)
+		}
+		f.SetInt(int64(i))
+	case reflect.Slice:
+		list, lines, err := yamlList(v)
+		itemLines(lines)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(list))
+	default:
+		panic("engine: RuleSpec field of unsupported type " + f.Type().String())
+	}
+	return nil
 }
 
 // forEachKey walks a mapping, reporting unknown and duplicate keys.
