@@ -21,6 +21,11 @@ type Sources struct {
 	Rules []string
 	// Policies are directories of Rego files (package kickagent).
 	Policies []string
+	// Staged holds contents to load instead of what is on disk, by file
+	// path; a staged file in a directory of Rules that does not exist yet
+	// is loaded in its place in name order. It lets a change to the rules
+	// be checked with everything it joins before it is written.
+	Staged map[string][]byte
 }
 
 // Empty reports whether nothing is to be loaded.
@@ -45,6 +50,7 @@ func (s Sources) ruleFiles() ([]string, Errors) {
 			errs = append(errs, &Error{File: p, Msg: fmt.Sprintf("cannot read rules directory: %v", err)})
 			continue
 		}
+		start := len(files)
 		for _, e := range entries {
 			n := e.Name()
 			// Editors' temporaries and hidden files are not rules.
@@ -56,8 +62,21 @@ func (s Sources) ruleFiles() ([]string, Errors) {
 			}
 			files = append(files, filepath.Join(p, n))
 		}
+		files = s.addStaged(files, start, p)
 	}
 	return files, errs
+}
+
+// addStaged adds to files, whose entries from start on are directory
+// dir's in name order, the staged files of dir that are not among them.
+func (s Sources) addStaged(files []string, start int, dir string) []string {
+	for f := range s.Staged {
+		if filepath.Dir(f) == filepath.Clean(dir) && !slices.Contains(files[start:], f) {
+			files = append(files, f)
+		}
+	}
+	slices.Sort(files[start:])
+	return files
 }
 
 // Load reads, checks and compiles every source. It returns all problems
@@ -71,7 +90,11 @@ func Load(ctx context.Context, src Sources) (*Ruleset, error) {
 	var allowUsers []string
 	var allowNets []netip.Prefix
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, staged := src.Staged[f]
+		var err error
+		if !staged {
+			data, err = os.ReadFile(f)
+		}
 		if err != nil {
 			errs = append(errs, &Error{File: f, Msg: fmt.Sprintf("cannot read: %v", err)})
 			continue

@@ -1,7 +1,11 @@
 package engine
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -37,5 +41,43 @@ func TestRuleSpecRoundTrip(t *testing.T) {
 	}
 	if len(ruleKeys) != len(ruleField) || ruleKeys[0] != "name" || ruleKeys[len(ruleKeys)-1] != "drain" {
 		t.Errorf("keys %v", ruleKeys)
+	}
+}
+
+// TestLoadStaged: staged contents replace a file on disk or join its
+// directory in name order, and errors name the staged file's path.
+func TestLoadStaged(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.yaml", "rules: [{name: a, users: [x]}]\n")
+	write("c.yaml", "rules: [{name: c, users: [x]}]\n")
+	src := Sources{Rules: []string{dir}, Staged: map[string][]byte{
+		filepath.Join(dir, "b.yaml"): []byte("rules: [{name: b, users: [x]}]\n"),
+		filepath.Join(dir, "c.yaml"): []byte("rules: [{name: c2, users: [x]}]\n"),
+	}}
+	rs, err := Load(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rs.Files(), " "); got != strings.Join([]string{filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml"), filepath.Join(dir, "c.yaml")}, " ") {
+		t.Errorf("files %s", got)
+	}
+	var names []string
+	for _, r := range rs.rules {
+		names = append(names, r.name)
+	}
+	if strings.Join(names, " ") != "a b c2" {
+		t.Errorf("rules %v", names)
+	}
+	src.Staged[filepath.Join(dir, "b.yaml")] = []byte("rules: [{name: a, users: [x]}]\n")
+	if _, err := Load(context.Background(), src); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "b.yaml")+":1") {
+		t.Errorf("duplicate in a staged file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b.yaml")); !os.IsNotExist(err) {
+		t.Errorf("Load wrote the staged file: %v", err)
 	}
 }
