@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kickagent/kickagent/internal/dropin"
+	"github.com/kickagent/kickagent/internal/jobs"
 )
 
 // fail2banAction reads the [Definition] and [Init] options of a fail2ban
@@ -122,7 +122,7 @@ func TestFail2banAction(t *testing.T) {
 		}
 		e := only(t, dir)
 		exp, _ := time.Parse(time.RFC3339, e.Rule.Expires)
-		if e.Kind != dropin.Block || len(e.Rule.Networks) != 1 || !strings.HasPrefix(e.Rule.Networks[0], ip+"/") ||
+		if e.Kind != jobs.Block || len(e.Rule.Networks) != 1 || !strings.HasPrefix(e.Rule.Networks[0], ip+"/") ||
 			e.Rule.Description != "fail2ban dovecot" ||
 			exp.Before(start.Add(600*time.Second)) || exp.After(time.Now().Add(601*time.Second)) {
 			t.Errorf("%s: ban wrote %+v", ip, e.Rule)

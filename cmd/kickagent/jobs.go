@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,10 +14,13 @@ import (
 
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/config"
-	"github.com/kickagent/kickagent/internal/dropin"
 	"github.com/kickagent/kickagent/internal/engine"
-	"github.com/kickagent/kickagent/internal/kick"
+	"github.com/kickagent/kickagent/internal/jobs"
 )
+
+// defaultConfig is where the job commands look for the agent's config
+// when -c is not given.
+const defaultConfig = "/etc/kickagent/kickagent.yaml"
 
 // jobFlags locate the running agent's drop-in directory: from its config
 // file (-c, rules_dir) or directly (--rules-dir).
@@ -28,84 +30,70 @@ type jobFlags struct {
 }
 
 func (j *jobFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&j.config, "c", "/etc/kickagent/kickagent.yaml", "agent config file")
+	fs.StringVar(&j.config, "c", defaultConfig, "agent config file")
 	fs.StringVar(&j.rulesDir, "rules-dir", "", "drop-in directory")
 }
 
-// resolve returns the drop-in dir and everything the agent loads, so that
-// a new file is validated together with the rules it joins.
-func (j *jobFlags) resolve() (string, engine.Sources, *config.Config, error) {
-	c := &config.Config{}
-	if j.rulesDir == "" || j.config != "/etc/kickagent/kickagent.yaml" {
-		loaded, err := config.Load(j.config)
-		switch {
-		case err == nil:
-			c = loaded
-		case j.rulesDir == "":
-			return "", engine.Sources{}, nil, err
-		}
+// dir resolves the flags of the parsed fs into the drop-in directory and
+// the rules it joins, and the config read. A -c that was given must be
+// read; only the default config may be missing, and only when --rules-dir
+// says where the directory is.
+func (j *jobFlags) dir(fs *flag.FlagSet) (jobs.Dir, *config.Config, error) {
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "c" })
+	c, err := config.Load(j.config)
+	switch {
+	case err == nil:
+	case !explicit && j.rulesDir != "" && errors.Is(err, os.ErrNotExist):
+		c = &config.Config{}
+	default:
+		return jobs.Dir{}, nil, err
 	}
 	if j.rulesDir != "" {
 		c.RulesDir = j.rulesDir
 	}
 	if c.RulesDir == "" {
-		return "", engine.Sources{}, nil, errors.New("no drop-in directory: set rules_dir in the config or pass --rules-dir")
+		return jobs.Dir{}, nil, fmt.Errorf("no drop-in directory: set rules_dir in %s or pass --rules-dir", j.config)
 	}
-	if err := os.MkdirAll(c.RulesDir, 0o750); err != nil {
-		return "", engine.Sources{}, nil, err
-	}
-	return c.RulesDir, engine.Sources{Rules: c.RuleSources(), Policies: c.Policies}, c, nil
+	// The drop-in directory is added by jobs.Dir, as the agent adds it
+	// after the rules files.
+	return jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}}, c, nil
 }
 
-// install writes a job's rule after checking that the agent's whole rule
-// set stays valid with it; a file that would break the set is never left
-// in the directory.
-func install(ctx context.Context, j *jobFlags, kind dropin.Kind, target string, r dropin.Rule, stdout, stderr io.Writer) int {
-	dir, src, _, err := j.resolve()
+// jobError prints err for command cmd and returns its exit code.
+func jobError(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "kickagent %s: %v\n", cmd, err)
+	switch {
+	case errors.Is(err, jobs.ErrUsage):
+		return exitUsage
+	case errors.Is(err, jobs.ErrInvalid):
+		return exitConfig
+	case errors.Is(err, os.ErrNotExist):
+		return exitNotFound
+	}
+	return exitFailure
+}
+
+// install writes a job through jobs.Dir.Install and says where.
+func install(ctx context.Context, fs *flag.FlagSet, j *jobFlags, job jobs.Job, stdout, stderr io.Writer) int {
+	d, _, err := j.dir(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent %s: %v\n", kind, err)
+		fmt.Fprintf(stderr, "kickagent %s: %v\n", job.Kind, err)
 		return exitConfig
 	}
-	// Running a job again replaces its file; keep the old one to put back.
-	prev, prevErr := os.ReadFile(filepath.Join(dir, dropin.Name(kind, target)))
-	path, err := dropin.Write(dir, kind, target, r, time.Now())
+	path, err := d.Install(ctx, job, time.Now())
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent %s: %v\n", kind, err)
-		return exitFailure
+		return jobError(stderr, string(job.Kind), err)
 	}
-	if _, err := engine.Load(ctx, src); err != nil {
-		if prevErr == nil {
-			_ = dropin.Put(path, prev)
-		} else {
-			os.Remove(path)
-		}
-		fmt.Fprintf(stderr, "kickagent %s: the rule set would not load, nothing changed:\n%v\n", kind, err)
-		return exitConfig
-	}
-	fmt.Fprintf(stdout, "%s: %s (the running agent picks it up within a second)\n", kind, path)
+	fmt.Fprintf(stdout, "%s: %s (the running agent picks it up within a second)\n", job.Kind, path)
 	return exitOK
 }
 
-// isNetwork tells a network argument from a user mask, as who/kick do.
-func isNetwork(s string) (netip.Prefix, bool) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), true
+func helpOr(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
 	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a, a.BitLen()), true
-	}
-	return netip.Prefix{}, false
-}
-
-// zoneProblem refuses an IPv6 zone ("fe80::1%eth0"): anvil records
-// addresses without one, so a block would silently cover every interface.
-func zoneProblem(s string) string {
-	addr, _, _ := strings.Cut(s, "/")
-	a, err := netip.ParseAddr(addr)
-	if err != nil || a.Zone() == "" {
-		return ""
-	}
-	return fmt.Sprintf("%q: anvil records client addresses without an IPv6 zone; block %s (from any interface) instead", s, a.WithZone(""))
+	return exitUsage
 }
 
 func runBlock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -122,45 +110,11 @@ func runBlock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, blockUsage)
 		return exitUsage
 	}
-	target := pos[0]
-	if msg := zoneProblem(target); msg != "" {
-		fmt.Fprintf(stderr, "kickagent block: %s\n", msg)
-		return exitUsage
+	job, err := jobs.NewBlock(pos[0], time.Now().Add(*dur), *reason)
+	if err != nil {
+		return jobError(stderr, "block", err)
 	}
-	now := time.Now()
-	r := dropin.Rule{Name: dropin.RuleName(dropin.Block, target), Expires: rfc3339Up(now.Add(*dur)),
-		Description: cmpReason(*reason, "blocked with kickagent block")}
-	if p, ok := isNetwork(target); ok {
-		r.Networks = []string{p.String()}
-	} else {
-		r.Users = []string{target}
-	}
-	return install(ctx, &j, dropin.Block, target, r, stdout, stderr)
-}
-
-// rfc3339Up formats t in whole seconds, rounded up: RFC 3339 without a
-// fraction would otherwise end a block up to a second early, and put a
-// reset's cutoff before the reset, where a session that logged in between
-// the two would count as new.
-func rfc3339Up(t time.Time) string {
-	if u := t.Truncate(time.Second); u.Before(t) {
-		t = u.Add(time.Second)
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func cmpReason(r, def string) string {
-	if r != "" {
-		return r
-	}
-	return def
-}
-
-func helpOr(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	return exitUsage
+	return install(ctx, fs, &j, job, stdout, stderr)
 }
 
 func runUnblock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -175,38 +129,22 @@ func runUnblock(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprint(stderr, blockUsage)
 		return exitUsage
 	}
-	dir, _, _, err := j.resolve()
+	d, _, err := j.dir(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent unblock: %v\n", err)
 		return exitConfig
 	}
-	target := pos[0]
-	if err := dropin.Remove(dir, dropin.Block, target); err == nil {
-		fmt.Fprintf(stdout, "unblocked %s\n", target)
-		return exitOK
+	removed, err := d.Unblock(pos[0])
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("no block for %q in %s (see kickagent blocks): %w", pos[0], d.Path, os.ErrNotExist)
+		}
+		return jobError(stderr, "unblock", err)
 	}
-	// A network is blocked as written ("192.0.2.1", "192.0.2.7/24") and
-	// listed normalized ("192.0.2.1/32", "192.0.2.0/24"): any form of the
-	// same network unblocks it.
-	if p, ok := isNetwork(target); ok {
-		entries, err := dropin.List(dir, dropin.Block)
-		if err != nil {
-			fmt.Fprintf(stderr, "kickagent unblock: %v\n", err)
-			return exitFailure
-		}
-		removed := 0
-		for _, e := range entries {
-			if len(e.Rule.Networks) == 1 && e.Rule.Networks[0] == p.String() && os.Remove(e.Path) == nil {
-				removed++
-			}
-		}
-		if removed > 0 {
-			fmt.Fprintf(stdout, "unblocked %s\n", p)
-			return exitOK
-		}
+	for _, p := range removed {
+		fmt.Fprintf(stdout, "unblocked %s (%s)\n", pos[0], filepath.Base(p))
 	}
-	fmt.Fprintf(stderr, "kickagent unblock: no block for %q in %s (see kickagent blocks)\n", target, dir)
-	return exitNotFound
+	return exitOK
 }
 
 func runBlocks(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -216,15 +154,14 @@ func runBlocks(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
 	}
-	dir, _, _, err := j.resolve()
+	d, _, err := j.dir(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent blocks: %v\n", err)
 		return exitConfig
 	}
-	entries, err := dropin.List(dir, "")
+	entries, err := d.List("")
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent blocks: %v\n", err)
-		return exitFailure
+		return jobError(stderr, "blocks", err)
 	}
 	t := newTable("kind", "target", "state", "expires", "reason", "file")
 	now := time.Now()
@@ -232,7 +169,7 @@ func runBlocks(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		r := e.Rule
 		target := strings.Join(append(append(append(r.Networks, r.Users...), r.DestHosts...), r.Values...), ",")
 		state := "active"
-		if exp, err := time.Parse(time.RFC3339, r.Expires); err == nil && !now.Before(exp) {
+		if !e.Active(now) {
 			state = "expired"
 		}
 		if r.Rate != "" {
@@ -261,7 +198,6 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, resetUsage)
 		return exitUsage
 	}
-	user := pos[0]
 	t := time.Now()
 	if *at != "" {
 		if t, err = time.Parse(time.RFC3339, *at); err != nil {
@@ -269,15 +205,7 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitUsage
 		}
 	}
-	r := dropin.Rule{Name: dropin.RuleName(dropin.Reset, *field+":"+user), LoggedInBefore: rfc3339Up(t),
-		Expires:     rfc3339Up(t.Add(*expire)),
-		Description: "password reset of " + user + " at " + rfc3339Up(t) + ": sessions from before it"}
-	if *field != "" {
-		r.PassdbField, r.Values = *field, []string{user}
-	} else {
-		r.Users = []string{user}
-	}
-	return install(ctx, &j, dropin.Reset, *field+":"+user, r, stdout, stderr)
+	return install(ctx, fs, &j, jobs.NewReset(pos[0], *field, t, *expire), stdout, stderr)
 }
 
 func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -295,65 +223,49 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	if *status {
-		return drainStatus(ctx, &j, &af, stdout, stderr)
+		return drainStatus(ctx, fs, &j, &af, stdout, stderr)
 	}
 	if (*dest == "") == !*all {
 		fmt.Fprint(stderr, drainUsage)
 		return exitUsage
 	}
-	target := "all"
-	r := dropin.Rule{Drain: true, Rate: *rate}
-	if *dest != "" {
-		a, err := parseDest(*dest)
-		if err != nil {
-			fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
-			return exitUsage
-		}
-		target = a.String()
-		r.DestHosts = []string{target}
-		r.Description = "drain of backend " + target
-	} else {
-		r.Users = []string{"*"}
-		r.Description = "drain of every session on this server"
+	target := *dest
+	if *all {
+		target = jobs.DrainAll
 	}
-	if *cancel {
-		dir, _, _, err := j.resolve()
-		if err != nil {
-			fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
-			return exitConfig
-		}
-		if err := dropin.Remove(dir, dropin.Drain, target); err != nil {
-			fmt.Fprintf(stderr, "kickagent drain: no drain of %s\n", target)
-			return exitNotFound
-		}
-		fmt.Fprintf(stdout, "drain of %s cancelled\n", target)
-		return exitOK
+	job, err := jobs.NewDrain(target, *rate)
+	if err != nil {
+		return jobError(stderr, "drain", err)
 	}
-	if _, err := parseRate(*rate); err != nil {
-		fmt.Fprintf(stderr, "kickagent drain: --rate: %v\n", err)
-		return exitUsage
+	if !*cancel {
+		return install(ctx, fs, &j, job, stdout, stderr)
 	}
-	r.Name = dropin.RuleName(dropin.Drain, target)
-	return install(ctx, &j, dropin.Drain, target, r, stdout, stderr)
-}
-
-// parseRate reads "N/s", "N/m" or a plain N (per second), exactly as the
-// agent reads the rule's rate.
-func parseRate(s string) (float64, error) { return engine.ParseRate(s) }
-
-// drainStatus lists the drains and counts what each has left to kick.
-func drainStatus(ctx context.Context, j *jobFlags, af *anvilFlags, stdout, stderr io.Writer) int {
-	dir, _, c, err := j.resolve()
+	d, _, err := j.dir(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
 		return exitConfig
 	}
-	entries, err := dropin.List(dir, dropin.Drain)
+	if err := d.Remove(jobs.Drain, job.Target); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("no drain of %s: %w", job.Target, os.ErrNotExist)
+		}
+		return jobError(stderr, "drain", err)
+	}
+	fmt.Fprintf(stdout, "drain of %s cancelled\n", job.Target)
+	return exitOK
+}
+
+// drainStatus prints each drain and what it has left, as the agent would
+// decide on a snapshot taken now (jobs.Dir.Drains).
+func drainStatus(ctx context.Context, fs *flag.FlagSet, j *jobFlags, af *anvilFlags, stdout, stderr io.Writer) int {
+	d, c, err := j.dir(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
-		return exitFailure
+		return exitConfig
 	}
-	if len(entries) == 0 {
+	if entries, err := d.List(jobs.Drain); err != nil {
+		return jobError(stderr, "drain", err)
+	} else if len(entries) == 0 {
 		fmt.Fprintln(stdout, "no drain in progress")
 		return exitOK
 	}
@@ -361,34 +273,28 @@ func drainStatus(ctx context.Context, j *jobFlags, af *anvilFlags, stdout, stder
 	if socket == "" {
 		socket = c.AnvilSocket
 	}
-	ctx, cancel := context.WithTimeout(ctx, af.timeout)
+	dctx, cancel := context.WithTimeout(ctx, af.timeout)
 	defer cancel()
-	snap, err := (&anvil.Client{Path: socket}).Dump(ctx)
+	snap, err := (&anvil.Client{Path: socket}).Dump(dctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
 		return exitTempFail
 	}
+	drains, err := d.Drains(ctx, snap, time.Now())
+	if err != nil {
+		return jobError(stderr, "drain", err)
+	}
 	t := newTable("drain", "remaining", "rate", "eta", "file")
-	for _, e := range entries {
-		left := 0
-		for i := range snap.Sessions {
-			s := &snap.Sessions[i]
-			if !kick.Kickable(s) {
-				continue
-			}
-			if len(e.Rule.DestHosts) == 0 || (s.DestIP.IsValid() && s.DestIP.Unmap().String() == e.Rule.DestHosts[0]) {
-				left++
-			}
+	for _, s := range drains {
+		what := "all"
+		if len(s.Rule.DestHosts) > 0 {
+			what = "dest " + s.Rule.DestHosts[0]
 		}
 		eta := "-"
-		if v, err := parseRate(e.Rule.Rate); err == nil {
-			eta = (time.Duration(float64(left)/v*float64(time.Second)) + time.Second - 1).Truncate(time.Second).String()
+		if s.ETA > 0 || s.Left == 0 {
+			eta = s.ETA.String()
 		}
-		what := "all"
-		if len(e.Rule.DestHosts) > 0 {
-			what = "dest " + e.Rule.DestHosts[0]
-		}
-		t.add(what, strconv.Itoa(left), e.Rule.Rate, eta, filepath.Base(e.Path))
+		t.add(what, strconv.Itoa(s.Left), s.Rule.Rate, eta, filepath.Base(s.Path))
 	}
 	if err := t.write(stdout); err != nil {
 		return exitFailure

@@ -17,8 +17,8 @@ import (
 
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/audit"
-	"github.com/kickagent/kickagent/internal/dropin"
 	"github.com/kickagent/kickagent/internal/engine"
+	"github.com/kickagent/kickagent/internal/jobs"
 )
 
 // jobRig is rig with a drop-in directory and a clock the test moves.
@@ -67,7 +67,7 @@ func (r *jobRig) at(t *testing.T, d time.Duration) int {
 }
 
 func drainFile(rate string) map[string]string {
-	return map[string]string{dropin.Name(dropin.Drain, "all"): fmt.Sprintf(`rules:
+	return map[string]string{jobs.FileName(jobs.Drain, "all"): fmt.Sprintf(`rules:
   - {name: drain-all, users: ["*"], drain: true, rate: %q}
 `, rate)}
 }
@@ -141,7 +141,7 @@ func TestDrainTakesKickUnitsWhole(t *testing.T) {
 		snap.Sessions[i].PID = 700
 	}
 	snap.Sessions[0].DestIP = netip.MustParseAddr("10.9.9.9")
-	r = newJobRig(t, map[string]string{dropin.Name(dropin.Drain, "10.9.9.9"): `rules:
+	r = newJobRig(t, map[string]string{jobs.FileName(jobs.Drain, "10.9.9.9"): `rules:
   - {name: d, dest_hosts: [10.9.9.9], drain: true, rate: 10/s}
 `}, Settings{}, snap)
 	if n := r.at(t, 0); n != 1 {
@@ -158,7 +158,7 @@ func TestDrainBypassesBreakerAndGlobalCap(t *testing.T) {
 	}
 	r := newJobRig(t, map[string]string{
 		"a.yaml":                              "rules:\n  - {name: wide, users: [u0, u1, u2, u3, u4, u5]}\n",
-		dropin.Name(dropin.Drain, "10.9.9.9"): "rules:\n  - {name: d, dest_hosts: [10.9.9.9], drain: true, rate: 100/s}\n",
+		jobs.FileName(jobs.Drain, "10.9.9.9"): "rules:\n  - {name: d, dest_hosts: [10.9.9.9], drain: true, rate: 100/s}\n",
 	}, Settings{MaxKicksPerCycle: 2, BreakerFraction: 0.5, BreakerMinSessions: 1}, snap)
 	r.at(t, 0)
 	r.at(t, time.Second)
@@ -180,7 +180,7 @@ func TestDrainBypassesBreakerAndGlobalCap(t *testing.T) {
 }
 
 func resetFile(at time.Time) map[string]string {
-	return map[string]string{dropin.Name(dropin.Reset, ":alice"): fmt.Sprintf(`rules:
+	return map[string]string{jobs.FileName(jobs.Reset, ":alice"): fmt.Sprintf(`rules:
   - {name: reset-alice, users: [alice], logged_in_before: %q, expires: %q}
 `, at.Format(time.RFC3339), at.Add(24*time.Hour).Format(time.RFC3339))}
 }
@@ -241,14 +241,14 @@ func TestEndJobs(t *testing.T) {
 	exp := t0.Add(5 * time.Second).Format(time.RFC3339)
 	later := t0.Add(time.Hour).Format(time.RFC3339)
 	files := map[string]string{
-		dropin.Name(dropin.Block, "10.0.0.1"):     fmt.Sprintf("rules:\n  - {name: b1, networks: [10.0.0.1], expires: %q}\n", exp),
-		dropin.Name(dropin.Block, "10.0.0.2"):     fmt.Sprintf("rules:\n  - {name: b2, networks: [10.0.0.2], expires: %q}\n", later),
-		dropin.Name(dropin.Reset, ":alice"):       fmt.Sprintf("rules:\n  - {name: r1, users: [alice], logged_in_before: %q, expires: %q}\n", t0.Format(time.RFC3339), exp),
+		jobs.FileName(jobs.Block, "10.0.0.1"):     fmt.Sprintf("rules:\n  - {name: b1, networks: [10.0.0.1], expires: %q}\n", exp),
+		jobs.FileName(jobs.Block, "10.0.0.2"):     fmt.Sprintf("rules:\n  - {name: b2, networks: [10.0.0.2], expires: %q}\n", later),
+		jobs.FileName(jobs.Reset, ":alice"):       fmt.Sprintf("rules:\n  - {name: r1, users: [alice], logged_in_before: %q, expires: %q}\n", t0.Format(time.RFC3339), exp),
 		"custom-expired.yaml":                     fmt.Sprintf("rules:\n  - {name: c1, users: [mallory], expires: %q}\n", exp),
 		"custom-drain.yaml":                       "rules:\n  - {name: c2, dest_hosts: [10.8.8.8], drain: true, rate: 1/s}\n",
-		dropin.Name(dropin.Drain, "10.9.9.9"):     "rules:\n  - {name: d1, dest_hosts: [10.9.9.9], drain: true, rate: 1/s}\n",
+		jobs.FileName(jobs.Drain, "10.9.9.9"):     "rules:\n  - {name: d1, dest_hosts: [10.9.9.9], drain: true, rate: 1/s}\n",
 		"kickagent-block-notes.txt":               "not a rules file\n",
-		dropin.Name(dropin.Drain, "10.7.7.7")[1:]: "rules:\n  - {name: d3, dest_hosts: [10.7.7.7], drain: true, rate: 1/s}\n",
+		jobs.FileName(jobs.Drain, "10.7.7.7")[1:]: "rules:\n  - {name: d3, dest_hosts: [10.7.7.7], drain: true, rate: 1/s}\n",
 	}
 	snap := sessions(2, func(i int) string { return "bob" })
 	snap.Sessions[0].DestIP = netip.MustParseAddr("10.9.9.9")
@@ -270,8 +270,8 @@ func TestEndJobs(t *testing.T) {
 	}
 	r.at(t, 6*time.Second) // the drain's session is gone; b1, r1, c1 expired
 	for name := range files {
-		gone := name == dropin.Name(dropin.Block, "10.0.0.1") || name == dropin.Name(dropin.Reset, ":alice") ||
-			name == dropin.Name(dropin.Drain, "10.9.9.9")
+		gone := name == jobs.FileName(jobs.Block, "10.0.0.1") || name == jobs.FileName(jobs.Reset, ":alice") ||
+			name == jobs.FileName(jobs.Drain, "10.9.9.9")
 		if exists(name) == gone {
 			t.Errorf("%s: exists %v, want %v", name, exists(name), !gone)
 		}
@@ -288,7 +288,7 @@ func TestDryRunDrainDoesNotEnd(t *testing.T) {
 	if len(r.kicker.kicked) != 0 {
 		t.Fatalf("dry run kicked %v", r.kicker.kicked)
 	}
-	if _, err := os.Stat(filepath.Join(r.dir, dropin.Name(dropin.Drain, "all"))); err != nil {
+	if _, err := os.Stat(filepath.Join(r.dir, jobs.FileName(jobs.Drain, "all"))); err != nil {
 		t.Fatalf("the dry-run drain was ended: %v", err)
 	}
 }
