@@ -1,7 +1,7 @@
 package main
 
 // usage is printed by "kickagent -h"; keep it in step with README.md.
-const usage = `kickagent lists and disconnects Dovecot IMAP/POP3 sessions through Dovecot's
+var usage = `kickagent lists and disconnects Dovecot IMAP/POP3 sessions through Dovecot's
 anvil process, on Dovecot 2.3 and 2.4.
 
 Usage:
@@ -25,15 +25,11 @@ and '?' (ASCII case-insensitive; several masks are OR-ed); one ip or ip/bits
 network (an IPv4-mapped IPv6 client counts as IPv4; /0 matches everything;
 an all-digits argument is a user mask).
 
-Exit status: 0 success, 64 usage error, 75 anvil unreachable or its reply
-malformed; kick also 68 (nothing matched) and 2 (not everything selected
-was kicked).
-
 Environment: KICKAGENT_CPUPROFILE=FILE writes a Go CPU profile of the
 command to FILE (go tool pprof), for performance reports.
-`
+` + exitStatus()
 
-const kickUsage = `Usage:
+var kickUsage = `Usage:
   kickagent kick [-a anvil_socket_path] [-f passdb_field] [-h dest_ip] [--dry-run] [--json] [--force] user_mask ...
   kickagent kick [-a anvil_socket_path] [-f passdb_field] [-h dest_ip] [...] ip[/bits]
   kickagent kick [-a anvil_socket_path] [-f passdb_field] [-h dest_ip] [...] user_mask ... ip[/bits]
@@ -76,13 +72,10 @@ The flags are:
               unless --force.
   --timeout D give up after D (default 30s)
 
-Exit status: 0 every selected connection was kicked (or, with --dry-run,
-would be); 68 nothing matched; 2 something matched but not all of it was
-kicked (refused for collateral, still connected, failed); 64 usage error;
-75 anvil unreachable or its reply malformed.
-`
+With --dry-run, success means every selected connection would be kicked.
+` + exitStatus(exitOK, exitFailure, exitPartial, exitUsage, exitNotFound, exitTempFail)
 
-const whoUsage = `Usage: kickagent who [-a anvil_socket_path] [-1] [-f passdb_field] [--json] [user_mask ...] [ip[/bits]]
+var whoUsage = `Usage: kickagent who [-a anvil_socket_path] [-1] [-f passdb_field] [--json] [user_mask ...] [ip[/bits]]
 
 Lists the sessions in Dovecot's anvil, as doveadm who does.
 
@@ -103,4 +96,4 @@ The flags are:
             refcount; 1 on 2.4)
   --timeout DURATION
             give up on anvil after this long (default 30s)
-`
+` + exitStatus(exitOK, exitFailure, exitUsage, exitTempFail)

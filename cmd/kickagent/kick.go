@@ -21,10 +21,6 @@ import (
 	"github.com/kickagent/kickagent/internal/snapshot"
 )
 
-// exitPartial: something was selected but not every selected connection
-// was kicked (collateral refused, still connected, or failed).
-const exitPartial = 2
-
 func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("kick", kickUsage, stderr)
 	var af anvilFlags

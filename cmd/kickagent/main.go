@@ -12,15 +12,6 @@ import (
 	"syscall"
 )
 
-// Exit codes follow sysexits.h, as doveadm's do.
-const (
-	exitOK       = 0
-	exitFailure  = 1
-	exitUsage    = 64 // EX_USAGE
-	exitNotFound = 68 // EX_NOHOST: doveadm's "no users kicked"
-	exitTempFail = 75 // EX_TEMPFAIL: anvil unreachable or broken reply
-)
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	endProfile := startProfile(os.Getenv("KICKAGENT_CPUPROFILE"), os.Stderr)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,9 +11,6 @@ import (
 	"github.com/kickagent/kickagent/internal/config"
 	"github.com/kickagent/kickagent/internal/engine"
 )
-
-// exitConfig: rules or policies failed to load (EX_CONFIG).
-const exitConfig = 78
 
 // listFlag is a repeatable string flag.
 type listFlag []string
@@ -42,7 +40,7 @@ func (r *ruleFlags) sources() (engine.Sources, string, error) {
 	if r.config != "" {
 		c, err := config.Load(r.config)
 		if err != nil {
-			return src, "", err
+			return src, "", errConfig{err}
 		}
 		src.Rules = c.RuleSources()
 		src.Policies = c.Policies
@@ -56,11 +54,20 @@ func (r *ruleFlags) sources() (engine.Sources, string, error) {
 	return src, socket, nil
 }
 
+// errConfig is a config file that cannot be read: a configuration
+// problem, where a missing --rules is a usage one.
+type errConfig struct{ error }
+
+func (e errConfig) Unwrap() error { return e.error }
+
 // loadRules loads and reports every error as file:line: message.
 func loadRules(ctx context.Context, rf *ruleFlags, stderr io.Writer, cmd string) (*engine.Ruleset, string, int) {
 	src, socket, err := rf.sources()
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent %s: %v\n", cmd, err)
+		if errors.As(err, new(errConfig)) {
+			return nil, "", exitConfig
+		}
 		return nil, "", exitUsage
 	}
 	rs, err := engine.Load(ctx, src)

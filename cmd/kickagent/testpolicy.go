@@ -14,7 +14,7 @@ import (
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
-const testPolicyUsage = `Usage: kickagent test-policy [-v] [--run REGEX] DIR...
+var testPolicyUsage = `Usage: kickagent test-policy [-v] [--run REGEX] DIR...
 
 Runs the Rego unit tests of the policy in each DIR (test_* rules in
 *_test.rego files, searched recursively) through the embedded OPA tester,
@@ -33,9 +33,9 @@ The flags are:
   -q          print only failing tests and the summary
   --run REGEX run only the tests whose name matches REGEX
 
-Exit status: 0 all tests passed; 1 a test failed or errored, no test was
-found, or the policy did not load; 64 usage error.
-`
+Success means every test passed; a test that failed or errored, no test
+found, or a policy that did not load is a failure.
+` + exitStatus(exitOK, exitFailure, exitUsage)
 
 // runTestPolicy implements "kickagent test-policy".
 func runTestPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {

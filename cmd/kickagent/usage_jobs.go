@@ -1,6 +1,6 @@
 package main
 
-const blockUsage = `Usage:
+var blockUsage = `Usage:
   kickagent block NETWORK|USER_MASK [--for DURATION] [--reason TEXT] [-c config | --rules-dir DIR]
   kickagent unblock NETWORK|USER_MASK [-c config | --rules-dir DIR]
   kickagent blocks [-c config | --rules-dir DIR]
@@ -19,9 +19,9 @@ The flags are:
   --reason TEXT  recorded in the rule's description and so in the audit log
   -c CONFIG      the agent's config file (rules_dir); default /etc/kickagent/kickagent.yaml
   --rules-dir D  the drop-in directory, instead of reading the config
-`
+` + exitStatus(exitOK, exitFailure, exitUsage, exitNotFound, exitConfig)
 
-const resetUsage = `Usage: kickagent reset USER [--at TIME] [-f passdb_field] [--expire 24h] [-c config | --rules-dir DIR]
+var resetUsage = `Usage: kickagent reset USER [--at TIME] [-f passdb_field] [--expire 24h] [-c config | --rules-dir DIR]
 
 After a password reset: every session of USER that was already logged in
 when the reset took effect is kicked, on every cycle until it is gone;
@@ -40,9 +40,9 @@ The flags are:
   -f FIELD       USER is a value of the alt-username field FIELD (user_*)
   --expire D     lifetime of the rule (default 24h)
   -c, --rules-dir  as for block
-`
+` + exitStatus(exitOK, exitFailure, exitUsage, exitConfig)
 
-const drainUsage = `Usage:
+var drainUsage = `Usage:
   kickagent drain --dest IP [--rate N/s] [-c config | --rules-dir DIR]
   kickagent drain --all [--rate N/s] [-c config | --rules-dir DIR]
   kickagent drain --status [-a anvil_socket_path]
@@ -56,4 +56,4 @@ them); sessions that Dovecot only kicks together (a user's connections in
 one login process) go together when the bucket allows. The drain ends by
 itself: the agent deletes its file once nothing is left to kick. --status shows the drains, the sessions left and the time to
 go; --cancel stops one.
-`
+` + exitStatus(exitOK, exitFailure, exitUsage, exitNotFound, exitTempFail, exitConfig)

@@ -1,20 +1,20 @@
 package main
 
-const checkUsage = `Usage: kickagent check [-c config] [--rules PATH]... [--policy DIR]...
+var checkUsage = `Usage: kickagent check [-c config] [--rules PATH]... [--policy DIR]...
 
 Validates everything the agent would load: YAML rule files (a file, or a
 directory of *.yaml/*.yml loaded in name order) and Rego policy directories.
-Prints every error as file:line: message and exits 78 if there is any;
-otherwise prints a one-line summary and exits 0.
+Prints every error as file:line: message and exits with the configuration
+status if there is any; otherwise prints a one-line summary.
 
 The flags are:
   -c CONFIG     the agent's config file; its rules, rules_dir and policy are
                 loaded, and --rules/--policy add to them
   --rules PATH  YAML rules file or directory (repeatable)
   --policy DIR  directory of Rego policies, package kickagent (repeatable)
-`
+` + exitStatus(exitOK, exitUsage, exitConfig)
 
-const snapshotUsage = `Usage: kickagent snapshot [-a anvil_socket_path] > snap.json
+var snapshotUsage = `Usage: kickagent snapshot [-a anvil_socket_path] > snap.json
 
 Records anvil's live sessions as JSON (the who --json keys per session,
 plus dovecot, taken and alt_fields), for kickagent plan --snapshot.
@@ -22,9 +22,9 @@ plus dovecot, taken and alt_fields), for kickagent plan --snapshot.
 The flags are:
   -a PATH       anvil socket (default /run/dovecot/anvil)
   --timeout D   give up after D (default 30s)
-`
+` + exitStatus(exitOK, exitFailure, exitUsage, exitTempFail)
 
-const planUsage = `Usage: kickagent plan [-c config] [--rules PATH]... [--policy DIR]... [--snapshot snap.json | -a anvil_socket_path] [--json] [--now TIME]
+var planUsage = `Usage: kickagent plan [-c config] [--rules PATH]... [--policy DIR]... [--snapshot snap.json | -a anvil_socket_path] [--json] [--now TIME]
 
 Prints which sessions the rules would kick, by which rule and why, without
 kicking: one row per session a rule selects, with action kick, dry-run (only
@@ -41,6 +41,4 @@ The flags are:
                   rule, engine (yaml, rego), reason and action
   --now TIME      evaluate as of this RFC 3339 time (rule expiry, policies)
   --timeout D     give up on anvil after D (default 30s)
-
-Exit status: 0 success, 64 usage, 75 anvil or snapshot unreadable, 78 rules invalid.
-`
+` + exitStatus(exitOK, exitFailure, exitUsage, exitTempFail, exitConfig)

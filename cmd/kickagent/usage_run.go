@@ -1,6 +1,6 @@
 package main
 
-const runUsage = `Usage: kickagent run [-c config] [-a anvil_socket_path] [--rules PATH]... [--rules-dir DIR] [--policy DIR]...
+var runUsage = `Usage: kickagent run [-c config] [-a anvil_socket_path] [--rules PATH]... [--rules-dir DIR] [--policy DIR]...
                      [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--dry-run] [--once]
                      [--max-kicks-per-cycle N] [--breaker-fraction F] [--log-level info] [--log-json]
 
@@ -37,6 +37,7 @@ The flags are:
   --log-level LEVEL    debug, info, warn, error (default info)
   --log-json           JSON logs instead of text
 
-Exit status: 0 stopped by SIGTERM/SIGINT (or --once succeeded), 64 usage,
-78 the rules did not load at start, 75 (--once) the cycle failed.
-`
+Success means stopped by SIGTERM/SIGINT, or --once ran its cycle. With
+--once a failed cycle is the anvil status; rules that do not load at start
+are the configuration status.
+` + exitStatus(exitOK, exitFailure, exitUsage, exitTempFail, exitConfig)
