@@ -7,18 +7,28 @@ var blockUsage = `Usage:
 
 block writes a drop-in rule into the running agent's rules directory (found
 from its config file, default /etc/kickagent/kickagent.yaml, or --rules-dir):
-every session from NETWORK (an address or CIDR), or of users matching
-USER_MASK, is kicked on every cycle until the rule expires (--for, default
+every session from NETWORK, or of users matching USER_MASK, is kicked on every cycle until the rule expires (--for, default
 24h); the agent deletes expired block files. The new file is checked
 together with the agent's other rules first and is not installed if the set
 would not load. unblock removes it; blocks lists active and expired blocks,
 resets and drains.
 
+The target is read as who and kick read it: a network when it parses as
+ip or ip/bits (IPv6 also in brackets, or with a zone such as fe80::1%eth0
+for that interface only), written in canonical form (192.0.2.7/24 blocks
+192.0.2.0/24); all digits, or anything else, is a user mask. Network-like
+text with a surprising reading (127.1, 10/8, ::ffff:10.0.0.0/120) is
+refused with what to write instead. unblock takes any form of a blocked
+network.
+
 The flags are:
   --for D        how long the block lasts (default 24h)
   --reason TEXT  recorded in the rule's description and so in the audit log
-  -c CONFIG      the agent's config file (rules_dir); default /etc/kickagent/kickagent.yaml
-  --rules-dir D  the drop-in directory, instead of reading the config
+  -c CONFIG      the agent's config file (rules_dir, and the rules and
+                 policies the new file is checked with); default
+                 /etc/kickagent/kickagent.yaml. A -c that is given must be
+                 readable; the default may be missing when --rules-dir is given
+  --rules-dir D  the drop-in directory, instead of the config's rules_dir
 ` + exitStatus(exitOK, exitFailure, exitUsage, exitNotFound, exitConfig)
 
 var resetUsage = `Usage: kickagent reset USER [--at TIME] [-f passdb_field] [--expire 24h] [-c config | --rules-dir DIR]
@@ -55,5 +65,7 @@ bypass the circuit breaker and the global per-cycle cap (the rate paces
 them); sessions that Dovecot only kicks together (a user's connections in
 one login process) go together when the bucket allows. The drain ends by
 itself: the agent deletes its file once nothing is left to kick. --status shows the drains, the sessions left and the time to
-go; --cancel stops one.
+go, counted from the engine's own decisions on a snapshot taken now (the
+allow list applies, and a session an earlier rule kicks is that rule's);
+--cancel stops one.
 ` + exitStatus(exitOK, exitFailure, exitUsage, exitNotFound, exitTempFail, exitConfig)
