@@ -21,10 +21,15 @@ func runWho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return helpOr(err)
 	}
-	filter, err := match.Parse(pos, *field)
+	filter, err := match.Parse(pos, "")
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
 		return exitUsage
+	}
+	// doveadm who reads -f only together with a mask; without one it
+	// lists every session (2.4.1 cmd_who), and so does who here.
+	if len(filter.Masks) > 0 {
+		filter.AltField = *field
 	}
 	ctx, cancel := context.WithTimeout(ctx, af.timeout)
 	defer cancel()

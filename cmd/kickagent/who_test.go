@@ -90,7 +90,12 @@ func TestRunExitCodes(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"who", "-a", missing, "10.0.0.0/8", "192.0.2.1"}, exitUsage, "multiple network masks"},
-		{[]string{"who", "-a", missing, "-f", "user_alias"}, exitUsage, "user mask"},
+		// doveadm who ignores -f without a mask and lists every session.
+		{[]string{"who", "-a", missing, "-f", "user_alias"}, exitTempFail, "is Dovecot running"},
+		// Old-style IPv4 text is refused, not taken for a user mask.
+		{[]string{"who", "-a", missing, "alice", "127.2"}, exitUsage, "old-style IPv4"},
+		{[]string{"kick", "-a", missing, "alice", "0x7f.0.0.2"}, exitUsage, "old-style IPv4"},
+		{[]string{"kick", "-a", missing, "-h", "10.1", "alice"}, exitUsage, "old-style IPv4"},
 		{[]string{"who", "-nope"}, exitUsage, ""},
 		{[]string{"who", "-a", missing}, exitTempFail, "is Dovecot running"},
 		{[]string{"who", "-a", srv.Path}, exitTempFail, "anvil protocol error"}, // malformed reply

@@ -139,7 +139,6 @@ func TestEvaluateSelectors(t *testing.T) {
 		{"v4 address", "networks: [192.0.2.10]", []int{0}},
 		{"v6 network", `networks: ["2001:db8:bad::/48"]`, []int{3}},
 		{"v6 network covering another", `networks: ["2001:db8::/32"]`, []int{3, 8}},
-		{"mapped network", `networks: ["::ffff:198.51.100.0/120"]`, []int{1, 2}},
 		{"all of IPv4", "networks: [0.0.0.0/0]", []int{0, 1, 2, 4, 5, 7, 10}},
 		{"all of IPv6", `networks: ["::/0"]`, []int{3, 8, 9}},
 		{"link-local with zone", `networks: ["fe80::/10"]`, []int{9}},
@@ -150,9 +149,10 @@ func TestEvaluateSelectors(t *testing.T) {
 		{"service, other case", "services: [POP3, submission]", []int{1, 3}},
 		{"login service", "services: [imap-login]", []int{4, 5}},
 
-		// dest_hosts: proxy destinations, mapped or not.
-		{"dest host", "dest_hosts: [10.0.0.2]", []int{4, 5}},
-		{"dest host mapped", `dest_hosts: ["::ffff:10.0.0.2"]`, []int{4, 5}},
+		// dest_hosts: proxy destinations, compared exactly as doveadm
+		// kick -h does (the mapped form is another address).
+		{"dest host", "dest_hosts: [10.0.0.2]", []int{4}},
+		{"dest host mapped", `dest_hosts: ["::ffff:10.0.0.2"]`, []int{5}},
 		{"other dest host", "dest_hosts: [10.0.0.3]", nil},
 
 		// passdb_field + values; sessions without the column never match.
@@ -533,11 +533,9 @@ func randomNetwork(rng *rand.Rand) string {
 	if rng.IntN(8) == 0 {
 		bits = 0
 	}
-	p := netip.PrefixFrom(a, bits).Masked()
-	if a.Is4() && rng.IntN(5) == 0 { // the IPv4-mapped spelling
-		return netip.PrefixFrom(netip.AddrFrom16(a.As16()), bits+96).Masked().String()
-	}
-	return p.String()
+	// (IPv4-mapped spellings are refused by the parser: they match
+	// nothing in doveadm.)
+	return netip.PrefixFrom(a, bits).Masked().String()
 }
 
 func randomMasks(rng *rand.Rand, pool []string, wild bool) []string {
