@@ -162,4 +162,7 @@ type Snapshot struct {
 	Taken time.Time
 	// Bytes is the size of the dump on the wire.
 	Bytes int
+	// BadLines records the malformed session lines that were skipped:
+	// they are not in Sessions.
+	BadLines BadLines
 }

@@ -208,7 +208,7 @@ func (ix *ruleIndex) candidates(sc *scratch, s *anvil.Session) []int32 {
 		}
 	}
 	if s.DestIP.IsValid() && len(ix.byDest) > 0 {
-		add(ix.byDest[s.DestIP.Unmap()])
+		add(ix.byDest[s.DestIP.Unmap().WithZone("")]) // as rule.matches does
 	}
 	if len(ix.byUser) > 0 {
 		sc.key = appendFold(sc.key[:0], s.User)

@@ -199,7 +199,9 @@ func (r *rule) matches(s *anvil.Session) bool {
 		}
 	}
 	if r.dests != nil {
-		if _, ok := r.dests[s.DestIP.Unmap()]; !s.DestIP.IsValid() || !ok {
+		// dest_hosts have no zone; a session's dest_ip may (anvil 2.4.1
+		// prints scope ids), which doveadm ignores when it compares.
+		if _, ok := r.dests[s.DestIP.Unmap().WithZone("")]; !s.DestIP.IsValid() || !ok {
 			return false
 		}
 	}

@@ -89,6 +89,8 @@ func TestInNetwork(t *testing.T) {
 		{"2001:db8::1", "0.0.0.0/0", false}, // nor the reverse
 		{"2001:db8::1", "2001:db8::/32", true},
 		{"2001:db9::1", "2001:db8::/32", false},
+		{"fe80::1%lo", "fe80::/10", true}, // a zone: net_is_in_network allows a network without one
+		{"fe80::1%2", "fe80::1/128", true},
 		{"", "0.0.0.0/0", false}, // no IP matches nothing
 		{"", "::/0", false},
 	}
@@ -170,9 +172,17 @@ func TestMatchDestIP(t *testing.T) {
 	mapped.Service, mapped.DestIP = "imap-login", netip.MustParseAddr("::ffff:10.0.0.5")
 	other := session("carol", "192.0.2.12")
 	other.Service, other.DestIP = "imap-login", netip.MustParseAddr("10.0.0.6")
+	zoned := session("dave", "fe80::9%lo")
+	zoned.Service, zoned.DestIP = "imap-login", netip.MustParseAddr("fe80::5%lo")
 
+	// net_ip_compare ignores scope ids, on either side.
+	for _, dest := range []string{"fe80::5", "fe80::5%eth0", "fe80::5%lo"} {
+		if f := (Filter{DestIP: netip.MustParseAddr(dest)}); !f.Match(zoned) || f.Match(proxied) {
+			t.Errorf("DestIP %s vs fe80::5%%lo: no match", dest)
+		}
+	}
 	f := Filter{DestIP: netip.MustParseAddr("10.0.0.5")}
-	for s, want := range map[*anvil.Session]bool{backend: false, proxied: true, mapped: true, other: false} {
+	for s, want := range map[*anvil.Session]bool{backend: false, proxied: true, mapped: true, other: false, zoned: false} {
 		if got := f.Match(s); got != want {
 			t.Errorf("DestIP 10.0.0.5 vs %s %s: %v, want %v", s.User, s.DestIP, got, want)
 		}
