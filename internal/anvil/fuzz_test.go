@@ -72,21 +72,21 @@ func FuzzParseDump23(f *testing.F) {
 
 func FuzzParseDump24(f *testing.F) {
 	const g = "0123456789abcdef0123456789abcdef"
-	f.Add("")                                                        // empty
-	f.Add("\n")                                                      // empty header, no sessions
-	f.Add("\n1\talice\timap\t192.0.2.1\t" + g + "\t\n")              // one session, no alt fields
-	f.Add("user_a\tuser_b\n1\tu\timap\t\t" + g + "\t\t\tB\n")        // middle alt column empty
-	f.Add("user_a\tuser_b\n1\tu\timap\t\t" + g + "\t\tA\n")          // trailing alt column absent
-	f.Add("user_a\n1\tu\timap-login\t::1\t" + g + "\t10.0.0.5\tA\n") // proxy with dest_ip
-	f.Add("user_\x01t\n1\tu\x01n\timap\t\t" + g + "\t\tv\x01\n")     // escapes everywhere
-	f.Add("\n1\tu\timap\t\t" + g + "\t\tx\n")                        // alt column without a name
-	f.Add("\n1\tu\timap\tbad-ip\t" + g + "\t\n")                     // a bad IP
-	f.Add("\n1\tu\timap\tfe80::1%e\x01tx\t" + g + "\t\n")            // a zone holding an escaped TAB
-	f.Add("\n1\tu\timap\tfe80::1%lo\t" + g + "\tfe80::2%2\n")        // zones in ip and dest_ip
+	f.Add("")                                                               // empty
+	f.Add("\n")                                                             // empty header, no sessions
+	f.Add("\n1\talice\timap\t192.0.2.1\t" + g + "\t\n")                     // one session, no alt fields
+	f.Add("user_a\tuser_b\n1\tu\timap\t\t" + g + "\t\t\tB\n")               // middle alt column empty
+	f.Add("user_a\tuser_b\n1\tu\timap\t\t" + g + "\t\tA\n")                 // trailing alt column absent
+	f.Add("user_a\n1\tu\timap-login\t::1\t" + g + "\t10.0.0.5\tA\n")        // proxy with dest_ip
+	f.Add("user_\x01t\n1\tu\x01n\timap\t\t" + g + "\t\tv\x01\n")            // escapes everywhere
+	f.Add("\n1\tu\timap\t\t" + g + "\t\tx\n")                               // alt column without a name
+	f.Add("\n1\tu\timap\tbad-ip\t" + g + "\t\n")                            // a bad IP
+	f.Add("\n1\tu\timap\tfe80::1%e\x01tx\t" + g + "\t\n")                   // a zone holding an escaped TAB
+	f.Add("\n1\tu\timap\tfe80::1%lo\t" + g + "\tfe80::2%2\n")               // zones in ip and dest_ip
 	f.Add("\n1\tu\timap\t\t" + g + "\t\n2\tu\n3\tu\timap\t\t" + g + "\t\n") // a bad line between good ones
-	f.Add("\n0\tu\timap\t\t" + g + "\t\n")                           // pid 0
-	f.Add("\n1\tu\t\t\t" + g + "\t\n")                               // empty service
-	f.Add("hdr")                                                     // header without LF
+	f.Add("\n0\tu\timap\t\t" + g + "\t\n")                                  // pid 0
+	f.Add("\n1\tu\t\t\t" + g + "\t\n")                                      // empty service
+	f.Add("hdr")                                                            // header without LF
 	f.Fuzz(func(t *testing.T, body string) {
 		names, ss, bad, err := anvil.ParseDump24(body)
 		if err != nil {
