@@ -332,6 +332,8 @@ func TestParseDump23Idents(t *testing.T) {
 	}
 }
 
+// TestSessionAlt: a column the line has is carried even when empty, as
+// doveadm who -1 -f matches it; one past the line's last is not.
 func TestSessionAlt(t *testing.T) {
 	_, ss, _, err := anvil.ParseDump24("user_a\tuser_b\tuser_c\n" +
 		"1\tu\timap\t\t" + guidA + "\t\t\tB\n" + // middle column empty, trailing absent
@@ -343,7 +345,7 @@ func TestSessionAlt(t *testing.T) {
 	for field, want := range map[string]struct {
 		v  string
 		ok bool
-	}{"user_a": {"", false}, "user_b": {"B", true}, "user_c": {"", false}, "user_x": {"", false}} {
+	}{"user_a": {"", true}, "user_b": {"B", true}, "user_c": {"", false}, "user_x": {"", false}} {
 		v, ok := s.Alt(field)
 		if v != want.v || ok != want.ok {
 			t.Errorf("Alt(%q) = %q, %v; want %q, %v", field, v, ok, want.v, want.ok)
@@ -351,11 +353,22 @@ func TestSessionAlt(t *testing.T) {
 	}
 	var got []string
 	s.AltFields(func(f, v string) { got = append(got, f+"="+v) })
-	if !slices.Equal(got, []string{"user_b=B"}) {
+	if !slices.Equal(got, []string{"user_a=", "user_b=B"}) {
 		t.Errorf("AltFields: %q", got)
 	}
 	if !slices.Equal(s.AltValues(), []string{"", "B"}) {
 		t.Errorf("AltValues: %q", s.AltValues())
+	}
+	// A trailing column sent empty is carried too.
+	_, tr, _, err := anvil.ParseDump24("user_a\tuser_b\tuser_c\n3\tw\timap\t\t" + guidA + "\t\tA\t\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := tr[0].Alt("user_b"); !ok || v != "" {
+		t.Errorf("trailing empty column: Alt = %q, %v; want \"\", true", v, ok)
+	}
+	if _, ok := tr[0].Alt("user_c"); ok {
+		t.Error("a column past the line's last is carried")
 	}
 	if v, ok := ss[1].Alt("user_a"); ok || v != "" || len(ss[1].AltValues()) != 0 {
 		t.Errorf("session without columns: Alt = %q, %v; AltValues %q", v, ok, ss[1].AltValues())

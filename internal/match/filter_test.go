@@ -145,7 +145,11 @@ func TestMatch(t *testing.T) {
 		{"network", mustParse(t, "", "192.0.2.0/24"), []string{"alice", "dave"}},
 		{"network and mask", mustParse(t, "", "d*", "192.0.2.0/24"), []string{"dave"}},
 		{"/0 matches sessions without IP too", mustParse(t, "", "0.0.0.0/0"), []string{"alice", "bob", "carol", "dave"}},
-		{"alt field", mustParse(t, "user_alias", "*"), []string{"alice", "dave"}},
+		// doveadm who -1 -f: an empty column is a value, which '*' matches;
+		// a column past the session's last one is not.
+		{"alt field", mustParse(t, "user_alias", "*"), []string{"alice", "bob", "dave"}},
+		{"empty alt column matches only all-star masks", mustParse(t, "user_alias", "?*"), []string{"alice", "dave"}},
+		{"absent trailing alt column", mustParse(t, "user_ext", "*"), []string{"alice", "bob"}},
 		{"alt field value", mustParse(t, "user_ext", "?@EXT"), []string{"alice", "bob"}},
 		{"alt field exact", mustParse(t, "user_alias", "ally"), []string{"alice"}},
 		{"alt field does not match login name", mustParse(t, "user_alias", "alice"), nil},
