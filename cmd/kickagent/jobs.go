@@ -368,6 +368,7 @@ func drainStatus(ctx context.Context, j *jobFlags, af *anvilFlags, stdout, stder
 		fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
 		return exitTempFail
 	}
+	warnBadLines(stderr, "drain", snap.BadLines)
 	t := newTable("drain", "remaining", "rate", "eta", "file")
 	for _, e := range entries {
 		left := 0

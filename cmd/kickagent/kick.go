@@ -63,6 +63,7 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kickagent kick: %v\n", err)
 		return exitTempFail
 	}
+	warnBadLines(stderr, "kick", snap.BadLines)
 	opts := kick.Options{Force: *force, DryRun: *dryRun}
 	var results []kick.Result
 	var runErr error

@@ -254,7 +254,7 @@ kick contains {"session": s.id, "rule": "echo", "reason": json.marshal({"s": s, 
 		FirstSeen: func(int, string) time.Time { return regoT0.Add(1500 * time.Millisecond) }})
 	common := `"allow":{"networks":["203.0.113.0/24"],"users":["monitor@example.com"]},"dovecot":"2.4","now":"2025-03-03T00:00:00Z","now_ns":1740960000000000000`
 	want := []string{
-		`{` + common + `,"s":{"alt":{"user_ext":"ali@ext.example"},"conn_guid":"0123456789abcdef0123456789abcdef","connections":1,"dest_ip":"2001:db8::10","first_seen":"2025-03-01T10:00:01.5Z","first_seen_ns":1740823201500000000,"id":"0123456789abcdef0123456789abcdef","ip":"192.0.2.1","ip_sessions":1,"pid":4711,"service":"imap-login","user":"alice@example.com","user_sessions":2}}`,
+		`{` + common + `,"s":{"alt":{"user_alias":"","user_ext":"ali@ext.example"},"conn_guid":"0123456789abcdef0123456789abcdef","connections":1,"dest_ip":"2001:db8::10","first_seen":"2025-03-01T10:00:01.5Z","first_seen_ns":1740823201500000000,"id":"0123456789abcdef0123456789abcdef","ip":"192.0.2.1","ip_sessions":1,"pid":4711,"service":"imap-login","user":"alice@example.com","user_sessions":2}}`,
 		`{` + common + `,"s":{"alt":{},"conn_guid":"fedcba9876543210fedcba9876543210","connections":1,"dest_ip":"","first_seen":"2025-03-01T10:00:01.5Z","first_seen_ns":1740823201500000000,"id":"fedcba9876543210fedcba9876543210","ip":"","ip_sessions":0,"pid":100,"service":"lmtp","user":"alice@example.com","user_sessions":2}}`,
 	}
 	if len(ds) != 2 {

@@ -156,9 +156,12 @@ func TestEvaluateSelectors(t *testing.T) {
 		{"other dest host", "dest_hosts: [10.0.0.3]", nil},
 
 		// passdb_field + values; sessions without the column never match.
+		// An empty column is a value, as in doveadm who -1 -f: '*' matches
+		// it (9), a mask needing a character does not.
 		{"alt mask", "passdb_field: user_alt\n    values: [legacy-*]", []int{4, 7}},
 		{"alt exact, other case", "passdb_field: user_alt\n    values: [LEGACY-EVE]", []int{4}},
-		{"alt star needs the column", "passdb_field: user_alt\n    values: ['*']", []int{4, 5, 7}},
+		{"alt star needs the column", "passdb_field: user_alt\n    values: ['*']", []int{4, 5, 7, 9}},
+		{"alt empty column", "passdb_field: user_alt\n    values: ['?*']", []int{4, 5, 7}},
 		{"second alt column", "passdb_field: user_ext\n    values: ['*@ext.example']", []int{7, 9}},
 		{"unknown alt field", "passdb_field: user_nope\n    values: ['*']", nil},
 
@@ -191,6 +194,19 @@ func TestEvaluateSelectors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDestHostZone: anvil 2.4.1 prints a scope id in dest_ip; dest_hosts
+// (no zones) match it, as doveadm's net_ip_compare ignores scope ids.
+func TestDestHostZone(t *testing.T) {
+	snap := newSnap([]string{"imap-login zed 2001:db8::7 dest=fe80::2%eth0", "imap-login amy 2001:db8::8 dest=fe80::3%eth0"})
+	rs := MustLoadYAML(t, "rules:\n  - name: r\n    dest_hosts: ['fe80::2']\n")
+	if got, want := summary(snap, MustEvaluate(t, rs, snap)), kicks("r", 0); !slices.Equal(got, want) {
+		t.Errorf("decisions %q; want %q", got, want)
+	}
+	if !rs.rules[0].matches(&snap.Sessions[0]) || rs.rules[0].matches(&snap.Sessions[1]) {
+		t.Error("the plain matcher disagrees")
 	}
 }
 
