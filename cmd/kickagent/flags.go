@@ -2,8 +2,11 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"time"
+
+	"github.com/kickagent/kickagent/internal/anvil"
 )
 
 // newFlagSet returns a FlagSet that prints help text to stderr on -h.
@@ -42,4 +45,13 @@ func (a *anvilFlags) register(fs *flag.FlagSet) {
 	// Empty means the config file's socket, else anvil.DefaultSocket.
 	fs.StringVar(&a.socket, "a", "", "anvil socket path (default /run/dovecot/anvil)")
 	fs.DurationVar(&a.timeout, "timeout", 30*time.Second, "anvil timeout")
+}
+
+// warnBadLines prints one warning per kind of malformed anvil line a dump
+// had; the lines were skipped and the command goes on with the rest.
+func warnBadLines(stderr io.Writer, cmd string, bad anvil.BadLines) {
+	for _, p := range bad.Problems {
+		fmt.Fprintf(stderr, "kickagent %s: warning: skipped %d malformed anvil line(s): line %d: %s %q\n",
+			cmd, p.Count, p.Line, p.Reason, p.Text)
+	}
 }

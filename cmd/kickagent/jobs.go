@@ -280,6 +280,7 @@ func drainStatus(ctx context.Context, fs *flag.FlagSet, j *jobFlags, af *anvilFl
 		fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
 		return exitTempFail
 	}
+	warnBadLines(stderr, "drain", snap.BadLines)
 	drains, err := d.Drains(ctx, snap, time.Now())
 	if err != nil {
 		return jobError(stderr, "drain", err)

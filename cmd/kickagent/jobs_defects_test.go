@@ -89,6 +89,16 @@ func TestBlockClassifies(t *testing.T) {
 	if code, _, errs := runCmd(t, append([]string{"unblock", "2001:db8::1"}, rd...)...); code != exitOK {
 		t.Errorf("unblock: %d %s", code, errs)
 	}
+	// A zone is kept (anvil on 2.4 records it): the block is that interface's.
+	if code, _, errs := runCmd(t, append([]string{"block", "fe80::1%lo"}, rd...)...); code != exitOK {
+		t.Fatalf("block fe80::1%%lo: %d %s", code, errs)
+	}
+	if r := only(t, dir).Rule; strings.Join(r.Networks, ",") != "fe80::1%lo/128" {
+		t.Errorf("rule %+v, want the network fe80::1%%lo/128", r)
+	}
+	if code, _, errs := runCmd(t, append([]string{"unblock", "fe80::1%lo/128"}, rd...)...); code != exitOK {
+		t.Errorf("unblock: %d %s", code, errs)
+	}
 	for _, arg := range []string{"127.2", "10/8", "::ffff:10.0.0.0/120"} {
 		_, _, perr := match.ClassifyArg(arg)
 		code, _, errs := runCmd(t, append([]string{"block", arg}, rd...)...)

@@ -246,17 +246,17 @@ func TestReset(t *testing.T) {
 
 func TestDrainFiles(t *testing.T) {
 	dir, rd := jobDir(t)
-	if code, _, errs := runCmd(t, append([]string{"drain", "--dest", "[::ffff:10.0.0.2]", "--rate", "30/m"}, rd...)...); code != exitOK {
+	if code, _, errs := runCmd(t, append([]string{"drain", "--dest", "[2001:db8::2]", "--rate", "30/m"}, rd...)...); code != exitOK {
 		t.Fatalf("drain: %d %s", code, errs)
 	}
 	e := only(t, dir)
-	if e.Kind != jobs.Drain || !e.Rule.Drain || e.Rule.Rate != "30/m" || strings.Join(e.Rule.DestHosts, ",") != "10.0.0.2" || e.Rule.Expires != "" {
+	if e.Kind != jobs.Drain || !e.Rule.Drain || e.Rule.Rate != "30/m" || strings.Join(e.Rule.DestHosts, ",") != "2001:db8::2" || e.Rule.Expires != "" {
 		t.Errorf("drain rule %+v", e.Rule)
 	}
-	if code, out, _ := runCmd(t, append([]string{"drain", "--dest", "10.0.0.2", "--cancel"}, rd...)...); code != exitOK || !strings.Contains(out, "cancelled") {
+	if code, out, _ := runCmd(t, append([]string{"drain", "--dest", "2001:db8::2", "--cancel"}, rd...)...); code != exitOK || !strings.Contains(out, "cancelled") {
 		t.Errorf("cancel: %d %s", code, out)
 	}
-	if code, _, _ := runCmd(t, append([]string{"drain", "--dest", "10.0.0.2", "--cancel"}, rd...)...); code != exitNotFound {
+	if code, _, _ := runCmd(t, append([]string{"drain", "--dest", "2001:db8::2", "--cancel"}, rd...)...); code != exitNotFound {
 		t.Errorf("cancel again: %d", code)
 	}
 

@@ -59,6 +59,7 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kickagent kick: %v\n", err)
 		return exitTempFail
 	}
+	warnBadLines(stderr, "kick", snap.BadLines)
 	opts := kick.Options{Force: *force, DryRun: *dryRun}
 	var results []kick.Result
 	var runErr error
@@ -109,13 +110,14 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // parseDest accepts an IP literal only: on 2.4 anvil records the address
 // the proxy connected to, so a name would have to be resolved the same way
-// the proxy did, and a stale answer would kick the wrong backend.
+// the proxy did, and a stale answer would kick the wrong backend. It is
+// compared as doveadm kick -h compares (match.SameDest).
 func parseDest(s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	a, err := match.ParseAddr(s)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("-h %q: give the proxy destination as an IP address (host names are not resolved)", s)
+		return netip.Addr{}, fmt.Errorf("-h: %w; give the proxy destination as an IP address (host names are not resolved)", err)
 	}
-	return a.Unmap(), nil
+	return a, nil
 }
 
 func writeKickText(w io.Writer, stderr io.Writer, results []kick.Result, dryRun bool) error {

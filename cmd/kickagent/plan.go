@@ -29,6 +29,7 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "kickagent snapshot: %v\n", err)
 		return exitTempFail
 	}
+	warnBadLines(stderr, "snapshot", snap.BadLines)
 	if err := snapshot.Write(stdout, snap); err != nil {
 		fmt.Fprintf(stderr, "kickagent snapshot: %v\n", err)
 		return exitFailure
@@ -66,6 +67,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kickagent plan: %v\n", err)
 		return exitTempFail
 	}
+	warnBadLines(stderr, "plan", snap.BadLines)
 	for _, e := range rs.Expired(now) {
 		fmt.Fprintf(stderr, "%s:%d: rule %q expired at %s: inactive\n", e.File, e.Line, e.Name, e.Expired.Format(time.RFC3339))
 	}

@@ -178,9 +178,9 @@ func TestCheckAndPlanExitCodes(t *testing.T) {
 	bad := "../../internal/engine/testdata/invalid-set"
 	badErrs := []string{
 		bad + `/rules.d/20-bad.yaml:8: rule "typo": unknown key "user"`,
-		bad + `/rules.d/20-bad.yaml:3: rule "bad-net": networks: bad network "198.51.100.0/33"`,
+		bad + `/rules.d/20-bad.yaml:3: rule "bad-net": networks: bad network: "198.51.100.0/33"`,
 		bad + `/rules.d/20-bad.yaml:6: rule "bad-time": expires: "tomorrow" is not an RFC 3339 time`,
-		bad + `/rules.d/30-bad.yaml:2: allow.networks: bad network "not-a-net"`,
+		bad + `/rules.d/30-bad.yaml:2: allow.networks: bad network: "not-a-net"`,
 		bad + `/rules.d/30-bad.yaml:4: rule "good-rule": duplicate rule name (first defined at ` + bad + `/rules.yaml:4)`,
 	}
 	missing := filepath.Join(t.TempDir(), "anvil")

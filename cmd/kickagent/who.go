@@ -21,10 +21,15 @@ func runWho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return helpOr(err)
 	}
-	filter, err := match.Parse(pos, *field)
+	filter, err := match.Parse(pos, "")
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
 		return exitUsage
+	}
+	// doveadm who reads -f only together with a mask; without one it
+	// lists every session (2.4.1 cmd_who), and so does who here.
+	if len(filter.Masks) > 0 {
+		filter.AltField = *field
 	}
 	ctx, cancel := context.WithTimeout(ctx, af.timeout)
 	defer cancel()
@@ -43,6 +48,7 @@ func runWho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
 		return exitTempFail
 	}
+	warnBadLines(stderr, "who", snap.BadLines)
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	switch {
 	case *asJSON:
@@ -66,7 +72,7 @@ func runWho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // sessions then costs about what doveadm's does, in memory and in time.
 func whoStream(ctx context.Context, cl *anvil.Client, f *match.Filter, stdout, stderr io.Writer) int {
 	var t *connTable
-	err := cl.Stream(ctx, func(p anvil.Protocol, altNames []string) error {
+	bad, err := cl.Stream(ctx, func(p anvil.Protocol, altNames []string) error {
 		t = newConnTable(stdout, p, altNames)
 		return nil
 	}, func(s *anvil.Session) error {
@@ -75,6 +81,7 @@ func whoStream(ctx context.Context, cl *anvil.Client, f *match.Filter, stdout, s
 		}
 		return t.err
 	})
+	warnBadLines(stderr, "who", bad)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
 		return exitTempFail
@@ -91,13 +98,14 @@ func whoStream(ctx context.Context, cl *anvil.Client, f *match.Filter, stdout, s
 func whoAggregatedStream(ctx context.Context, cl *anvil.Client, f *match.Filter, stdout, stderr io.Writer) int {
 	var a *aggregator
 	var proto anvil.Protocol
-	err := cl.Stream(ctx, func(p anvil.Protocol, _ []string) error {
+	bad, err := cl.Stream(ctx, func(p anvil.Protocol, _ []string) error {
 		a, proto = newAggregator(p, f), p
 		return nil
 	}, func(s *anvil.Session) error {
 		a.add(s)
 		return nil
 	})
+	warnBadLines(stderr, "who", bad)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
 		return exitTempFail

@@ -273,7 +273,7 @@ func TestWhoJSON(t *testing.T) {
 			{"user": "alice", "service": "imap", "pid": 100.0, "ip": "192.0.2.10", "conn_guid": guid1, "dest_ip": "",
 				"alt": map[string]any{"user_alias": "ally", "user_ext": "a@ext"}, "connections": 1.0},
 			{"user": "alice", "service": "imap-login", "pid": 200.0, "ip": "198.51.100.7", "conn_guid": guid2, "dest_ip": "10.0.0.5",
-				"alt": map[string]any{"user_ext": "a@ext"}, "connections": 1.0},
+				"alt": map[string]any{"user_alias": "", "user_ext": "a@ext"}, "connections": 1.0}, // an empty column is a value
 			{"user": "bob", "service": "imap", "pid": 300.0, "ip": "::1", "conn_guid": guid3, "dest_ip": "",
 				"alt": map[string]any{"user_alias": "bobby"}, "connections": 1.0},
 			{"user": "carol", "service": "lmtp", "pid": 400.0, "ip": "", "conn_guid": guid4, "dest_ip": "",

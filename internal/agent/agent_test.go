@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/anvil/anviltest"
 	"github.com/kickagent/kickagent/internal/audit"
 	"github.com/kickagent/kickagent/internal/engine"
 	"github.com/kickagent/kickagent/internal/kick"
@@ -275,5 +277,86 @@ func TestLMTPSkipped(t *testing.T) {
 	want := []string{"mallory:skipped:bad", "mallory:kicked:bad"}
 	if got := r.results(t); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("audit %v, want %v", got, want)
+	}
+}
+
+// recKicker records the sessions it is asked to kick.
+type recKicker struct{ kicked []string }
+
+var _ Kicker = (*recKicker)(nil)
+
+func (k *recKicker) Kick(_ context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool) ([]kick.Result, error) {
+	var res []kick.Result
+	for i := range snap.Sessions {
+		if s := &snap.Sessions[i]; selected(s) {
+			k.kicked = append(k.kicked, s.User+"@"+s.IP.String())
+			res = append(res, kick.Result{Session: s, Outcome: kick.Kicked, Method: "fake"})
+		}
+	}
+	return res, nil
+}
+
+// TestCycleSkipsBadAnvilLines: a dump from a (fake) anvil socket with
+// malformed lines, and a client with an IPv6 zone as Dovecot 2.4.1 prints
+// it, still drives a cycle: the matching good sessions are kicked, the bad
+// lines are counted by reason, and each reason is logged once, not every
+// cycle.
+func TestCycleSkipsBadAnvilLines(t *testing.T) {
+	guid := func(i int) string { return fmt.Sprintf("%032x", i) }
+	dump := "\n" +
+		"5000001\tmallory\timap\tfe80::1%lo\t" + guid(1) + "\t\n" +
+		"5000002\tmallory\timap\tnot-an-ip\t" + guid(2) + "\t\n" + // bad client ip
+		"nope\tmallory\timap\t192.0.2.3\t" + guid(3) + "\t\n" + // bad pid
+		"5000004\tmallory\timap\t192.0.2.4\t" + guid(4) + "\tfe80::2%lo%x\n" + // bad dest ip
+		"5000005\tmallory\timap\t192.0.2.5\t" + guid(5) + "\t\n" +
+		"5000006\talice\timap\t192.0.2.6\t" + guid(6) + "\t\n\n"
+	srv := anviltest.New(t, anvil.Proto24, anviltest.WithDump(dump))
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(path, []byte("rules:\n  - {name: bad, users: [mallory]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := &AnvilSource{Client: &anvil.Client{Path: srv.Path, Protocol: anvil.Proto24}}
+	defer src.Close()
+	kicker := &recKicker{}
+	reg := prometheus.NewRegistry()
+	var logs bytes.Buffer
+	a := New(Settings{}, Deps{Source: src, Kicker: kicker, Metrics: NewMetrics(reg),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Load: func(ctx context.Context) (*engine.Ruleset, error) {
+			return engine.Load(ctx, engine.Sources{Rules: []string{path}})
+		}})
+	if err := a.Run(context.Background(), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(kicker.kicked, ","); got != "mallory@fe80::1%lo,mallory@192.0.2.5" {
+		t.Errorf("kicked %q, want the two good mallory sessions", got)
+	}
+	if err := a.cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP kickagent_anvil_bad_lines_total Malformed anvil dump lines skipped (the rest of the dump is used), by reason; a line is counted in every cycle's dump that carries it.
+# TYPE kickagent_anvil_bad_lines_total counter
+kickagent_anvil_bad_lines_total{reason="alt_columns"} 0
+kickagent_anvil_bad_lines_total{reason="client_ip"} 2
+kickagent_anvil_bad_lines_total{reason="dest_ip"} 2
+kickagent_anvil_bad_lines_total{reason="fields"} 0
+kickagent_anvil_bad_lines_total{reason="guid"} 0
+kickagent_anvil_bad_lines_total{reason="ident"} 0
+kickagent_anvil_bad_lines_total{reason="pid"} 2
+kickagent_anvil_bad_lines_total{reason="refcount"} 0
+kickagent_anvil_bad_lines_total{reason="service"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kickagent_anvil_bad_lines_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.ToFloat64(a.m.cycles.WithLabelValues("ok")); n != 2 {
+		t.Errorf("cycles_total{ok} = %v, want 2", n)
+	}
+	if n := strings.Count(logs.String(), "skipped malformed anvil dump lines"); n != 3 {
+		t.Errorf("%d bad-line log lines over two cycles, want 3 (one per reason):\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), `reason="bad client ip"`) || !strings.Contains(logs.String(), `line=3`) {
+		t.Errorf("log lacks the reason or line:\n%s", logs.String())
 	}
 }

@@ -43,6 +43,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 		a.st.status = "anvil unreachable: " + err.Error()
 		return err
 	}
+	a.badLines(snap.BadLines)
 	rs := a.rules.Load()
 	a.st.observe(snap.Sessions, now)
 	a.m.sessions.Reset()
@@ -108,6 +109,22 @@ func (a *Agent) cycle(ctx context.Context) error {
 	a.m.lastCycleTime.Set(float64(now.Unix()))
 	a.st.status = fmt.Sprintf("rules %s: %d sessions, %d to kick, %d kicked%s", rs.Rev(), len(snap.Sessions), len(kicks), kicked, dryRunNote(a.set.DryRun))
 	return nil
+}
+
+// badLines counts the malformed lines anvil sent, which the dump skipped
+// (the other sessions are used), and logs each kind of problem once: a
+// line that stays in anvil's table would otherwise log every cycle. The
+// confirming dumps of kicks are not counted: their lines are the cycle's.
+func (a *Agent) badLines(bad anvil.BadLines) {
+	for _, p := range bad.Problems {
+		a.m.anvilBadLines.WithLabelValues(p.Kind).Add(float64(p.Count))
+		if a.st.badLogged[p.Kind] {
+			continue
+		}
+		a.st.badLogged[p.Kind] = true
+		a.log.Warn("skipped malformed anvil dump lines; the other sessions are used (logged once per reason)",
+			"reason", p.Reason, "kind", p.Kind, "lines", p.Count, "line", p.Line, "sample", p.Text)
+	}
 }
 
 type serviceCount struct {

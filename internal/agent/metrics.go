@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
@@ -15,6 +16,7 @@ type Metrics struct {
 	cycles         *prometheus.CounterVec
 	cycleDuration  prometheus.Histogram
 	anvilErrors    prometheus.Counter
+	anvilBadLines  *prometheus.CounterVec
 	decisions      *prometheus.GaugeVec
 	kicks          *prometheus.CounterVec
 	repeatKicks    *prometheus.CounterVec
@@ -72,6 +74,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Duration of a cycle: dump, evaluation, kicks.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
 		anvilErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "kickagent_anvil_errors_total",
 			Help: "Cycles whose anvil dump failed."}),
+		anvilBadLines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_anvil_bad_lines_total",
+			Help: "Malformed anvil dump lines skipped (the rest of the dump is used), by reason; a line is counted in every cycle's dump that carries it."},
+			[]string{"reason"}),
 		decisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_decisions",
 			Help: "Decisions of the last cycle, by rule and action (kick, dry-run, allowed)."}, []string{"rule", "action"}),
 		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_kicks_total",
@@ -99,7 +104,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		drainRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_drain_remaining_sessions",
 			Help: "Sessions a drain rule still has to kick, by rule."}, []string{"rule"}),
 	}
-	reg.MustRegister(m.sessions, m.cycles, m.cycleDuration, m.anvilErrors, m.decisions, m.kicks,
+	// Every reason is a fixed anvil.BadKinds value: the series exist at 0
+	// from the start, so a rate() sees the first bad line.
+	for _, k := range anvil.BadKinds {
+		m.anvilBadLines.WithLabelValues(k)
+	}
+	reg.MustRegister(m.sessions, m.cycles, m.cycleDuration, m.anvilErrors, m.anvilBadLines, m.decisions, m.kicks,
 		m.repeatKicks, m.reloads, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
 		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
 	return m

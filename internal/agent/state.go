@@ -29,6 +29,9 @@ type state struct {
 	// decisionCounts is the cycle's scratch count of decisions by rule
 	// and action (kickagent_decisions), reused between cycles.
 	decisionCounts map[ruleAction]int
+	// badLogged: the kinds of malformed anvil line already logged (once
+	// per kind for the agent's life; the metric counts every one).
+	badLogged map[string]bool
 }
 
 // bucket is a token bucket for one paced rule.
@@ -45,6 +48,7 @@ func (s *state) init() {
 	s.buckets = map[string]*bucket{}
 	s.cutoffs = map[time.Time]time.Time{}
 	s.decisionCounts = map[ruleAction]int{}
+	s.badLogged = map[string]bool{}
 }
 
 // refill adds the kicks each paced rule has earned since the last cycle.

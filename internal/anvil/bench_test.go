@@ -34,7 +34,7 @@ func BenchmarkParseDump23(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		ss, err := anvil.ParseDump23(body)
+		ss, _, err := anvil.ParseDump23(body)
 		if err != nil || len(ss) != benchSessions {
 			b.Fatalf("%d sessions, %v", len(ss), err)
 		}
@@ -46,7 +46,7 @@ func BenchmarkParseDump24(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		_, ss, err := anvil.ParseDump24(body)
+		_, ss, _, err := anvil.ParseDump24(body)
 		if err != nil || len(ss) != benchSessions {
 			b.Fatalf("%d sessions, %v", len(ss), err)
 		}
@@ -216,7 +216,7 @@ func BenchmarkClientStream(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				n := 0
-				err := cl.Stream(ctx, nil, func(*anvil.Session) error { n++; return nil })
+				_, err := cl.Stream(ctx, nil, func(*anvil.Session) error { n++; return nil })
 				if err != nil || n != benchSessions {
 					b.Fatalf("%d sessions, %v", n, err)
 				}

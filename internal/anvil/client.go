@@ -206,8 +206,10 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) { return c.DumpEach(
 // as it is parsed, while the rest of the dump is still arriving: work done
 // there fills time spent waiting for anvil. i is the session's index in
 // the Snapshot's Sessions, counted from 0 in order; s is valid only during
-// the call (it may move), its strings as long as the Snapshot. A dump that
-// fails after some calls returns an error, and what each did is void.
+// the call (it may move), its strings as long as the Snapshot. A malformed
+// session line is skipped (Snapshot.BadLines) and takes no index, so the
+// indexes stay consecutive. A dump that fails after some calls returns an
+// error, and what each did is void.
 func (c *Conn) DumpEach(ctx context.Context, each func(i int, s *Session)) (*Snapshot, error) {
 	stop := bindContext(ctx, c.nc)
 	defer stop()
@@ -219,7 +221,7 @@ func (c *Conn) DumpEach(ctx context.Context, each func(i int, s *Session)) (*Sna
 		return nil, err
 	}
 	snap := &Snapshot{Protocol: c.proto, ServerMinor: c.minor, Bytes: n,
-		AltNames: p.altNames, Sessions: p.result()}
+		AltNames: p.altNames, Sessions: p.result(), BadLines: p.bad}
 	snap.Taken = time.Now()
 	return snap, nil
 }
@@ -241,9 +243,10 @@ func (c *Conn) readDump(ctx context.Context, each func(int, *Session)) (*dumpPar
 	p := newDumpParser(c.proto, min(c.lastDump/dumpLineGuess, 1024))
 	p.copyOut, p.each = true, each
 	lineStart, scan, before := 0, 0, 0 // before: bytes moved out of buf
-	// A bad line is reported once the reply has ended, as when the reply
+	// A bad header is reported once the reply has ended, as when the reply
 	// was read whole first: a reply cut short is a closed connection,
-	// whatever came before, and the connection stays in step.
+	// whatever came before, and the connection stays in step. (A bad
+	// session line is not an error: the parser skips and records it.)
 	var perr error
 	for {
 		for {

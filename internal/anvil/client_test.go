@@ -300,9 +300,23 @@ func TestClientCancel(t *testing.T) {
 	}
 }
 
+// TestClientMalformedDump: a bad session line is skipped and recorded,
+// the other sessions are served; a bad header fails the dump.
 func TestClientMalformedDump(t *testing.T) {
-	srv := anviltest.New(t, anvil.Proto24, anviltest.WithDump("\n1\tu\timap\t\tnot-a-guid\t\n\n"))
-	_, err := (&anvil.Client{Path: srv.Path}).Dump(testCtx(t, 10*time.Second))
+	srv := anviltest.New(t, anvil.Proto24, anviltest.WithDump("\n1\tu\timap\t\tnot-a-guid\t\n2\tv\timap\tfe80::1%lo\t"+guidA+"\t\n\n"))
+	snap, err := (&anvil.Client{Path: srv.Path}).Dump(testCtx(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Sessions) != 1 || snap.Sessions[0].User != "v" || snap.Sessions[0].IP.String() != "fe80::1%lo" {
+		t.Errorf("sessions %+v", snap.Sessions)
+	}
+	if snap.BadLines.Count != 1 || snap.BadLines.Problems[0].Kind != anvil.BadGUID || snap.BadLines.Problems[0].Line != 2 {
+		t.Errorf("bad lines %+v", snap.BadLines)
+	}
+
+	srv = anviltest.New(t, anvil.Proto24, anviltest.WithDump("user_a\t\n1\tu\timap\t\t"+guidA+"\t\n\n"))
+	_, err = (&anvil.Client{Path: srv.Path}).Dump(testCtx(t, 10*time.Second))
 	if !errors.Is(err, anvil.ErrProtocol) || !strings.Contains(err.Error(), srv.Path) {
 		t.Fatalf("got %v, want ErrProtocol naming the socket", err)
 	}
@@ -368,6 +382,46 @@ func TestClientLongLines(t *testing.T) {
 			}
 			if snap.Bytes != len(d) {
 				t.Errorf("Bytes = %d, want %d", snap.Bytes, len(d))
+			}
+		})
+	}
+}
+
+// TestDumpEachSkipsBadLines: bad lines take no index, so DumpEach's indexes
+// stay those of Snapshot.Sessions and InOrder sees the whole dump.
+func TestDumpEachSkipsBadLines(t *testing.T) {
+	const g = "0123456789abcdef0123456789abcdef"
+	for proto, reply := range map[anvil.Protocol]string{
+		anvil.Proto23: "imap/192.0.2.1/a\t1\t1\nimap/192.0.2.2/b\tx\t1\n\t\t\nimap/192.0.2.3/c\t3\t1\nimap/fe80::1%lo/d\t4\t1\n\n",
+		anvil.Proto24: "user_x\n1\ta\timap\t\t" + g + "\t\n2\tb\timap\tbad\t" + g + "\t\n3\tc\timap\t\t" + g +
+			"\t\t\n4\tbroken\n5\td\timap\tfe80::1%lo\t" + g + "\tfe80::2%lo\tD\n\n",
+	} {
+		t.Run(proto.Dovecot(), func(t *testing.T) {
+			srv := anviltest.New(t, proto, anviltest.WithDump(reply))
+			c, err := (&anvil.Client{Path: srv.Path, Protocol: proto}).Open(testCtx(t, 10*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var order anvil.InOrder
+			var users []string
+			snap, err := c.DumpEach(testCtx(t, 10*time.Second), func(i int, s *anvil.Session) {
+				order.Next(i)
+				users = append(users, strings.Clone(s.User))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !order.Whole(len(snap.Sessions)) || len(snap.Sessions) != 3 {
+				t.Errorf("%d sessions, in order: %v", len(snap.Sessions), order.Whole(len(snap.Sessions)))
+			}
+			for i := range snap.Sessions {
+				if i >= len(users) || snap.Sessions[i].User != users[i] {
+					t.Errorf("session %d is %q, DumpEach passed %q", i, snap.Sessions[i].User, users)
+				}
+			}
+			if snap.BadLines.Count != 2 {
+				t.Errorf("bad lines %+v", snap.BadLines)
 			}
 		})
 	}

@@ -83,15 +83,15 @@ func dumpOf(proto anvil.Protocol, n int) string {
 func parseReply(t *testing.T, proto anvil.Protocol, reply string) ([]string, []anvil.Session) {
 	body := reply[:len(reply)-1]
 	if proto == anvil.Proto24 {
-		alt, s, err := anvil.ParseDump24(body)
-		if err != nil {
-			t.Fatal(err)
+		alt, s, bad, err := anvil.ParseDump24(body)
+		if err != nil || bad.Count != 0 {
+			t.Fatal(err, bad)
 		}
 		return alt, s
 	}
-	s, err := anvil.ParseDump23(body)
-	if err != nil {
-		t.Fatal(err)
+	s, bad, err := anvil.ParseDump23(body)
+	if err != nil || bad.Count != 0 {
+		t.Fatal(err, bad)
 	}
 	return nil, s
 }

@@ -36,6 +36,8 @@ type dumpParser struct {
 	textN   int // bytes in earlier text blocks
 	// each, if set, is called with every session parsed (Conn.DumpEach).
 	each func(i int, s *Session)
+	// bad records the session lines skipped as malformed.
+	bad BadLines
 }
 
 // newDumpParser expects about sessions lines (0: unknown).
@@ -94,7 +96,10 @@ func (p *dumpParser) result() []Session {
 }
 
 // line parses one line, without its LF; the terminating empty line is
-// not passed.
+// not passed. A malformed session line is skipped and recorded in p.bad:
+// the sessions keep consecutive indexes (each, result), as if the line had
+// not been sent. Only a malformed 2.4 header is an error, since the
+// columns of every line depend on it.
 func (p *dumpParser) line(line string) error {
 	p.n++
 	if p.proto == Proto24 && p.n == 1 {
@@ -113,7 +118,8 @@ func (p *dumpParser) line(line string) error {
 	s := p.next()
 	if reason := p.session(line, s); reason != "" {
 		p.drop()
-		return protoErr(p.n, line, reason)
+		p.bad.add(p.n, line, reason)
+		return nil
 	}
 	if p.copyOut {
 		p.keep(s)

@@ -125,18 +125,22 @@ func TestGoldenDumps(t *testing.T) {
 			greeting, reply, body := splitCapture(t, tc.proto, string(raw))
 			var altNames []string
 			var sessions []anvil.Session
+			var bad anvil.BadLines
 			minor := 0
 			if tc.proto == anvil.Proto24 {
 				f := strings.Split(greeting, "\t")
 				if minor, err = strconv.Atoi(f[len(f)-1]); err != nil {
 					t.Fatalf("greeting %q: %v", greeting, err)
 				}
-				altNames, sessions, err = anvil.ParseDump24(body)
+				altNames, sessions, bad, err = anvil.ParseDump24(body)
 			} else {
-				sessions, err = anvil.ParseDump23(body)
+				sessions, bad, err = anvil.ParseDump23(body)
 			}
 			if err != nil {
 				t.Fatalf("parse: %v", err)
+			}
+			if bad.Count != 0 {
+				t.Fatalf("parse: %s", bad)
 			}
 			got := toGolden(tc.proto, minor, altNames, sessions)
 			gotJSON, err := json.MarshalIndent(got, "", "\t")

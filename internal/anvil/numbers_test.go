@@ -19,9 +19,10 @@ func checkIPv4(t *testing.T, s string) {
 	if ok != (err == nil && want.Is4()) || ok && a != want {
 		t.Fatalf("parseIPv4(%q) = %v, %v; netip.ParseAddr = %v, %v", s, a, ok, want, err)
 	}
-	// parseAddr as a whole is netip.ParseAddr without zones.
+	// parseAddr as a whole is netip.ParseAddr, with zones limited to
+	// what can be an interface name or scope number.
 	got, gerr := parseAddr(s)
-	if (gerr == nil) != (err == nil && want.Zone() == "") || gerr == nil && got != want {
+	if (gerr == nil) != (err == nil && (want.Zone() == "" || validZone(want.Zone()))) || gerr == nil && got != want {
 		t.Fatalf("parseAddr(%q) = %v, %v; netip.ParseAddr = %v, %v", s, got, gerr, want, err)
 	}
 }

@@ -28,13 +28,7 @@ func (e *ProtocolError) Error() string {
 func (e *ProtocolError) Unwrap() error { return ErrProtocol }
 
 func protoErr(line int, text, reason string) error {
-	const max = 120
-	if len(text) > max {
-		text = text[:max] + "…"
-	} else {
-		text = strings.Clone(text) // it may be in a reused read buffer
-	}
-	return &ProtocolError{Line: line, Text: text, Reason: reason}
+	return &ProtocolError{Line: line, Text: shorten(text), Reason: reason}
 }
 
 // forEachLine calls fn for each LF-terminated line of body; a last line
@@ -59,12 +53,13 @@ func forEachLine(body string, fn func(n int, line string) error) error {
 
 // ParseDump23 parses the session lines of a Dovecot 2.3 CONNECT-DUMP (the
 // terminating empty line removed): "<escaped ident>\t<pid>\t<refcount>".
-func ParseDump23(body string) ([]Session, error) {
+// Malformed lines are skipped and recorded in bad.
+func ParseDump23(body string) (sessions []Session, bad BadLines, err error) {
 	p := newDumpParser(Proto23, strings.Count(body, "\n")+1)
 	if err := forEachLine(body, func(_ int, line string) error { return p.line(line) }); err != nil {
-		return nil, err
+		return nil, BadLines{}, err
 	}
-	return p.result(), nil
+	return p.result(), p.bad, nil
 }
 
 func parseSession23(f []string) (Session, string) {
@@ -121,11 +116,12 @@ func parseIdent23(ident string, s *Session) bool {
 // ParseDump24 parses a Dovecot 2.4 CONNECT-DUMP: the header line of alt
 // field names (possibly empty) followed by session lines
 // "<pid>\t<user>\t<service>\t<ip>\t<conn-guid>\t<dest-ip>[\t<alt>…]", the
-// terminating empty line removed.
-func ParseDump24(body string) (altNames []string, sessions []Session, err error) {
+// terminating empty line removed. Malformed session lines are skipped and
+// recorded in bad; a malformed header is an error.
+func ParseDump24(body string) (altNames []string, sessions []Session, bad BadLines, err error) {
 	header, _, ok := strings.Cut(body, "\n")
 	if !ok && header != "" {
-		return nil, nil, protoErr(1, header, "header line not terminated")
+		return nil, nil, BadLines{}, protoErr(1, header, "header line not terminated")
 	}
 	p := newDumpParser(Proto24, strings.Count(body, "\n"))
 	if body == "" {
@@ -134,9 +130,9 @@ func ParseDump24(body string) (altNames []string, sessions []Session, err error)
 		err = forEachLine(body, func(_ int, line string) error { return p.line(line) })
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, BadLines{}, err
 	}
-	return p.altNames, p.result(), nil
+	return p.altNames, p.result(), p.bad, nil
 }
 
 func parseSession24(f []string) (Session, string) {
@@ -168,18 +164,41 @@ func parseSession24(f []string) (Session, string) {
 	return s, ""
 }
 
-// parseAddr parses an IP as Dovecot's net_addr2ip (inet_pton) does: an
-// IPv6 zone ("%eth0") is not an address. Anvil never sends one, and after
-// unescaping a zone could hold any byte, TAB and LF included.
+// parseAddr parses an IP as anvil prints it (net_ip2addr) and keeps an
+// IPv6 zone. Dovecot 2.4 keeps a client's scope id (struct ip_addr's
+// scope_id) and prints it with getnameinfo(NI_NUMERICHOST): "fe80::1%lo"
+// for a link-local address (the interface name), a number otherwise. Its
+// net_addr2ip (getaddrinfo) accepts such an address back. After unescaping
+// a zone could hold any byte, TAB and LF included, so only zones that can
+// be an interface name or a scope number are accepted: 1 to 15 bytes
+// (Linux's IFNAMSIZ-1; a uint32 has 10 digits) of ASCII letters, digits,
+// '.', '-', '_' and '@'. Anything else — space, TAB, LF, '%', '/', ':',
+// other bytes — makes the address bad. An IPv4 address has no zone.
 func parseAddr(s string) (netip.Addr, error) {
 	if a, ok := parseIPv4(s); ok {
 		return a, nil
 	}
 	a, err := netip.ParseAddr(s)
-	if err == nil && a.Zone() != "" {
-		return netip.Addr{}, errors.New("ip with zone")
+	if err == nil && a.Zone() != "" && !validZone(a.Zone()) {
+		return netip.Addr{}, errors.New("ip with a zone that is not an interface name")
 	}
 	return a, err
+}
+
+// validZone reports whether z can be an interface name or scope number
+// (see parseAddr).
+func validZone(z string) bool {
+	if len(z) == 0 || len(z) > 15 {
+		return false
+	}
+	for i := 0; i < len(z); i++ {
+		c := z[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '.' || c == '-' || c == '_' || c == '@') {
+			return false
+		}
+	}
+	return true
 }
 
 func parsePID(s string) (int64, error) {

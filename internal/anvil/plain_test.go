@@ -1,7 +1,6 @@
 package anvil
 
 import (
-	"errors"
 	"reflect"
 	"slices"
 	"testing"
@@ -22,6 +21,9 @@ func FuzzPlainLines(f *testing.F) {
 		"1\tu\timap\t1.2.3.256\t" + g + "\t",
 		"1\tu\timap\t1.2.3\t" + g + "\t",
 		"1\tu\timap\tfe80::1%eth0\t" + g + "\t",
+		"1\tu\timap-login\tfe80::1%lo\t" + g + "\tfe80::2%2\ta",
+		"1\tu\timap\tfe80::1%e x\t" + g + "\t",
+		"1\tu\timap\t::ffff:1.2.3.4%lo\t" + g + "\t",
 		"1\tu\t\t\t" + g + "\t",
 		"0\tu\timap\t\t" + g + "\t",
 		"-1\tu\timap\t\t" + g + "\t",
@@ -53,14 +55,18 @@ func FuzzPlainLines(f *testing.F) {
 				}
 				_ = slow.line(header)
 			}
-			err := fast.line(line)
+			if err := fast.line(line); err != nil {
+				t.Fatalf("%v %q: a session line failed the dump: %v", proto, line, err)
+			}
 			s := slow.next()
 			reason := slow.general(line, s)
-			var pe *ProtocolError
-			if (err == nil) != (reason == "") || err != nil && (!errors.As(err, &pe) || pe.Reason != reason) {
-				t.Fatalf("%v %q: fast path error %v, general %q", proto, line, err, reason)
+			if (fast.bad.Count == 0) != (reason == "") || reason != "" && fast.bad.Problems[0].Reason != reason {
+				t.Fatalf("%v %q: fast path bad lines %+v, general %q", proto, line, fast.bad, reason)
 			}
-			if err != nil {
+			if reason != "" {
+				if n := len(fast.result()); n != 0 {
+					t.Fatalf("%v %q: a bad line left %d sessions", proto, line, n)
+				}
 				continue
 			}
 			a, b := fast.result()[0], *s

@@ -69,7 +69,8 @@ func timeAnvil(t *testing.T, proto anvil.Protocol, path string, rounds int) {
 			return err
 		},
 		"stream": func() error {
-			return cl.Stream(ctx, nil, func(*anvil.Session) error { return nil })
+			_, err := cl.Stream(ctx, nil, func(*anvil.Session) error { return nil })
+			return err
 		},
 	}
 	order := []string{"raw", "dump", "stream"}

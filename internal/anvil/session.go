@@ -106,13 +106,23 @@ func cloneStrings(v []string) []string {
 }
 
 // Alt returns the session's value of the alt-username field (a passdb or
-// userdb user_* field, 2.4 only) and whether the session carries it. An
-// empty value is treated as absent, as login proxies omit empty values.
+// userdb user_* field, 2.4 only) and whether the session carries it. A
+// column the session's line has is carried even when it is empty (anvil
+// sends unset columns before the last set one empty): ("", true). A column
+// past the session's last one is not carried: ("", false).
+//
+// This is what doveadm who -1 -f and kick -f match (2.4.1 doveadm-who.c
+// who_line_filter_match): doveadm walks the session's alt list up to the
+// field's index; if the list ends before that index the session does not
+// match; otherwise the value, empty included, is matched with
+// wildcard_match_icase, so '*' selects an empty column. (A list that ends
+// exactly at the index makes doveadm dereference NULL and crash, a doveadm
+// bug; a session without the column just does not match here.)
 func (s *Session) Alt(field string) (string, bool) {
 	vals := s.altValues()
 	for i, n := range s.altNames() {
 		if n == field {
-			if i < len(vals) && vals[i] != "" {
+			if i < len(vals) {
 				return vals[i], true
 			}
 			return "", false
@@ -122,11 +132,11 @@ func (s *Session) Alt(field string) (string, bool) {
 }
 
 // AltFields calls fn for each alt-username field the session carries, in
-// header order.
+// header order: every column of its line, empty ones included (see Alt).
 func (s *Session) AltFields(fn func(field, value string)) {
 	names := s.altNames()
 	for i, v := range s.altValues() {
-		if v != "" && i < len(names) {
+		if i < len(names) {
 			fn(names[i], v)
 		}
 	}
@@ -162,4 +172,7 @@ type Snapshot struct {
 	Taken time.Time
 	// Bytes is the size of the dump on the wire.
 	Bytes int
+	// BadLines records the malformed session lines that were skipped:
+	// they are not in Sessions.
+	BadLines BadLines
 }

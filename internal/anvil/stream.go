@@ -14,9 +14,16 @@ import (
 // needs memory for one line, not for the dump. begin is called once
 // before the first session (also when there is none) with the protocol
 // and the 2.4 alt-field header. The Session and its strings are valid only
-// during the call; each copies what it keeps. A malformed line ends the
-// stream with an error (sessions before it were already passed on).
-func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []string) error, each func(s *Session) error) error {
+// during the call; each copies what it keeps. A malformed session line is
+// skipped and recorded in the BadLines returned (also with an error); a
+// malformed 2.4 header ends the stream with an error.
+func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []string) error, each func(s *Session) error) (BadLines, error) {
+	p := &dumpParser{proto: c.proto, streaming: true}
+	err := c.stream(ctx, p, begin, each)
+	return p.bad, err
+}
+
+func (c *Conn) stream(ctx context.Context, p *dumpParser, begin func(p Protocol, altNames []string) error, each func(s *Session) error) error {
 	stop := bindContext(ctx, c.nc)
 	defer stop()
 	if err := c.write("CONNECT-DUMP\n"); err != nil {
@@ -39,7 +46,6 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		return line[:len(line)-1], nil
 	}
 	n := 0
-	p := &dumpParser{proto: c.proto, streaming: true}
 	if c.proto == Proto24 {
 		h, err := readLine()
 		if err != nil {
@@ -47,7 +53,9 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		}
 		n++
 		// The header outlives its line: copy it.
-		p.setHeader(splitTab(nil, string(h)))
+		if err := p.line(string(h)); err != nil {
+			return fmt.Errorf("anvil %s: %w", c.path, err)
+		}
 	}
 	// One Session for the whole stream: each gets its address, and a
 	// Session per line would be 100,000 heap allocations per listing.
@@ -76,9 +84,9 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 		// Valid until the next read; fn is told so.
 		text := unsafe.String(unsafe.SliceData(line), len(line))
 		s = Session{}
-		reason := p.session(text, &s)
-		if reason != "" {
-			return fmt.Errorf("anvil %s: %w", c.path, protoErr(n, string(line), reason))
+		if reason := p.session(text, &s); reason != "" {
+			p.bad.add(n, text, reason)
+			continue
 		}
 		if err := each(&s); err != nil {
 			return err
@@ -89,18 +97,18 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 // Stream opens a connection and streams one dump (see Conn.Stream). A 2.4
 // anvil that greeted after 2.3 was assumed is retried as 2.4, which is
 // safe because begin and each have not been called then.
-func (cl *Client) Stream(ctx context.Context, begin func(p Protocol, altNames []string) error, each func(s *Session) error) error {
+func (cl *Client) Stream(ctx context.Context, begin func(p Protocol, altNames []string) error, each func(s *Session) error) (BadLines, error) {
 	c, err := cl.Open(ctx)
 	if err != nil {
-		return err
+		return BadLines{}, err
 	}
-	err = c.Stream(ctx, begin, each)
+	bad, err := c.Stream(ctx, begin, each)
 	c.Close()
 	if !errors.Is(err, errLateGreeting) {
-		return err
+		return bad, err
 	}
 	if c, err = cl.open(ctx, Proto24); err != nil {
-		return err
+		return BadLines{}, err
 	}
 	defer c.Close()
 	return c.Stream(ctx, begin, each)

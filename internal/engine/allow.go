@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"net/netip"
+	"github.com/kickagent/kickagent/internal/match"
 
 	"github.com/kickagent/kickagent/internal/anvil"
 )
@@ -12,16 +12,16 @@ type Allow struct {
 	// Users are user masks (doveadm semantics).
 	Users []string
 	// Networks are client networks.
-	Networks []netip.Prefix
+	Networks []match.Network
 
-	users userSet
-	nets  prefixSet
+	users match.MaskSet
+	nets  match.NetworkSet
 }
 
 // compile builds the lookup structures; call once after filling the lists.
 func (a *Allow) compile() {
-	a.users = newUserSet(a.Users)
-	a.nets = newPrefixSet(a.Networks)
+	a.users = match.NewMaskSet(a.Users)
+	a.nets = match.NewNetworkSet(a.Networks)
 }
 
 // Protects reports whether the allow list covers s.
@@ -29,8 +29,8 @@ func (a *Allow) Protects(s *anvil.Session) bool {
 	if a == nil {
 		return false
 	}
-	if a.users.match(s.User) {
+	if a.users.Match(s.User) {
 		return true
 	}
-	return s.IP.IsValid() && a.nets.contains(s.IP)
+	return s.IP.IsValid() && a.nets.Contains(s.IP)
 }

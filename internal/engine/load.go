@@ -5,8 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/kickagent/kickagent/internal/match"
 	"io/fs"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,7 +88,7 @@ func Load(ctx context.Context, src Sources) (*Ruleset, error) {
 	h := sha256.New()
 	names := map[string]*rule{}
 	var allowUsers []string
-	var allowNets []netip.Prefix
+	var allowNets []match.Network
 	for _, f := range files {
 		data, staged := src.Staged[f]
 		var err error

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/kickagent/kickagent/internal/match"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -40,7 +41,7 @@ func mergeByIndex(rs *Ruleset, n int, ys, pds []Decision) []Decision {
 // the per-session slots did, for random YAML and Rego decisions (several
 // Rego ones per session, kicks and dry runs, allow-listed sessions).
 func TestMergeEqualsByIndex(t *testing.T) {
-	rs := &Ruleset{Allow: &Allow{Networks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/30")}}}
+	rs := &Ruleset{Allow: &Allow{Networks: []match.Network{{Prefix: netip.MustParsePrefix("10.0.0.0/30")}}}}
 	rs.Allow.compile()
 	for seed := range uint64(500) {
 		rng := rand.New(rand.NewPCG(seed, 7))

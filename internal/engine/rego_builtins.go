@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kickagent/kickagent/internal/match"
 	"net/netip"
-	"strings"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -69,14 +69,14 @@ var (
 
 // builtins holds one policy's compiled-list caches.
 type regoBuiltins struct {
-	nets  regoListCache[prefixSet]
-	users regoListCache[userSet]
+	nets  regoListCache[match.NetworkSet]
+	users regoListCache[match.MaskSet]
 }
 
 func newRegoBuiltins() *regoBuiltins {
 	return &regoBuiltins{
-		nets:  regoListCache[prefixSet]{compile: regoCompileNetworks},
-		users: regoListCache[userSet]{compile: regoCompileMasks},
+		nets:  regoListCache[match.NetworkSet]{compile: regoCompileNetworks},
+		users: regoListCache[match.MaskSet]{compile: regoCompileMasks},
 	}
 }
 
@@ -117,7 +117,7 @@ func (b *regoBuiltins) inNetworks(bctx rego.BuiltinContext, ipT, netsT *ast.Term
 	if err != nil {
 		return nil, regoReport(bctx, builtinInNetworks, fmt.Errorf("ip %q: not an address", string(s)))
 	}
-	return ast.InternedTerm(set.contains(ip)), nil
+	return ast.InternedTerm(set.Contains(ip)), nil
 }
 
 func (b *regoBuiltins) userMatch(bctx rego.BuiltinContext, masksT, userT *ast.Term) (*ast.Term, error) {
@@ -129,53 +129,38 @@ func (b *regoBuiltins) userMatch(bctx rego.BuiltinContext, masksT, userT *ast.Te
 	if err != nil {
 		return nil, regoReport(bctx, builtinUserMatch, err)
 	}
-	return ast.InternedTerm(set.match(string(u))), nil
+	return ast.InternedTerm(set.Match(string(u))), nil
 }
 
-func regoCompileNetworks(v ast.Value) (prefixSet, error) {
+func regoCompileNetworks(v ast.Value) (match.NetworkSet, error) {
 	strs, err := regoStrings(v)
 	if err != nil {
-		return prefixSet{}, err
+		return match.NetworkSet{}, err
 	}
-	nets := make([]netip.Prefix, 0, len(strs))
+	nets := make([]match.Network, 0, len(strs))
 	for _, s := range strs {
-		p, err := regoParseNetwork(s)
+		// The same parser as the YAML rules and who/kick arguments, so
+		// both engines give the same answer for every literal.
+		n, err := match.ParseNetwork(s)
 		if err != nil {
-			return prefixSet{}, err
+			return match.NetworkSet{}, err
 		}
-		nets = append(nets, p)
+		nets = append(nets, n)
 	}
-	return newPrefixSet(nets), nil
+	return match.NewNetworkSet(nets), nil
 }
 
-// regoParseNetwork accepts "ip/bits" or a bare address (one host).
-func regoParseNetwork(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("invalid network %q", s)
-		}
-		return p, nil
-	}
-	ip, err := netip.ParseAddr(s)
-	if err != nil || ip.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("invalid network %q", s)
-	}
-	ip = ip.Unmap()
-	return netip.PrefixFrom(ip, ip.BitLen()), nil
-}
-
-func regoCompileMasks(v ast.Value) (userSet, error) {
+func regoCompileMasks(v ast.Value) (match.MaskSet, error) {
 	strs, err := regoStrings(v)
 	if err != nil {
-		return userSet{}, err
+		return match.MaskSet{}, err
 	}
 	for _, s := range strs {
 		if s == "" {
-			return userSet{}, errors.New("empty user mask")
+			return match.MaskSet{}, errors.New("empty user mask")
 		}
 	}
-	return newUserSet(strs), nil
+	return match.NewMaskSet(strs), nil
 }
 
 // regoStrings returns a string, or the elements of an array or set of

@@ -65,7 +65,7 @@ func (a *affixIndex) add(field, mask string, id int32) {
 	if *m == nil {
 		*m = map[string][]int32{}
 	}
-	k := foldASCII(affix)
+	k := match.FoldASCII(affix)
 	if field != "" {
 		k = field + "\x00" + k
 	}
@@ -87,13 +87,13 @@ func (a *affixIndex) lookup(key []byte, field, name string, add func([]int32)) [
 	}
 	for _, l := range a.preLens {
 		if l <= len(name) {
-			key = appendFold(key[:ns], name[:l])
+			key = match.AppendFold(key[:ns], name[:l])
 			add(a.pre[string(key)])
 		}
 	}
 	for _, l := range a.sufLens {
 		if l <= len(name) {
-			key = appendFold(key[:ns], name[len(name)-l:])
+			key = match.AppendFold(key[:ns], name[len(name)-l:])
 			add(a.suf[string(key)])
 		}
 	}
@@ -131,8 +131,10 @@ func newRuleIndex(rules []*rule) *ruleIndex {
 		id := int32(i)
 		switch {
 		case len(r.netList) > 0:
-			for _, n := range r.netList {
-				n = n.Masked()
+			for _, nw := range r.netList {
+				// Zoned networks are filed without the zone; matches()
+				// checks it.
+				n := nw.Prefix.Masked()
 				ix.byNet[n] = append(ix.byNet[n], id)
 				lens := &ix.v6lens
 				if n.Addr().Is4() {
@@ -152,7 +154,7 @@ func newRuleIndex(rules []*rule) *ruleIndex {
 					ix.userGlobs.add("", u, id)
 					continue
 				}
-				k := foldASCII(u)
+				k := match.FoldASCII(u)
 				ix.byUser[k] = append(ix.byUser[k], id)
 			}
 		case r.altField != "" && indexable(r.altMasks):
@@ -162,7 +164,7 @@ func newRuleIndex(rules []*rule) *ruleIndex {
 					ix.altGlobs.add(r.altField, v, id)
 					continue
 				}
-				k := r.altField + "\x00" + foldASCII(v)
+				k := r.altField + "\x00" + match.FoldASCII(v)
 				ix.byAlt[k] = append(ix.byAlt[k], id)
 			}
 		case r.services != nil:
@@ -208,10 +210,10 @@ func (ix *ruleIndex) candidates(sc *scratch, s *anvil.Session) []int32 {
 		}
 	}
 	if s.DestIP.IsValid() && len(ix.byDest) > 0 {
-		add(ix.byDest[s.DestIP.Unmap()])
+		add(ix.byDest[match.DestKey(s.DestIP)])
 	}
 	if len(ix.byUser) > 0 {
-		sc.key = appendFold(sc.key[:0], s.User)
+		sc.key = match.AppendFold(sc.key[:0], s.User)
 		add(ix.byUser[string(sc.key)])
 	}
 	if !ix.userGlobs.empty() {
@@ -220,7 +222,7 @@ func (ix *ruleIndex) candidates(sc *scratch, s *anvil.Session) []int32 {
 	if ix.hasAltFields {
 		s.AltFields(func(field, value string) {
 			sc.key = append(append(sc.key[:0], field...), 0)
-			sc.key = appendFold(sc.key, value)
+			sc.key = match.AppendFold(sc.key, value)
 			add(ix.byAlt[string(sc.key)])
 			if !ix.altGlobs.empty() {
 				sc.key = ix.altGlobs.lookup(sc.key, field, value, add)

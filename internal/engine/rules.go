@@ -20,14 +20,14 @@ type rule struct {
 	line              int
 	order             int // position in load order
 
-	users, exceptUsers userSet
+	users, exceptUsers match.MaskSet
 	userMasks          []string
-	nets, exceptNets   prefixSet
-	netList            []netip.Prefix
+	nets, exceptNets   match.NetworkSet
+	netList            []match.Network
 	services           map[string]struct{}
 	dests              map[netip.Addr]struct{}
 	altField           string
-	altValues          userSet
+	altValues          match.MaskSet
 	altMasks           []string
 
 	dryRun   bool
@@ -72,8 +72,8 @@ func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 		}
 		return list
 	}
-	nets := func(key string, list []string) []netip.Prefix {
-		var out []netip.Prefix
+	nets := func(key string, list []string) []match.Network {
+		var out []match.Network
 		for i, n := range list {
 			p, err := parseNetwork(n)
 			if err != nil {
@@ -85,11 +85,11 @@ func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 		return out
 	}
 	r.userMasks = masks("users", s.Users)
-	r.users = newUserSet(r.userMasks)
-	r.exceptUsers = newUserSet(masks("except_users", s.ExceptUsers))
+	r.users = match.NewMaskSet(r.userMasks)
+	r.exceptUsers = match.NewMaskSet(masks("except_users", s.ExceptUsers))
 	r.netList = nets("networks", s.Networks)
-	r.nets = newPrefixSet(r.netList)
-	r.exceptNets = newPrefixSet(nets("except_networks", s.ExceptNetworks))
+	r.nets = match.NewNetworkSet(r.netList)
+	r.exceptNets = match.NewNetworkSet(nets("except_networks", s.ExceptNetworks))
 	if len(s.Services) > 0 {
 		r.services = make(map[string]struct{})
 		for i, svc := range s.Services {
@@ -102,12 +102,12 @@ func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 	if len(s.DestHosts) > 0 {
 		r.dests = make(map[netip.Addr]struct{})
 		for i, d := range s.DestHosts {
-			a, err := netip.ParseAddr(d)
-			if err != nil || a.Zone() != "" {
-				failItem("dest_hosts", i, "dest_hosts: %q is not an IP address (anvil records the backend's address; host names are not resolved)", d)
+			a, err := match.ParseAddr(d)
+			if err != nil {
+				failItem("dest_hosts", i, "dest_hosts: %v (anvil records the backend's address; host names are not resolved)", err)
 				continue
 			}
-			r.dests[a.Unmap()] = struct{}{}
+			r.dests[match.DestKey(a)] = struct{}{}
 		}
 	}
 	switch {
@@ -117,7 +117,7 @@ func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 		fail("values", "values need passdb_field (the user_* field they match)")
 	}
 	r.altMasks = masks("values", s.Values)
-	r.altValues = newUserSet(r.altMasks)
+	r.altValues = match.NewMaskSet(r.altMasks)
 	if len(s.Users) == 0 && len(s.Networks) == 0 && len(s.Services) == 0 && len(s.DestHosts) == 0 && s.PassdbField == "" {
 		fail("name", "no selector: give at least one of users, networks, services, dest_hosts, passdb_field+values")
 	}
@@ -199,23 +199,23 @@ func (r *rule) matches(s *anvil.Session) bool {
 		}
 	}
 	if r.dests != nil {
-		if _, ok := r.dests[s.DestIP.Unmap()]; !s.DestIP.IsValid() || !ok {
+		if _, ok := r.dests[match.DestKey(s.DestIP)]; !s.DestIP.IsValid() || !ok {
 			return false
 		}
 	}
-	if !r.nets.empty() && (!s.IP.IsValid() || !r.nets.contains(s.IP)) {
+	if !r.nets.Empty() && (!s.IP.IsValid() || !r.nets.Contains(s.IP)) {
 		return false
 	}
-	if !r.users.empty() && !r.users.match(s.User) {
+	if !r.users.Empty() && !r.users.Match(s.User) {
 		return false
 	}
 	if r.altField != "" {
 		v, ok := s.Alt(r.altField)
-		if !ok || !r.altValues.match(v) {
+		if !ok || !r.altValues.Match(v) {
 			return false
 		}
 	}
-	if r.exceptUsers.match(s.User) || (s.IP.IsValid() && r.exceptNets.contains(s.IP)) {
+	if r.exceptUsers.Match(s.User) || (s.IP.IsValid() && r.exceptNets.Contains(s.IP)) {
 		return false
 	}
 	return true
@@ -227,8 +227,8 @@ func (r *rule) explain(s *anvil.Session) string {
 	if r.description != "" {
 		parts = append(parts, r.description)
 	}
-	if !r.nets.empty() {
-		if n, ok := r.nets.lookup(s.IP); ok {
+	if !r.nets.Empty() {
+		if n, ok := r.nets.Lookup(s.IP); ok {
 			parts = append(parts, fmt.Sprintf("client %s in %s", s.IP, n))
 		}
 	}

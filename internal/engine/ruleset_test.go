@@ -139,7 +139,6 @@ func TestEvaluateSelectors(t *testing.T) {
 		{"v4 address", "networks: [192.0.2.10]", []int{0}},
 		{"v6 network", `networks: ["2001:db8:bad::/48"]`, []int{3}},
 		{"v6 network covering another", `networks: ["2001:db8::/32"]`, []int{3, 8}},
-		{"mapped network", `networks: ["::ffff:198.51.100.0/120"]`, []int{1, 2}},
 		{"all of IPv4", "networks: [0.0.0.0/0]", []int{0, 1, 2, 4, 5, 7, 10}},
 		{"all of IPv6", `networks: ["::/0"]`, []int{3, 8, 9}},
 		{"link-local with zone", `networks: ["fe80::/10"]`, []int{9}},
@@ -150,15 +149,19 @@ func TestEvaluateSelectors(t *testing.T) {
 		{"service, other case", "services: [POP3, submission]", []int{1, 3}},
 		{"login service", "services: [imap-login]", []int{4, 5}},
 
-		// dest_hosts: proxy destinations, mapped or not.
-		{"dest host", "dest_hosts: [10.0.0.2]", []int{4, 5}},
-		{"dest host mapped", `dest_hosts: ["::ffff:10.0.0.2"]`, []int{4, 5}},
+		// dest_hosts: proxy destinations, compared exactly as doveadm
+		// kick -h does (the mapped form is another address).
+		{"dest host", "dest_hosts: [10.0.0.2]", []int{4}},
+		{"dest host mapped", `dest_hosts: ["::ffff:10.0.0.2"]`, []int{5}},
 		{"other dest host", "dest_hosts: [10.0.0.3]", nil},
 
 		// passdb_field + values; sessions without the column never match.
+		// An empty column is a value, as in doveadm who -1 -f: '*' matches
+		// it (9), a mask needing a character does not.
 		{"alt mask", "passdb_field: user_alt\n    values: [legacy-*]", []int{4, 7}},
 		{"alt exact, other case", "passdb_field: user_alt\n    values: [LEGACY-EVE]", []int{4}},
-		{"alt star needs the column", "passdb_field: user_alt\n    values: ['*']", []int{4, 5, 7}},
+		{"alt star needs the column", "passdb_field: user_alt\n    values: ['*']", []int{4, 5, 7, 9}},
+		{"alt empty column", "passdb_field: user_alt\n    values: ['?*']", []int{4, 5, 7}},
 		{"second alt column", "passdb_field: user_ext\n    values: ['*@ext.example']", []int{7, 9}},
 		{"unknown alt field", "passdb_field: user_nope\n    values: ['*']", nil},
 
@@ -191,6 +194,19 @@ func TestEvaluateSelectors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDestHostZone: anvil 2.4.1 prints a scope id in dest_ip; dest_hosts
+// (no zones) match it, as doveadm's net_ip_compare ignores scope ids.
+func TestDestHostZone(t *testing.T) {
+	snap := newSnap([]string{"imap-login zed 2001:db8::7 dest=fe80::2%eth0", "imap-login amy 2001:db8::8 dest=fe80::3%eth0"})
+	rs := MustLoadYAML(t, "rules:\n  - name: r\n    dest_hosts: ['fe80::2']\n")
+	if got, want := summary(snap, MustEvaluate(t, rs, snap)), kicks("r", 0); !slices.Equal(got, want) {
+		t.Errorf("decisions %q; want %q", got, want)
+	}
+	if !rs.rules[0].matches(&snap.Sessions[0]) || rs.rules[0].matches(&snap.Sessions[1]) {
+		t.Error("the plain matcher disagrees")
 	}
 }
 
@@ -533,11 +549,9 @@ func randomNetwork(rng *rand.Rand) string {
 	if rng.IntN(8) == 0 {
 		bits = 0
 	}
-	p := netip.PrefixFrom(a, bits).Masked()
-	if a.Is4() && rng.IntN(5) == 0 { // the IPv4-mapped spelling
-		return netip.PrefixFrom(netip.AddrFrom16(a.As16()), bits+96).Masked().String()
-	}
-	return p.String()
+	// (IPv4-mapped spellings are refused by the parser: they match
+	// nothing in doveadm.)
+	return netip.PrefixFrom(a, bits).Masked().String()
 }
 
 func randomMasks(rng *rand.Rand, pool []string, wild bool) []string {

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"reflect"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kickagent/kickagent/internal/match"
 )
 
 // RuleSpec is one rule as written in YAML: the one schema of a rule, read
@@ -354,31 +355,15 @@ func yamlErrMsg(err error) string {
 // parseTime accepts RFC 3339.
 func parseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339, s) }
 
-// parseNetwork accepts a CIDR or a single address (a full-length network).
-func parseNetwork(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("bad network %q: want a CIDR such as 192.0.2.0/24 or 2001:db8::/32", s)
-		}
-		if p.Addr().Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("bad network %q: zones are not allowed", s)
-		}
-		return unmapPrefix(p), nil
+// parseNetwork reads a network literal with match.ParseNetwork, the one
+// parser of who/kick arguments, job targets and the Rego builtins.
+func parseNetwork(s string) (match.Network, error) {
+	n, err := match.ParseNetwork(s)
+	switch {
+	case errors.Is(err, match.ErrNotCanonical):
+		return match.Network{}, fmt.Errorf("bad network: %w", err)
+	case err != nil:
+		return match.Network{}, fmt.Errorf("bad network: %w; want a CIDR such as 192.0.2.0/24 or an address", err)
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("bad network %q: want a CIDR such as 192.0.2.0/24 or an address", s)
-	}
-	return unmapPrefix(netip.PrefixFrom(a, a.BitLen())), nil
-}
-
-// unmapPrefix turns an IPv4-mapped IPv6 network (::ffff:192.0.2.0/120)
-// into its IPv4 form (192.0.2.0/24): session addresses are unmapped before
-// lookup, so a mapped network would otherwise never match.
-func unmapPrefix(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p
+	return n, nil
 }

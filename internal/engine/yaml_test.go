@@ -32,11 +32,11 @@ func TestLoadInvalidYAML(t *testing.T) {
 
 		// Bad CIDRs: the line is the bad entry's, not the key's.
 		{[]string{"invalid-bad-cidr-networks.yaml"}, []string{
-			`testdata/invalid-bad-cidr-networks.yaml:5: rule "block-net": networks: bad network "198.51.100.0/33": want a CIDR such as 192.0.2.0/24 or 2001:db8::/32`}},
+			`testdata/invalid-bad-cidr-networks.yaml:5: rule "block-net": networks: bad network: "198.51.100.0/33": the prefix length must be 0 to 32`}},
 		{[]string{"invalid-bad-cidr-except-networks.yaml"}, []string{
-			`testdata/invalid-bad-cidr-except-networks.yaml:4: rule "block-users": except_networks: bad network "10.1.2.300": want a CIDR such as 192.0.2.0/24 or an address`}},
+			`testdata/invalid-bad-cidr-except-networks.yaml:4: rule "block-users": except_networks: bad network: "10.1.2.300" is not an IPv4 address`}},
 		{[]string{"invalid-bad-cidr-allow.yaml"}, []string{
-			`testdata/invalid-bad-cidr-allow.yaml:4: allow.networks: bad network "admins.example.com": want a CIDR such as 192.0.2.0/24 or an address`}},
+			`testdata/invalid-bad-cidr-allow.yaml:4: allow.networks: bad network: "admins.example.com": not an IP address; want a CIDR such as 192.0.2.0/24 or an address`}},
 
 		// Empty masks, empty lists, null values.
 		{[]string{"invalid-empty-mask-users.yaml"}, []string{
@@ -64,7 +64,7 @@ func TestLoadInvalidYAML(t *testing.T) {
 		{[]string{"invalid-max-kicks-negative.yaml"}, []string{
 			`testdata/invalid-max-kicks-negative.yaml:4: rule "drain": max_kicks_per_cycle must be 0 (no limit) or more`}},
 		{[]string{"invalid-dest-hostname.yaml"}, []string{
-			`testdata/invalid-dest-hostname.yaml:3: rule "drain": dest_hosts: "backend2.example.com" is not an IP address (anvil records the backend's address; host names are not resolved)`}},
+			`testdata/invalid-dest-hostname.yaml:3: rule "drain": dest_hosts: "backend2.example.com": not an IP address (anvil records the backend's address; host names are not resolved)`}},
 		{[]string{"invalid-bad-service.yaml"}, []string{
 			`testdata/invalid-bad-service.yaml:3: rule "svc": services: bad service name "pop 3"`}},
 
@@ -96,9 +96,9 @@ func TestLoadInvalidYAML(t *testing.T) {
 		// reported, not just the first.
 		{[]string{"invalid-set/rules.yaml", "invalid-set/rules.d"}, []string{
 			`testdata/invalid-set/rules.d/20-bad.yaml:8: rule "typo": unknown key "user" (known: ` + ruleKeyList + `)`,
-			`testdata/invalid-set/rules.d/20-bad.yaml:3: rule "bad-net": networks: bad network "198.51.100.0/33": want a CIDR such as 192.0.2.0/24 or 2001:db8::/32`,
+			`testdata/invalid-set/rules.d/20-bad.yaml:3: rule "bad-net": networks: bad network: "198.51.100.0/33": the prefix length must be 0 to 32`,
 			`testdata/invalid-set/rules.d/20-bad.yaml:6: rule "bad-time": expires: "tomorrow" is not an RFC 3339 time (e.g. 2026-12-31T23:00:00Z)`,
-			`testdata/invalid-set/rules.d/30-bad.yaml:2: allow.networks: bad network "not-a-net": want a CIDR such as 192.0.2.0/24 or an address`,
+			`testdata/invalid-set/rules.d/30-bad.yaml:2: allow.networks: bad network: "not-a-net": not an IP address; want a CIDR such as 192.0.2.0/24 or an address`,
 			`testdata/invalid-set/rules.d/30-bad.yaml:4: rule "good-rule": duplicate rule name (first defined at testdata/invalid-set/rules.yaml:4)`,
 		}},
 		{[]string{"invalid-set/rules.yaml", "does-not-exist.yaml"}, []string{
@@ -190,10 +190,13 @@ func TestParseNetwork(t *testing.T) {
 		{"2001:db8::1", "2001:db8::1/128"},
 		// IPv4-mapped networks are IPv4 networks: sessions' addresses are
 		// unmapped before lookup.
-		{"::ffff:192.0.2.0/120", "192.0.2.0/24"},
-		{"::ffff:192.0.2.7", "192.0.2.7/32"},
+		{"::ffff:192.0.2.0/120", "error"}, // matches nothing in doveadm: refused
+		{"::ffff:192.0.2.7", "error"},
+		{"127.2", "error"}, // old-style IPv4 text: refused
+		{"127.000.000.002", "127.0.0.2/32"},
+		{"fe80::1%lo", "fe80::1%lo/128"},
+		{"fe80::1%nosuch0", "error"},
 		{"192.0.2.0/33", "error"},
-		{"fe80::1%eth0", "error"},
 		{"fe80::/10%eth0", "error"},
 		{"host.example.com", "error"},
 		{"", "error"},

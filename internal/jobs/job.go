@@ -95,9 +95,9 @@ func NewDrain(dest, rate string) (Job, error) {
 		if err != nil {
 			return Job{}, usage("--dest: %w (give the backend's IP address; host names are not resolved)", err)
 		}
-		// Anvil records the backend without a zone, and a mapped address
-		// as IPv4; dest_hosts compares in that form.
-		j.Target = a.Unmap().WithZone("").String()
+		// Written as dest_hosts compares it (match.DestKey: no zone; a
+		// mapped address is not its IPv4 form, as in doveadm kick -h).
+		j.Target = match.DestKey(a).String()
 		j.Rule.DestHosts = []string{j.Target}
 		j.Rule.Description = "drain of backend " + j.Target
 	}

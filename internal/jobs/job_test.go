@@ -82,8 +82,8 @@ func TestUnblockAnyForm(t *testing.T) {
 }
 
 func TestNewDrain(t *testing.T) {
-	j := drain(t, "[::ffff:10.0.0.2]", "30/m")
-	if j.Target != "10.0.0.2" || strings.Join(j.Rule.DestHosts, ",") != "10.0.0.2" || !j.Rule.Drain || j.Rule.Rate != "30/m" {
+	j := drain(t, "[fe80::2%lo]", "30/m")
+	if j.Target != "fe80::2" || strings.Join(j.Rule.DestHosts, ",") != "fe80::2" || !j.Rule.Drain || j.Rule.Rate != "30/m" {
 		t.Errorf("drain %+v", j)
 	}
 	if j := drain(t, DrainAll, "10/s"); strings.Join(j.Rule.Users, ",") != "*" || len(j.Rule.DestHosts) != 0 {

@@ -127,7 +127,11 @@ func TestMatch(t *testing.T) {
 		{"network", mustParse(t, "", "192.0.2.0/24"), []string{"alice", "dave"}},
 		{"network and mask", mustParse(t, "", "d*", "192.0.2.0/24"), []string{"dave"}},
 		{"/0 matches sessions without IP too", mustParse(t, "", "0.0.0.0/0"), []string{"alice", "bob", "carol", "dave"}},
-		{"alt field", mustParse(t, "user_alias", "*"), []string{"alice", "dave"}},
+		// doveadm who -1 -f: an empty column is a value, which '*' matches;
+		// a column past the session's last one is not.
+		{"alt field", mustParse(t, "user_alias", "*"), []string{"alice", "bob", "dave"}},
+		{"empty alt column matches only all-star masks", mustParse(t, "user_alias", "?*"), []string{"alice", "dave"}},
+		{"absent trailing alt column", mustParse(t, "user_ext", "*"), []string{"alice", "bob"}},
 		{"alt field value", mustParse(t, "user_ext", "?@EXT"), []string{"alice", "bob"}},
 		{"alt field exact", mustParse(t, "user_alias", "ally"), []string{"alice"}},
 		{"alt field does not match login name", mustParse(t, "user_alias", "alice"), nil},
@@ -154,11 +158,19 @@ func TestMatchDestIP(t *testing.T) {
 	mapped.Service, mapped.DestIP = "imap-login", netip.MustParseAddr("::ffff:10.0.0.5")
 	other := session("carol", "192.0.2.12")
 	other.Service, other.DestIP = "imap-login", netip.MustParseAddr("10.0.0.6")
+	zoned := session("dave", "fe80::9%lo")
+	zoned.Service, zoned.DestIP = "imap-login", netip.MustParseAddr("fe80::5%lo")
 
+	// net_ip_compare ignores scope ids, on either side.
+	for _, dest := range []string{"fe80::5", "fe80::5%eth0", "fe80::5%lo"} {
+		if f := (Filter{DestIP: netip.MustParseAddr(dest)}); !f.Match(zoned) || f.Match(proxied) {
+			t.Errorf("DestIP %s vs fe80::5%%lo: no match", dest)
+		}
+	}
 	f := Filter{DestIP: netip.MustParseAddr("10.0.0.5")}
 	// doveadm 2.4.1 kick -h compares exactly (net_ip_compare): the mapped
 	// form of a destination is another address.
-	for s, want := range map[*anvil.Session]bool{backend: false, proxied: true, mapped: false, other: false} {
+	for s, want := range map[*anvil.Session]bool{backend: false, proxied: true, mapped: false, other: false, zoned: false} {
 		if got := f.Match(s); got != want {
 			t.Errorf("DestIP 10.0.0.5 vs %s %s: %v, want %v", s.User, s.DestIP, got, want)
 		}

@@ -27,6 +27,14 @@ type Network struct {
 // A refusal never widens a selection; a misread network could.
 var ErrNotCanonical = errors.New("not a canonical network")
 
+// refusal is an ErrNotCanonical whose text is only its reason.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string        { return r.msg }
+func (r *refusal) Is(target error) bool { return target == ErrNotCanonical }
+
+func refuse(format string, a ...any) error { return &refusal{fmt.Sprintf(format, a...)} }
+
 // Bits is the prefix length.
 func (n Network) Bits() int { return n.Prefix.Bits() }
 
@@ -82,13 +90,12 @@ func ParseNetwork(s string) (Network, error) {
 		// str_to_uint: decimal digits only, leading zeros allowed.
 		v, ok := parseUint(bitsText, uint64(ip.BitLen()))
 		if !ok {
-			return Network{}, fmt.Errorf("%w: %q: the prefix length must be 0 to %d", ErrNotCanonical, s, ip.BitLen())
+			return Network{}, refuse("%q: the prefix length must be 0 to %d", s, ip.BitLen())
 		}
 		bits = int(v)
 	}
 	if ip.Is4In6() {
-		return Network{}, fmt.Errorf("%w: %q is an IPv4-mapped IPv6 network, which matches no session (Dovecot compares mapped client addresses as IPv4); write %s",
-			ErrNotCanonical, s, unmappedHint(ip, bits, hasBits))
+		return Network{}, refuse("%q is an IPv4-mapped IPv6 network, which matches no session (Dovecot compares mapped client addresses as IPv4); write %s", s, unmappedHint(ip, bits, hasBits))
 	}
 	return Network{Prefix: netip.PrefixFrom(ip, bits), Zone: zone}, nil
 }
@@ -112,8 +119,11 @@ func ParseAddr(s string) (netip.Addr, error) {
 // doveadm kick -h does (net_ip_compare): same family and bytes, the zone
 // ignored, an IPv4-mapped address not equal to its IPv4 form.
 func SameDest(dest, want netip.Addr) bool {
-	return dest.IsValid() && dest.WithZone("") == want.WithZone("")
+	return dest.IsValid() && DestKey(dest) == DestKey(want)
 }
+
+// DestKey is the form of a destination SameDest compares, for map keys.
+func DestKey(a netip.Addr) netip.Addr { return a.WithZone("") }
 
 // parseAddrText parses the address part of literal s.
 func parseAddrText(s, a string) (netip.Addr, string, error) {
@@ -127,11 +137,11 @@ func parseAddrText(s, a string) (netip.Addr, string, error) {
 	if !strings.Contains(a, ":") {
 		if v, ok := inetAton(a); ok {
 			ip := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-			return netip.Addr{}, "", fmt.Errorf("%w: %q is old-style IPv4 text that doveadm reads as %s; write %s",
-				ErrNotCanonical, s, ip, ip)
+			return netip.Addr{}, "", refuse("%q is old-style IPv4 text (doveadm reads it as %s); write the address as four decimal numbers",
+				s, ip.String()+s[len(a):])
 		}
 		if looksLikeIPv4(a) {
-			return netip.Addr{}, "", fmt.Errorf("%w: %q is not an IPv4 address", ErrNotCanonical, s)
+			return netip.Addr{}, "", refuse("%q is not an IPv4 address", s)
 		}
 		return netip.Addr{}, "", fmt.Errorf("%q: not an IP address", s)
 	}
@@ -143,13 +153,13 @@ func parseAddrText(s, a string) (netip.Addr, string, error) {
 	ip, err := netip.ParseAddr(text)
 	if err != nil || !ip.Is6() {
 		if looksLikeIPv6(a) {
-			return netip.Addr{}, "", fmt.Errorf("%w: %q is not an IPv6 address", ErrNotCanonical, s)
+			return netip.Addr{}, "", refuse("%q is not an IPv6 address", s)
 		}
 		return netip.Addr{}, "", fmt.Errorf("%q: not an IP address", s)
 	}
 	if hasZone {
 		if err := checkZone(ip, zone); err != nil {
-			return netip.Addr{}, "", fmt.Errorf("%w: %q: %v", ErrNotCanonical, s, err)
+			return netip.Addr{}, "", refuse("%q: %v", s, err)
 		}
 	}
 	return ip, zone, nil

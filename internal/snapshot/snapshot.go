@@ -99,15 +99,20 @@ func Read(r io.Reader) (*anvil.Snapshot, error) {
 			s.Connections = 1
 		}
 		if len(rec.Alt) > 0 {
+			// The session carries the columns up to its last recorded
+			// one, as on the wire; a column before it that the record
+			// lacks (recordings once left empty values out) is empty.
 			vals := make([]string, len(f.AltNames))
+			n := 0
 			for k, v := range rec.Alt {
 				j := indexOf(f.AltNames, k)
 				if j < 0 {
 					return nil, fmt.Errorf("snapshot: session %d: alt field %q is not in alt_fields", i+1, k)
 				}
 				vals[j] = v
+				n = max(n, j+1)
 			}
-			s.SetAlt(f.AltNames, vals)
+			s.SetAlt(f.AltNames, vals[:n])
 		}
 		snap.Sessions[i] = s
 	}

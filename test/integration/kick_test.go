@@ -59,6 +59,16 @@ var kickCases = []kickCase{
 	{name: "mask and network", args: []string{"ja*", "127.0.0.0/30"}, closed: []int{5}},
 	{name: "mask and ipv6", args: []string{"*", "::1"}, closed: []int{7, 8}},
 	{name: "user and other ip", args: []string{"alice", "::1"}, exit: 68},
+	// Issue 11: old-style IPv4 text was a second user mask, OR-ed with
+	// "alice": every session of alice (and none by address) was kicked.
+	// A zero-padded dotted quad is read as doveadm reads it (decimal);
+	// the other inet_aton forms are refused, and nothing is kicked.
+	{name: "user and zero-padded ip", args: []string{"alice", "127.000.000.003"}, closed: []int{1}},
+	{name: "user and abbreviated ip", args: []string{"alice", "127.3"}, exit: 64},
+	{name: "hex ip", args: []string{"0x7f.0.0.3"}, exit: 64},
+	{name: "abbreviated network", args: []string{"127/8"}, exit: 64},
+	{name: "mapped network", args: []string{"::ffff:127.0.0.0/104"}, exit: 64},
+	{name: "bracketed ipv6", args: []string{"[::1]"}, closed: []int{7, 8}},
 	{name: "no such user", args: []string{"nobody"}, exit: 68},
 	{name: "no such mask", args: []string{"nob*dy?"}, exit: 68},
 	{name: "dry run", args: []string{"--dry-run", "alice", "ja*"}, stdout: "alice james jane jano"},

@@ -228,13 +228,13 @@ func TestServerConnLines(t *testing.T) {
 
 func TestGenerators(t *testing.T) {
 	ss := Sessions23(100)
-	out, err := anvil.ParseDump23(strings.TrimSuffix(anvil.FormatDump23(ss), "\n"))
-	if err != nil || len(out) != 100 {
+	out, bad, err := anvil.ParseDump23(strings.TrimSuffix(anvil.FormatDump23(ss), "\n"))
+	if err != nil || len(out) != 100 || bad.Count != 0 {
 		t.Fatalf("Sessions23 round trip: %d, %v", len(out), err)
 	}
 	s24 := Sessions24(100)
-	names, out, err := anvil.ParseDump24(strings.TrimSuffix(anvil.FormatDump24(AltNames24, s24), "\n"))
-	if err != nil || len(out) != 100 || !slices.Equal(names, AltNames24) {
+	names, out, bad, err := anvil.ParseDump24(strings.TrimSuffix(anvil.FormatDump24(AltNames24, s24), "\n"))
+	if err != nil || len(out) != 100 || !slices.Equal(names, AltNames24) || bad.Count != 0 {
 		t.Fatalf("Sessions24 round trip: %d, %v", len(out), err)
 	}
 	if v, ok := out[5].Alt("user_ext"); !ok || out[5].Service != "imap-login" || !out[5].DestIP.IsValid() || v == "" {
