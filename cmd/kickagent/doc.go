@@ -26,7 +26,7 @@ network (an IPv4-mapped IPv6 client counts as IPv4; an IPv6 zone (scope)
 selects that interface only; /0 matches everything; an all-digits
 argument is a user mask). Old-style IPv4 text doveadm reads with inet_aton
 rules (127.1, 0x7f.0.0.1, 10/8), IPv4-mapped networks and other text that
-looks like an address but is none are refused (exit 64), never taken for a
+looks like an address but is none are refused (usage), never taken for a
 user mask. README "Differences from doveadm" lists every difference.
 
 Environment: KICKAGENT_CPUPROFILE=FILE writes a Go CPU profile of the

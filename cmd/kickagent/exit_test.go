@@ -24,7 +24,7 @@ func TestExitCodesDocumented(t *testing.T) {
 	}
 	files, _ := filepath.Glob("*.go")
 	def := regexp.MustCompile(`\bexit[A-Z]\w*\s*=\s*[0-9]`)
-	spelled := regexp.MustCompile(`(?i)\bexit(s|s with| status:?| code)\s+[0-9]`)
+	spelled := regexp.MustCompile(`(?i)\bexit(s|s with| status:?| code)?\s+\(?[0-9]`)
 	for _, f := range files {
 		if f == "exit.go" || strings.HasSuffix(f, "_test.go") {
 			continue
