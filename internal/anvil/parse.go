@@ -185,6 +185,12 @@ func parseAddr(s string) (netip.Addr, error) {
 	return a, err
 }
 
+// ParseAddr parses an address as Dovecot prints one (anvil's dump, ipc's
+// proxy list, a recorded snapshot, a session's ip in Rego input): the one
+// reader of addresses that come from Dovecot. Addresses people write
+// (arguments, rules) are read by match.ParseNetwork and match.ParseAddr.
+func ParseAddr(s string) (netip.Addr, error) { return parseAddr(s) }
+
 // validZone reports whether z can be an interface name or scope number
 // (see parseAddr).
 func validZone(z string) bool {

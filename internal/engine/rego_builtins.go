@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/match"
-	"net/netip"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -113,7 +113,7 @@ func (b *regoBuiltins) inNetworks(bctx rego.BuiltinContext, ipT, netsT *ast.Term
 	if s == "" {
 		return ast.InternedTerm(false), nil
 	}
-	ip, err := netip.ParseAddr(string(s))
+	ip, err := anvil.ParseAddr(string(s))
 	if err != nil {
 		return nil, regoReport(bctx, builtinInNetworks, fmt.Errorf("ip %q: not an address", string(s)))
 	}

@@ -144,10 +144,10 @@ func parseList(lines []string) ([]Proxy, error) {
 		n := len(f)
 		p := Proxy{User: f[0], Service: f[n-4]}
 		var err error
-		if p.SrcIP, err = netip.ParseAddr(f[n-3]); err != nil {
+		if p.SrcIP, err = anvil.ParseAddr(f[n-3]); err != nil {
 			return nil, fmt.Errorf("%w: line %d: bad src-ip %q", ErrFormat, i+1, f[n-3])
 		}
-		if p.DestIP, err = netip.ParseAddr(f[n-2]); err != nil {
+		if p.DestIP, err = anvil.ParseAddr(f[n-2]); err != nil {
 			return nil, fmt.Errorf("%w: line %d: bad dest-ip %q", ErrFormat, i+1, f[n-2])
 		}
 		if p.DestPort, err = strconv.Atoi(f[n-1]); err != nil {

@@ -123,7 +123,7 @@ func parseOpt(s string) (netip.Addr, error) {
 	if s == "" {
 		return netip.Addr{}, nil
 	}
-	return netip.ParseAddr(s)
+	return anvil.ParseAddr(s)
 }
 
 func indexOf(list []string, s string) int {
