@@ -47,6 +47,7 @@ type queryGen struct {
 	fields  []string // -f fields to use (doveadm must not crash on them)
 	ips     []string // client IPs in the population, as doveadm prints them
 	dests   []string // dest IPs in the population
+	altBias bool     // half the queries use -f (the crash phase)
 }
 
 // specialNets are network arguments with a story (see the documented
@@ -174,6 +175,9 @@ func (g *queryGen) next() query {
 
 func (g *queryGen) draw() (query, bool) {
 	n := g.r.IntN(100)
+	if g.altBias && g.r.IntN(2) == 0 {
+		n = 71 + g.r.IntN(13) // "alt"
+	}
 	switch {
 	case n < 20:
 		return query{kind: "mask", args: []string{g.mask()}}, true

@@ -23,6 +23,7 @@ type population struct {
 	inst    *testrig.Instance
 	ours    map[string]bool // pids of our sessions
 	rows    int             // rows doveadm who -1 lists for them
+	last    []string        // those rows at the last check
 	names   []string
 	altVals []string
 	ips     []string
@@ -47,7 +48,7 @@ func (p *population) ourRows(ctx context.Context) ([]string, error) {
 
 // allPIDs returns the pid of every session anvil lists now.
 func allPIDs(ctx context.Context, inst *testrig.Instance) (map[string][]string, error) {
-	out, errOut, code, _, err := runCmd(ctx, append(append([]string(nil), inst.DoveadmCmd...), "-f", "tab", "who", "-1"))
+	out, errOut, code, _, err := runCmd(ctx, append(doveadmNoConfig(inst), "-f", "tab", "who", "-1", "-a", doveadmAnvil(inst)))
 	if err != nil || code != 0 {
 		return nil, fmt.Errorf("%s: doveadm who -1: exit %d %v %s", inst.Name, code, err, errOut)
 	}
@@ -168,9 +169,16 @@ func (p *population) checkPresent(t *testing.T, ctx context.Context) []string {
 		t.Fatal(err)
 	}
 	if len(rows) != p.rows || p.rows == 0 {
-		t.Fatalf("%s: population missing: doveadm who -1 lists %d of our %d sessions:\n  %s",
-			p.inst.Name, len(rows), p.rows, strings.Join(rows, "\n  "))
+		var gone []string
+		for _, r := range p.last {
+			if !slices.Contains(rows, r) {
+				gone = append(gone, r)
+			}
+		}
+		t.Fatalf("%s: population missing: doveadm who -1 lists %d of our %d sessions; gone since the last check (kicked by another test?):\n  %s",
+			p.inst.Name, len(rows), p.rows, strings.Join(gone, "\n  "))
 	}
+	p.last = rows
 	return rows
 }
 
