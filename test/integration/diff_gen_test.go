@@ -104,7 +104,9 @@ func (g *queryGen) network() string {
 }
 
 // mask returns a user mask built from a population name (or alt value).
-func (g *queryGen) maskFrom(names []string) string {
+func (g *queryGen) maskFrom(names []string) string { return noDash(g.rawMask(names)) }
+
+func (g *queryGen) rawMask(names []string) string {
 	if len(names) == 0 || g.r.IntN(12) == 0 {
 		return g.pick([]string{"*", "?", "??*", "nobody", "zz*", "*@*", "**", "*?", "a*", "*e", "j*", "J?N?", "*-alt", "*_*", " *", "* *"})
 	}
@@ -163,6 +165,15 @@ func flipCase(c rune) rune {
 }
 
 func (g *queryGen) mask() string { return g.maskFrom(g.names) }
+
+// noDash keeps an argument from reading as an option: doveadm's getopt
+// would take "-alt" for -a lt (kickagent gets "--" first).
+func noDash(s string) string {
+	if strings.HasPrefix(s, "-") {
+		return "*" + s
+	}
+	return s
+}
 
 // next draws one query. kinds are weighted; 2.4 adds -f, the proxy -h.
 func (g *queryGen) next() query {

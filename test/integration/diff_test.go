@@ -371,8 +371,12 @@ func (d *diffTarget) reportMismatch(t *testing.T, c *diffCheck, st *diffStats) {
 		t.Fail()
 		return
 	}
-	t.Errorf("MISMATCH seed %d target %s phase %s, %s (kind %s): %s\n  doveadm who -1 %s: %s\n  kickagent %s: %s",
-		d.seed, d.name, d.phase, c.side, c.q.kind, c.q, c.q, c.dv, kaCommand(c), c.ka)
+	oracle := "doveadm who -1 " + query{field: c.q.field, args: c.q.args}.String()
+	if c.q.dest != "" {
+		oracle += ", rows with dest_ip " + c.q.dest + " (as doveadm kick -h)"
+	}
+	t.Errorf("MISMATCH seed %d target %s phase %s, %s (kind %s): %s\n  %s: %s\n  kickagent %s: %s",
+		d.seed, d.name, d.phase, c.side, c.q.kind, c.q, oracle, c.dv, kaCommand(c), c.ka)
 }
 
 func kaCommand(c *diffCheck) string {
