@@ -31,6 +31,11 @@ type SyntheticSession struct {
 	GUID    string     // 2.4: 32 lowercase hex digits; generated when empty
 	DestIP  netip.Addr // 2.4 only: proxy destination (invalid = none)
 	Alt     []AltField // 2.4 only
+	// IPText and DestIPText, when set, are sent to anvil instead of IP and DestIP, verbatim:
+	// to see how anvil and doveadm treat address text netip would normalize ("2001:DB8::A",
+	// "fe80::2%1"). They are not validated; an address anvil cannot parse makes it drop the
+	// connection.
+	IPText, DestIPText string
 }
 
 // SyntheticConn is an anvil connection that registered synthetic sessions. The sessions stay
@@ -119,7 +124,7 @@ func (sc *SyntheticConn) Disconnect(ctx context.Context) error {
 		s := &sc.sessions[i]
 		if sc.inst.Is24() {
 			lines[i] = strings.Join([]string{"DISCONNECT", s.GUID, strconv.Itoa(s.PID), TabEscape(s.User),
-				TabEscape(s.Service), ipText(s.IP)}, "\t") + "\n"
+				TabEscape(s.Service), s.ipText()}, "\t") + "\n"
 		} else {
 			lines[i] = "DISCONNECT\t" + strconv.Itoa(s.PID) + "\t" + ident23(s) + "\n"
 		}
@@ -169,8 +174,24 @@ func ipText(ip netip.Addr) string {
 	return ip.String()
 }
 
+// ipText is the client IP as sent to anvil.
+func (s *SyntheticSession) ipText() string {
+	if s.IPText != "" {
+		return s.IPText
+	}
+	return ipText(s.IP)
+}
+
+// destIPText is the proxy destination as sent to anvil.
+func (s *SyntheticSession) destIPText() string {
+	if s.DestIPText != "" {
+		return s.DestIPText
+	}
+	return ipText(s.DestIP)
+}
+
 func ident23(s *SyntheticSession) string {
-	return TabEscape(s.Service + "/" + ipText(s.IP) + "/" + s.User)
+	return TabEscape(s.Service + "/" + s.ipText() + "/" + s.User)
 }
 
 // connectLine builds the CONNECT line for one session and validates it.
@@ -191,12 +212,12 @@ func connectLine(v24 bool, s *SyntheticSession) (string, error) {
 			alt = append(alt, TabEscape(a.Key), TabEscape(a.Value))
 		}
 		l = strings.Join([]string{"CONNECT", s.GUID, strconv.Itoa(s.PID), TabEscape(s.User), TabEscape(s.Service),
-			ipText(s.IP), "N", ipText(s.DestIP), TabEscape(strings.Join(alt, "\t"))}, "\t") + "\n"
+			s.ipText(), "N", s.destIPText(), TabEscape(strings.Join(alt, "\t"))}, "\t") + "\n"
 	} else {
-		if !s.IP.IsValid() {
+		if !s.IP.IsValid() && s.IPText == "" {
 			return "", errors.New("2.3 sessions need a client IP")
 		}
-		if s.DestIP.IsValid() || len(s.Alt) > 0 {
+		if s.DestIP.IsValid() || s.DestIPText != "" || len(s.Alt) > 0 {
 			return "", errors.New("2.3 anvil has no dest_ip or alt fields (use StripFor23)")
 		}
 		l = "CONNECT\t" + strconv.Itoa(s.PID) + "\t" + ident23(s) + "\n"
