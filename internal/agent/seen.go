@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/kickagent/kickagent/internal/anvil"
@@ -15,10 +14,11 @@ import (
 // then they are ignored, and an id that comes back after missing a snapshot
 // starts over, as if it had been deleted at once.
 type seenTable struct {
-	// guids holds the ids that are 32 lowercase hex digits (the 2.4
-	// GUID) as their 16 bytes: no string per session to keep and mark.
-	// Any other id (2.3's pid/service/ip/user) is a key of index. The
-	// split is by the id's form only, so it is one-to-one.
+	// The table is keyed by anvil.Session.ID. guids holds the ids that
+	// are 32 lowercase hex digits (the 2.4 GUID) as their 16 bytes: no
+	// string per session to keep and mark. Any other id (2.3's
+	// pid/service/ip/user) is a key of index. The split is by the id's
+	// form only, so it is one-to-one.
 	guids map[[16]byte]int32
 	index map[string]int32
 	slots []seenSlot
@@ -28,7 +28,7 @@ type seenTable struct {
 	// at[i] is the slot of the last snapshot's session i (-1: its id was
 	// already taken by an earlier session of the snapshot).
 	at  []int32
-	buf []byte // scratch for 2.3 ids
+	buf []byte // scratch: the id of the last lookup
 	// pre[i] is session i's slot, looked up by prepare while the dump
 	// arrived (-1: not in the table then), usable when preOrder is whole.
 	pre      []int32
@@ -69,16 +69,16 @@ func (t *seenTable) prepare(i int, s *anvil.Session) {
 
 // lookup finds s's slot; t.key/t.isGUID (or t.buf) then hold its id.
 func (t *seenTable) lookup(s *anvil.Session) (int32, bool) {
-	t.key, t.isGUID = guidKey(s.ConnGUID)
-	if t.isGUID {
-		at, ok := t.guids[t.key]
-		return at, ok
-	}
 	// Built in a reused buffer: the lookup of string(buf) does not
 	// allocate; only a new entry's key does, and that key is a copy,
 	// never a string of the dump's buffer, which must not stay alive for
 	// as long as the session lasts.
-	t.buf = appendSessionID(t.buf[:0], s)
+	t.buf = s.AppendID(t.buf[:0])
+	t.key, t.isGUID = guidKey(t.buf)
+	if t.isGUID {
+		at, ok := t.guids[t.key]
+		return at, ok
+	}
 	at, ok := t.index[string(t.buf)]
 	return at, ok
 }
@@ -213,8 +213,10 @@ func (t *seenTable) firstSeen(i int, id string) time.Time {
 func (t *seenTable) len() int { return t.live }
 
 // guidKey returns the bytes of id if it is 32 lowercase hex digits. Only
-// lowercase: "AB…" and "ab…" are different ids and must stay apart.
-func guidKey(id string) (k [16]byte, ok bool) {
+// lowercase: "AB…" and "ab…" are different ids and must stay apart. It
+// only packs the id's text (anvil.Session.ID): which sessions have such an
+// id, a 2.4 GUID, is anvil's business.
+func guidKey[T string | []byte](id T) (k [16]byte, ok bool) {
 	if len(id) != 32 {
 		return k, false
 	}
@@ -242,20 +244,3 @@ var hexVal = func() (t [256]byte) {
 	}
 	return t
 }()
-
-// appendSessionID appends engine.SessionID(s) to b (the same bytes; a test
-// holds them equal).
-func appendSessionID(b []byte, s *anvil.Session) []byte {
-	if s.ConnGUID != "" {
-		return append(b, s.ConnGUID...)
-	}
-	b = strconv.AppendInt(b, s.PID, 10)
-	b = append(b, '/')
-	b = append(b, s.Service...)
-	b = append(b, '/')
-	if s.IP.IsValid() {
-		b = s.IP.AppendTo(b)
-	}
-	b = append(b, '/')
-	return append(b, s.User...)
-}

@@ -9,23 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/kickagent/kickagent/internal/anvil"
-	"github.com/kickagent/kickagent/internal/engine"
 )
-
-func TestAppendSessionIDIsSessionID(t *testing.T) {
-	for _, s := range []anvil.Session{
-		{PID: 42, Service: "imap", IP: netip.MustParseAddr("192.0.2.1"), User: "a@example.com"},
-		{PID: 7, Service: "pop3", User: "b/c d"},
-		{PID: -1, Service: "", IP: netip.MustParseAddr("2001:db8::1"), User: ""},
-		{PID: 3, Service: "imap", IP: netip.MustParseAddr("::ffff:192.0.2.9"), User: "ü"},
-		{PID: 3, Service: "imap", IP: netip.MustParseAddr("fe80::1%eth0"), User: "x"},
-		{PID: 9, ConnGUID: "0123456789abcdef0123456789abcdef", Service: "imap", User: "u"},
-	} {
-		if got, want := string(appendSessionID([]byte("junk"), &s)[4:]), engine.SessionID(&s); got != want {
-			t.Errorf("appendSessionID = %q, SessionID = %q", got, want)
-		}
-	}
-}
 
 // refSeen is the first-seen bookkeeping as it was specified: a map of the
 // ids present, rebuilt every snapshot.
@@ -34,7 +18,7 @@ type refSeen map[string]time.Time
 func (r refSeen) observe(ss []anvil.Session, now time.Time) {
 	present := map[string]bool{}
 	for i := range ss {
-		id := engine.SessionID(&ss[i])
+		id := ss[i].ID()
 		present[id] = true
 		if _, ok := r[id]; !ok {
 			r[id] = now
@@ -105,7 +89,7 @@ func TestSeenTableMatchesReference(t *testing.T) {
 			t.Fatalf("cycle %d: %d present, want %d", c, tab.len(), len(ref))
 		}
 		for i := range universe {
-			id := engine.SessionID(&universe[i])
+			id := universe[i].ID()
 			want, in := ref[id]
 			if got := tab.firstSeen(-1, id); !got.Equal(want) || tab.present(id) != in {
 				t.Fatalf("cycle %d, %s: first seen %v present %v, want %v %v", c, id, got, tab.present(id), want, in)
@@ -113,7 +97,7 @@ func TestSeenTableMatchesReference(t *testing.T) {
 		}
 		// By the snapshot's index, as the engine asks, duplicates included.
 		for i := range snap {
-			id := engine.SessionID(&snap[i])
+			id := snap[i].ID()
 			if got := tab.firstSeen(i, id); !got.Equal(ref[id]) {
 				t.Fatalf("cycle %d, session %d (%s): first seen %v, want %v", c, i, id, got, ref[id])
 			}
@@ -171,7 +155,7 @@ func TestOnceFollowsTheSession(t *testing.T) {
 		st.observe(ss, t0.Add(time.Duration(c)*time.Second))
 		got := ""
 		for i := range ss {
-			id := engine.SessionID(&ss[i])
+			id := ss[i].ID()
 			got += fmt.Sprint(st.once(id, "dry-run", "r"), st.once(id, "dry-run", "r"), " ")
 		}
 		if got != want {
@@ -182,7 +166,7 @@ func TestOnceFollowsTheSession(t *testing.T) {
 	step(2, "false false false false ", a, b)
 	step(3, "false false ", a)
 	step(4, "false false true false ", a, b) // b came back
-	if !st.once(engine.SessionID(&a), "allowed", "r") || !st.once(engine.SessionID(&a), "dry-run", "q") {
+	if !st.once(a.ID(), "allowed", "r") || !st.once(a.ID(), "dry-run", "q") {
 		t.Fatal("a changed result or rule is not audited")
 	}
 }

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"strconv"
-
 	"github.com/kickagent/kickagent/internal/anvil"
 )
 
@@ -33,7 +31,7 @@ type Decision struct {
 	Session *anvil.Session
 	// Index is Session's position in the snapshot evaluated.
 	Index int
-	// ID is the session's stable id (SessionID).
+	// ID is the session's stable id (anvil.Session.ID).
 	ID     string
 	Rule   string
 	Engine Engine
@@ -49,17 +47,4 @@ type Decision struct {
 	Drain bool
 	// File is where the deciding YAML rule is defined ("" for Rego).
 	File string
-}
-
-// SessionID is a session's identity across snapshots: the connection GUID
-// on 2.4; on 2.3, which has none, the pid and ident (service, IP, user).
-func SessionID(s *anvil.Session) string {
-	if s.ConnGUID != "" {
-		return s.ConnGUID
-	}
-	ip := ""
-	if s.IP.IsValid() {
-		ip = s.IP.String()
-	}
-	return strconv.FormatInt(s.PID, 10) + "/" + s.Service + "/" + ip + "/" + s.User
 }

@@ -40,7 +40,7 @@ func (p *Prepared) Add(i int, s *anvil.Session) {
 	}
 	if len(p.rs.rules) > 0 {
 		c := p.rs.cache
-		p.keys = append(p.keys, cacheKeys{c.hash(c.seed, s), c.hash(c.check, s)})
+		p.keys = append(p.keys, cacheKeys{s.ContentHash(c.seed), s.ContentHash(c.check)})
 	}
 }
 

@@ -38,7 +38,7 @@ import (
 //
 // and each session:
 //
-//	{"id": SessionID, "user", "service", "pid", "ip" ("" if none),
+//	{"id" (anvil.Session.ID), "user", "service", "pid", "ip" ("" if none),
 //	 "conn_guid" ("" on 2.3), "dest_ip" ("" unless proxied),
 //	 "alt": {field: value}, "connections" (2.3 refcount, 1 on 2.4),
 //	 "first_seen" (RFC 3339), "first_seen_ns",

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"net/netip"
@@ -76,42 +75,14 @@ const regoLookahead = 16
 // and a map hit moves the cursor there. The random map lookups were 40% of
 // a steady cycle at 100k sessions.
 //
-// The entries are found by a hash of the session's identity (SessionID's
-// parts: the GUID on 2.4; pid, service, user and IP on 2.3) in a
-// map[uint64], colliding entries chained: a lookup neither builds the id
-// string (2.3) nor hashes a struct key (both several times slower at 100k).
-
-func (c *regoCache) hashOf(s *anvil.Session) uint64 {
-	if s.ConnGUID != "" {
-		return maphash.String(c.seed, s.ConnGUID)
-	}
-	var h maphash.Hash
-	h.SetSeed(c.seed)
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(s.PID))
-	h.Write(b[:])
-	h.WriteString(s.Service)
-	h.WriteByte(0)
-	h.WriteString(s.User)
-	h.WriteByte(0)
-	if s.IP.IsValid() {
-		ip := s.IP.As16()
-		h.Write(ip[:])
-	}
-	return h.Sum64()
-}
-
-// sameID reports whether e is the entry of s (SessionID equal).
-func sameID(e *regoEntry, s *anvil.Session) bool {
-	if s.ConnGUID != "" || e.sess.ConnGUID != "" {
-		return s.ConnGUID == e.sess.ConnGUID
-	}
-	return s.PID == e.sess.PID && s.Service == e.sess.Service && s.User == e.sess.User && s.IP == e.sess.IP
-}
+// The entries are found by the session's anvil.Session.IDHash in a
+// map[uint64], colliding entries chained and told apart by SameID: a
+// lookup neither builds the id string (2.3) nor hashes a struct key (both
+// several times slower at 100k).
 
 func (c *regoCache) lookup(h uint64, s *anvil.Session) *regoEntry {
 	for e := c.entries[h]; e != nil; e = e.next {
-		if sameID(e, s) {
+		if e.sess.SameID(s) {
 			return e
 		}
 	}
@@ -241,14 +212,14 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		s := &snap.Sessions[i]
 		var e *regoEntry
 		for j := cur; j < len(prev) && j < cur+regoLookahead; j++ {
-			if sameID(prev[j], s) {
+			if prev[j].sess.SameID(s) {
 				e, cur = prev[j], j+1
 				break
 			}
 		}
 		var h uint64
 		if e == nil {
-			h = c.hashOf(s)
+			h = s.IDHash(c.seed)
 			if e = c.lookup(h, s); e != nil && e.pos < len(prev) && prev[e.pos] == e {
 				cur = e.pos + 1 // resume the walk from here
 			}
@@ -257,7 +228,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		case e == nil:
 			// Detached: the entry outlives this snapshot's dump buffer.
 			d := s.Detached()
-			e = &regoEntry{hash: h, id: SessionID(&d), sess: d, firstSeen: now}
+			e = &regoEntry{hash: h, id: d.ID(), sess: d, firstSeen: now}
 			if in.FirstSeen != nil {
 				e.firstSeen = in.FirstSeen(i, e.id)
 			}
@@ -273,7 +244,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 			if in.FirstSeen != nil {
 				fs = in.FirstSeen(i, e.id)
 			}
-			if !sameSession(&e.sess, s) || !fs.Equal(e.firstSeen) {
+			if !e.sess.SameContent(s) || !fs.Equal(e.firstSeen) {
 				e.sess, e.firstSeen = s.Detached(), fs
 				e.term, e.decided = nil, false
 			}

@@ -212,33 +212,3 @@ func inputValue(sessions []*ast.Term, now time.Time, proto anvil.Protocol, allow
 		ast.Item(regoKeyAllow, allow),
 	)
 }
-
-// sameSession reports whether a and b carry the same input fields (the
-// id is equal already; Connections and alt values may change).
-func sameSession(a, b *anvil.Session) bool {
-	if a.Service != b.Service || a.User != b.User || a.IP != b.IP || a.PID != b.PID ||
-		a.ConnGUID != b.ConnGUID || a.DestIP != b.DestIP || a.Connections != b.Connections {
-		return false
-	}
-	return sameAlt(a, b)
-}
-
-// sameAlt compares the alt fields as sets of pairs: the header order is
-// not stable between dumps.
-func sameAlt(a, b *anvil.Session) bool {
-	if len(a.AltValues()) == 0 && len(b.AltValues()) == 0 {
-		return true
-	}
-	na, nb, eq := 0, 0, true
-	a.AltFields(func(field, value string) {
-		na++
-		if v, ok := b.Alt(field); !ok || v != value {
-			eq = false
-		}
-	})
-	if !eq {
-		return false
-	}
-	b.AltFields(func(string, string) { nb++ })
-	return na == nb
-}

@@ -209,7 +209,7 @@ func TestPolicyExamples(t *testing.T) {
 		t.Errorf("2.4 decisions\n got %q\nwant %q", got, want)
 	}
 	for _, d := range ds {
-		if d.Engine != EngineRego || d.Session == nil || SessionID(d.Session) != d.ID || d.Reason == "" {
+		if d.Engine != EngineRego || d.Session == nil || d.Session.ID() != d.ID || d.Reason == "" {
 			t.Errorf("bad decision %+v", d)
 		}
 	}

@@ -184,7 +184,7 @@ func (r *rule) oldEnough(s *anvil.Session, i int, in *Input) bool {
 	}
 	seen := in.Now
 	if in.FirstSeen != nil {
-		if t := in.FirstSeen(i, SessionID(s)); !t.IsZero() {
+		if t := in.FirstSeen(i, s.ID()); !t.IsZero() {
 			seen = t
 		}
 	}

@@ -146,7 +146,7 @@ func (rs *Ruleset) evaluateYAML(in *Input) []Decision {
 		if keys != nil {
 			key, check = keys[i].key, keys[i].check
 		} else {
-			key, check = c.hash(c.seed, s), c.hash(c.check, s)
+			key, check = s.ContentHash(c.seed), s.ContentHash(c.check)
 		}
 		hit, known := c.lookup(key)
 		if hit != nil && hit.check != check {
@@ -222,7 +222,7 @@ func (rs *Ruleset) decide(in *Input, hit *yamlHit, s *anvil.Session, i int, cach
 	if hit.reasonOf != bestID {
 		hit.reason, hit.reasonOf = best.explain(s), bestID
 	}
-	return Decision{Session: s, Index: i, ID: SessionID(s), Rule: best.name, Engine: EngineYAML,
+	return Decision{Session: s, Index: i, ID: s.ID(), Rule: best.name, Engine: EngineYAML,
 		Reason: hit.reason, Action: action, MaxKicksPerCycle: best.maxKicks,
 		Rate: best.rate, Drain: best.drain, File: best.file}, true
 }

@@ -1,13 +1,9 @@
 package engine
 
 import (
-	"encoding/binary"
 	"hash/maphash"
-	"net/netip"
 	"slices"
 	"sync"
-
-	"github.com/kickagent/kickagent/internal/anvil"
 )
 
 // The YAML match cache.
@@ -22,10 +18,12 @@ import (
 // logged_in_before, first seen — to the cached matches only, exactly as an
 // uncached evaluation does.
 //
-// The key is a 64-bit hash of everything matching reads (user, service,
-// IP, dest IP, alt fields as an unordered set, plus the pid and GUID, so
-// that two sessions never share an entry by design). A changed session
-// has a new key and is matched afresh. A reload builds a new Ruleset, so
+// The key is the session's anvil.Session.ContentHash: a 64-bit hash of
+// everything matching reads (user, service, IP, dest IP, alt fields as an
+// unordered set), plus the pid and GUID, so that two sessions never share
+// an entry by design, and the 2.3 refcount, which no YAML rule reads (a
+// change costs one match). A changed session has a new key and is matched
+// afresh. A reload builds a new Ruleset, so
 // rule changes never meet stale entries.
 //
 // Finding the entry: anvil dumps its hash table, whose order stays the
@@ -93,50 +91,6 @@ type yamlHit struct {
 
 func newYAMLCache() *yamlCache {
 	return &yamlCache{seed: maphash.MakeSeed(), check: maphash.MakeSeed()}
-}
-
-// hash is the session's content key (see above) under seed: c.seed for
-// the key, c.check for the second hash. Each string field is hashed on its
-// own (so field boundaries count), then the fixed-size record of those
-// hashes, the pid and the addresses is hashed once: 3–4× cheaper than
-// streaming the fields through a maphash.Hash.
-func (c *yamlCache) hash(seed maphash.Seed, s *anvil.Session) uint64 {
-	var b [11 * 8]byte
-	put := func(i int, v uint64) { binary.LittleEndian.PutUint64(b[8*i:], v) }
-	put(0, uint64(s.PID))
-	put(1, maphash.String(seed, s.User))
-	put(2, maphash.String(seed, s.Service))
-	put(3, maphash.String(seed, s.ConnGUID))
-	putAddr(seed, b[4*8:7*8], s.IP)
-	putAddr(seed, b[7*8:10*8], s.DestIP)
-	// Alt columns as a set: the header's order is not stable between
-	// dumps, and an order change alone must not miss the cache.
-	var alt uint64
-	s.AltFields(func(field, value string) {
-		alt += maphash.String(seed, field) ^ (maphash.String(seed, value) * 0x9e3779b97f4a7c15)
-	})
-	put(10, alt)
-	return maphash.Bytes(seed, b[:])
-}
-
-// putAddr writes a's 16 bytes and its kind and zone into b (24 bytes).
-func putAddr(seed maphash.Seed, b []byte, a netip.Addr) {
-	var kind uint64
-	switch {
-	case !a.IsValid():
-		binary.LittleEndian.PutUint64(b[16:], 0)
-		return
-	case a.Is4():
-		kind = 4
-	default:
-		kind = 6
-	}
-	ip := a.As16()
-	copy(b, ip[:])
-	if z := a.Zone(); z != "" {
-		kind |= maphash.String(seed, z) << 4
-	}
-	binary.LittleEndian.PutUint64(b[16:], kind)
 }
 
 // begin starts one evaluation's use of the cache.

@@ -38,7 +38,7 @@ func TestYAMLCacheEqualsFresh(t *testing.T) {
 			now = now.Add(time.Duration(rng.IntN(40)) * time.Minute)
 			snap = churn(rng, snap)
 			for i := range snap.Sessions {
-				id := SessionID(&snap.Sessions[i])
+				id := snap.Sessions[i].ID()
 				if _, ok := firstSeen[id]; !ok {
 					firstSeen[id] = now
 				}
@@ -143,7 +143,7 @@ func TestPreparedUsedOnlyWhenWhole(t *testing.T) {
 		}
 		for i := range keys {
 			c, s := rs.cache, &snap.Sessions[i]
-			if keys[i] != (cacheKeys{c.hash(c.seed, s), c.hash(c.check, s)}) {
+			if keys[i] != (cacheKeys{s.ContentHash(c.seed), s.ContentHash(c.check)}) {
 				t.Fatalf("%s: key %d is not session %d's", tc.name, i, i)
 			}
 		}
@@ -280,7 +280,7 @@ func TestYAMLCacheLyingEntryNeverKicks(t *testing.T) {
 	// Every session's entry now claims kick rule a (id 0) and no allow.
 	c := rs.cache
 	for i := range snap.Sessions {
-		c.hits[i] = &yamlHit{rules: []int32{0}, check: c.hash(c.check, &snap.Sessions[i]), reasonOf: -1}
+		c.hits[i] = &yamlHit{rules: []int32{0}, check: snap.Sessions[i].ContentHash(c.check), reasonOf: -1}
 	}
 	got, err := rs.Evaluate(context.Background(), in)
 	if err != nil {

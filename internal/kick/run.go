@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -190,7 +189,7 @@ func settle(ctx context.Context, conn Conn, pending []*Result, opt Options) (*an
 	deadline := time.Now().Add(opt.Settle)
 	want := make(idSet, len(pending))
 	for _, r := range pending {
-		want[identityOf(r.Session)] = struct{}{}
+		want[r.Session.Key()] = struct{}{}
 	}
 	for {
 		t0 := time.Now()
@@ -222,30 +221,14 @@ func waiting(pending []*Result, listed idSet) bool {
 // last dump still observes (still-connected).
 func canLeave(s *anvil.Session) bool { return s.PID <= maxPID }
 
-// identity is a session's identity across dumps: the connection GUID on
-// 2.4; pid and ident on 2.3.
-type identity struct {
-	guid          string
-	pid           int64
-	service, user string
-	ip            netip.Addr
-}
-
-func identityOf(s *anvil.Session) identity {
-	if s.ConnGUID != "" {
-		return identity{guid: s.ConnGUID}
-	}
-	return identity{pid: s.PID, service: s.Service, user: s.User, ip: s.IP}
-}
-
-// idSet is a set of session identities.
-type idSet map[identity]struct{}
+// idSet is a set of session identities (anvil.Session.Key).
+type idSet map[anvil.SessionKey]struct{}
 
 // indexOf indexes a whole snapshot.
 func indexOf(snap *anvil.Snapshot) idSet {
 	ix := make(idSet, len(snap.Sessions))
 	for i := range snap.Sessions {
-		ix[identityOf(&snap.Sessions[i])] = struct{}{}
+		ix[snap.Sessions[i].Key()] = struct{}{}
 	}
 	return ix
 }
@@ -256,7 +239,7 @@ func indexOf(snap *anvil.Snapshot) idSet {
 func (set idSet) listedIn(snap *anvil.Snapshot) idSet {
 	out := make(idSet)
 	for i := range snap.Sessions {
-		id := identityOf(&snap.Sessions[i])
+		id := snap.Sessions[i].Key()
 		if _, ok := set[id]; ok {
 			out[id] = struct{}{}
 		}
@@ -265,12 +248,11 @@ func (set idSet) listedIn(snap *anvil.Snapshot) idSet {
 }
 
 func (set idSet) has(s *anvil.Session) bool {
-	_, ok := set[identityOf(s)]
+	_, ok := set[s.Key()]
 	return ok
 }
 
-// present reports whether s is still in snap: by connection GUID on 2.4,
-// by pid and ident on 2.3.
+// present reports whether s is still in snap (by anvil.Session.Key).
 func present(snap *anvil.Snapshot, s *anvil.Session) bool { return indexOf(snap).has(s) }
 
 // stuckLoginWait is how long a proxied session may take to leave anvil
