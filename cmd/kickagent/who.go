@@ -21,15 +21,17 @@ func runWho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return helpOr(err)
 	}
-	filter, err := match.Parse(pos, "")
+	// doveadm who reads -f only with positional arguments; without any
+	// it lists every session (2.4.1 cmd_who), and so does who here. With
+	// a network but no mask, both refuse.
+	alt := *field
+	if len(pos) == 0 {
+		alt = ""
+	}
+	filter, err := match.Parse(pos, alt)
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent who: %v\n", err)
 		return exitUsage
-	}
-	// doveadm who reads -f only together with a mask; without one it
-	// lists every session (2.4.1 cmd_who), and so does who here.
-	if len(filter.Masks) > 0 {
-		filter.AltField = *field
 	}
 	ctx, cancel := context.WithTimeout(ctx, af.timeout)
 	defer cancel()

@@ -106,7 +106,9 @@ func parseIdent23(ident string, s *Session) bool {
 	if ip != "" {
 		// doveadm ignores an unparsable IP; a session without IP never
 		// matches a network filter, so that is the safe reading too.
-		if a, err := parseAddr(ip); err == nil {
+		// doveadm 2.3 parses IPv6 with inet_pton, which refuses a zone
+		// (2.3's anvil never prints one; a client could register one).
+		if a, err := parseAddr(ip); err == nil && a.Zone() == "" {
 			s.IP = a
 		}
 	}
