@@ -8,13 +8,14 @@
 #
 # BEFORE (or env BEFORE): a commit. AFTER (or env AFTER): a commit; default the work tree.
 # Commits are built from `git archive` in a temporary directory (the work tree is not touched).
-# Knobs (environment): SESSIONS=100000, ROUNDS=9, SEED=1, CYCLES=3 (cycles of one in-process agent
+# Knobs (environment): SESSIONS=100000 (at least 1000), ROUNDS=9, SEED=1, CYCLES=3 (cycles of one in-process agent
 # per round: bench/cmd/cycle yaml -rounds CYCLES), OUT=BENCHMARKS.md.
 #
 # Each round runs, for one build and then the other (the first alternates between rounds):
 #   who   kickagent who -1 -a SOCK >/dev/null                           (process wall time)
 #   once  kickagent run --once --dry-run --metrics off -a SOCK --rules mix1000.yaml   (as bench/run.sh)
-#   cycle bench/cmd/cycle yaml -rounds CYCLES mix1000.yaml, its median (agent.Step, as bench/run.sh)
+#   cycle bench/cmd/cycle yaml -rounds CYCLES mix1000.yaml, its median (agent.Step, as bench/run.sh;
+#         2.4 only: bench/cmd/cycle reads 2.4's anvil only)
 # and between the two builds the floor: bench/cmd/rawdump, plain and paced (as kickagent reads 2.3).
 #
 # Uses only the benchmark instances b23 and b24 of test/dovecot/instance.sh; refuses to run if
@@ -27,6 +28,8 @@ export KA_ROOT=${KA_ROOT:-$PWD/.dovecot} # the same rig for instance.sh and for 
 BEFORE=${1:-${BEFORE:-}} AFTER=${2:-${AFTER:-}}
 SESSIONS=${SESSIONS:-100000} ROUNDS=${ROUNDS:-9} SEED=${SEED:-1} CYCLES=${CYCLES:-3} OUT=${OUT:-BENCHMARKS.md}
 [ -n "$BEFORE" ] || { echo "usage: bench/compare.sh BEFORE [AFTER]" >&2; exit 64; }
+# cycle gen needs distinct networks and users for its 1,000 rules; with too few sessions it never ends.
+[ "$SESSIONS" -ge 1000 ] || { echo "compare.sh: SESSIONS must be at least 1000" >&2; exit 64; }
 cmdline="SESSIONS=$SESSIONS ROUNDS=$ROUNDS CYCLES=$CYCLES SEED=$SEED bench/compare.sh $BEFORE${AFTER:+ $AFTER}"
 inst=test/dovecot/instance.sh
 W=$(mktemp -d /tmp/kickagent-compare.XXXXXX)
@@ -83,6 +86,7 @@ one() {
   local k=$W/$2/kickagent s
   tm "$1" "$2" who "$k" who -1 -a "$A"
   tm "$1" "$2" once "$k" run --once --dry-run --metrics off -a "$A" --rules "$W/mix1000.yaml"
+  [ "$1" = 24 ] || return 0 # bench/cmd/cycle reads 2.4 only (as in bench/run.sh)
   s=$("$W/$2/cycle" yaml -inst "b$1" -rounds "$CYCLES" -noheader "$W/mix1000.yaml" |
     awk -F'|' '$2 ~ /^ cycle,/ {print $6 * 1e6; exit}') || die "b$1: $2's bench/cmd/cycle failed"
   [ -n "$s" ] || die "b$1: $2's bench/cmd/cycle printed no cycle row"
@@ -93,23 +97,23 @@ load_start=$(uptime)
 t_start=$SECONDS
 : >"$W/times"
 : >"$W/checks"
+for i in b23 b24; do ! running $i || die "$i already runs (bench/run.sh or bench/profile.sh?); not touching it"; done
 for ver in 23 24; do
-  ! running "b$ver" || die "b$ver already runs (bench/run.sh or bench/profile.sh?); not touching it"
   started+=("b$ver")
   "$inst" start "b$ver" >&2
   A=$("$inst" env "b$ver" | sed -n "s/^KA_ANVIL='\(.*\)'$/\1/p")
   "$W/synth" -inst "b$ver" -n "$SESSIONS" -seed "$SEED" >&2
-  # Once: both builds list the same rows, and decide the same (dry-run log without time=).
+  # Once: whether both builds list the same rows and decide the same (dry-run audit, time removed).
   for t in before after; do
     "$W/$t/kickagent" who -1 -a "$A" >"$W/who.$t" || die "b$ver: $t: who -1 failed"
-    "$W/$t/kickagent" run --once --dry-run --metrics off -a "$A" --rules "$W/mix1000.yaml" 2>&1 |
-      sed 's/^time=[^ ]* //' | sort >"$W/once.$t" || true
+    "$W/$t/kickagent" run --once --dry-run --metrics off -a "$A" --rules "$W/mix1000.yaml" --audit-log - 2>/dev/null |
+      sed 's/^{"time":"[^"]*",/{/' | sort >"$W/once.$t" || die "b$ver: $t: run --once failed"
   done
   sw=no so=no
   cmp -s "$W/who.before" "$W/who.after" && sw=yes
   cmp -s "$W/once.before" "$W/once.after" && so=yes
   echo "| ${ver:0:1}.${ver:1} | $(($(wc -l <"$W/who.before") - 1)) / $(($(wc -l <"$W/who.after") - 1)) | $sw | $(wc -l <"$W/once.before") / $(wc -l <"$W/once.after") | $so |" >>"$W/checks"
-  log "b$ver: $ROUNDS rounds (who -1, run --once, cycle x $CYCLES per build; raw reads between)"
+  log "b$ver: $ROUNDS rounds (who -1, run --once$([ $ver = 23 ] || echo ", cycle x $CYCLES") per build; raw reads between)"
   for ((r = 0; r < ROUNDS; r++)); do
     first=before second=after
     ((r % 2 == 0)) || first=after second=before
@@ -122,7 +126,7 @@ for ver in 23 24; do
   started=() # one instance at a time
 done
 load_end=$(uptime)
-t_total=$((SECONDS - t_start))
+t_rounds=$((SECONDS - t_start)) t_total=$SECONDS
 
 # stat VER TAG MEAS: "median min max n exits" in seconds.
 stat() {
@@ -136,37 +140,42 @@ stat() {
   echo
   echo "Reproduce: \`$cmdline\` (as root, after \`test/dovecot/install.sh\`)."
   echo "Before: ${desc[before]}; after: ${desc[after]}. $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) × $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1),"
-  echo "Go $(go env GOVERSION); load ${load_start#*load average: } at start, ${load_end#*load average: } at end; run time $((t_total / 60)) min $((t_total % 60)) s."
+  echo "Go $(go env GOVERSION); load ${load_start#*load average: } at start, ${load_end#*load average: } at end;"
+  echo "run time $((t_total / 60)) min $((t_total % 60)) s ($((t_rounds / 60)) min $((t_rounds % 60)) s without the builds)."
   echo
   echo "\`testrig.SyntheticMix($SESSIONS, $SEED)\` in b23 (2.3, \`StripFor23\`) and b24 (2.4). $ROUNDS rounds; each runs the"
   echo "measurements of one build, the raw reads, then those of the other (which goes first alternates)."
   echo "*who -1*: \`kickagent who -1 -a SOCK\` to /dev/null; *run --once*: \`kickagent run --once --dry-run --metrics off"
   echo "-a SOCK --rules mix1000.yaml\` (process start, rule load, one cycle); both wall time of the process."
   echo "*agent cycle*: the median cycle of \`bench/cmd/cycle yaml -rounds $CYCLES mix1000.yaml\` (\`agent.Step\` of one agent, in"
-  echo "process, each build's own), one value per round. mix1000.yaml is \`bench/cmd/cycle gen -kind mix -rules 1000\`, as in"
-  echo "\`bench/run.sh\`. The floor: \`bench/cmd/rawdump\` (plain; paced as kickagent reads 2.3) in the same rounds."
+  echo "process, each build's own; 2.4 only, as in \`bench/run.sh\`), one value per round. mix1000.yaml is"
+  echo "\`bench/cmd/cycle gen -kind mix -rules 1000\`, as in \`bench/run.sh\`. The floor: \`bench/cmd/rawdump\` (plain; paced"
+  echo "as kickagent reads 2.3) in the same rounds."
   echo
   echo "| Dovecot | Measurement | before median (s) | after median (s) | after / before | before min–max (s) | after min–max (s) | n | exit codes |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for ver in 23 24; do
-    for m in who once cycle; do
+    ms="who once cycle"
+    [ $ver = 24 ] || ms="who once"
+    for m in $ms; do
       # shellcheck disable=SC2016 # backquotes are markdown
       case $m in who) d='`kickagent who -1`' ;; once) d='`kickagent run --once`, 1000 YAML rules' ;; cycle) d='agent cycle, 1000 YAML rules (in process)' ;; esac
-      read -r bm bmin bmax bn be <<<"$(stat $ver before $m)"
-      read -r am amin amax an ae <<<"$(stat $ver after $m)"
+      read -r bm bmin bmax bn be <<<"$(stat $ver before "$m")"
+      read -r am amin amax an ae <<<"$(stat $ver after "$m")"
       echo "| ${ver:0:1}.${ver:1} | $d | $bm | $am | $(awk -v a="$am" -v b="$bm" 'BEGIN {printf "%.2f", a / b}') | $bmin–$bmax | $amin–$amax | $bn / $an | $be / $ae |"
     done
     for m in raw rawp; do
       # shellcheck disable=SC2016
-      case $m in raw) d='floor: raw dump read' ;; rawp) d='floor: paced raw dump read' ;; esac
+      case $m in raw) d='floor (one for both): raw dump read' ;; rawp) d='floor (one for both): paced raw dump read' ;; esac
       read -r fm fmin fmax fn fe <<<"$(stat $ver floor $m)"
-      echo "| ${ver:0:1}.${ver:1} | $d | $fm (both) | | | $fmin–$fmax | | $fn | $fe |"
+      echo "| ${ver:0:1}.${ver:1} | $d | $fm | — | — | $fmin–$fmax | — | $fn | $fe |"
     done
   done
   echo
-  echo "Checked once before the rounds: rows of \`who -1\` and lines of the \`run --once --dry-run\` log (time= removed, sorted)."
+  echo "Checked once before the rounds: the output of \`who -1\`, and the decisions of \`run --once --dry-run --audit-log -\`"
+  echo "(one JSON line each; time removed, sorted)."
   echo
-  echo "| Dovecot | who -1 rows before / after | identical output | run --once log lines before / after | identical |"
+  echo "| Dovecot | who -1 rows before / after | identical output | run --once decisions before / after | identical |"
   echo "|---|---|---|---|---|"
   cat "$W/checks"
   echo "<!-- /compare -->"
