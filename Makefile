@@ -3,10 +3,11 @@
 # make install    binary, systemd unit, example config and rules
 # make bench      bench/run.sh (benchmarks against doveadm; BENCHMARKS.md)
 # make profile    bench/profile.sh (CPU profiles of the hot paths; BENCHMARKS.md)
+# make compare BEFORE=<commit> [AFTER=<commit>]   bench/compare.sh (before/after; BENCHMARKS.md)
 PREFIX ?= /usr/local
 GO ?= go
 
-.PHONY: build test install bench profile
+.PHONY: build test install bench profile compare
 build:
 	$(GO) build -o kickagent ./cmd/kickagent
 
@@ -18,6 +19,9 @@ bench:
 
 profile:
 	bench/profile.sh
+
+compare:
+	bench/compare.sh
 
 install: build
 	install -D -m 0755 kickagent $(DESTDIR)$(PREFIX)/bin/kickagent
