@@ -140,6 +140,11 @@ func parseAddrText(s, a string) (netip.Addr, string, error) {
 			return netip.Addr{}, "", refuse("%q is old-style IPv4 text (doveadm reads it as %s); write the address as four decimal numbers",
 				s, ip.String()+s[len(a):])
 		}
+		if isDigits(a) {
+			// Dovecot 2.3 reads one decimal number as a 32-bit address
+			// (net_addr2ip_inet4_fast), 2.4 only where inet_aton does.
+			return netip.Addr{}, "", refuse("%q: a single number is not an IPv4 address (doveadm 2.3 reads it as one); write four decimal numbers", s)
+		}
 		if looksLikeIPv4(a) {
 			return netip.Addr{}, "", refuse("%q is not an IPv4 address", s)
 		}

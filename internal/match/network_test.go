@@ -34,6 +34,7 @@ func TestParseNetwork(t *testing.T) {
 		{in: "0x7f.0.0.2", refused: true},
 		{in: "0177.0.0.1", want: "177.0.0.1/32"}, // decimal in doveadm too
 		{in: "10/8", refused: true},
+		{in: "08/0", refused: true}, // 2.3: 0.0.0.8/0; 2.4: a user mask
 		{in: "0x7f000001", refused: true},
 		{in: "::ffff:10.0.0.0/120", refused: true},
 		{in: "::ffff:127.0.0.1", refused: true},
@@ -192,7 +193,7 @@ var networkSeeds = []string{
 	"::1", "[::1]/64", "fe80::1%lo", "fe80::1%1", "fe80::1%nosuch0", "::ffff:10.0.0.0/120",
 	"2001:db8::/32", "2001:DB8::1", "1.2.3.4 x", "0x", "0x.1", "4294967295", "1.16777215",
 	"08.1.1.1", "[127.0.0.1]", "::ffff:1.2.3.4", "1::2::3", "fe80::1%", "ff02::1%lo",
-	"::/0", "0.0.0.0/000", "1.2.3.4/", "alice", "",
+	"::/0", "0.0.0.0/000", "1.2.3.4/", "alice", "", "08/0", "4294967296/8",
 }
 
 func TestParseNetworkAgainstDovecot(t *testing.T) {
