@@ -24,6 +24,7 @@ import (
 	"github.com/kickagent/kickagent/internal/audit"
 	"github.com/kickagent/kickagent/internal/config"
 	"github.com/kickagent/kickagent/internal/engine"
+	"github.com/kickagent/kickagent/internal/jobs"
 	"github.com/kickagent/kickagent/internal/kick"
 	"github.com/kickagent/kickagent/internal/sdnotify"
 )
@@ -154,6 +155,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		RepeatThreshold: c.Limits.RepeatThreshold},
 		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ProcSignaler{}, Settle: min(2*time.Second, interval/3)},
 			Load:  func(ctx context.Context) (*engine.Ruleset, error) { return engine.Load(ctx, sources()) },
+			Jobs:  jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}},
 			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv()})
 
 	if rs.once {

@@ -11,6 +11,7 @@ import (
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/audit"
 	"github.com/kickagent/kickagent/internal/engine"
+	"github.com/kickagent/kickagent/internal/jobs"
 	"github.com/kickagent/kickagent/internal/kick"
 	"github.com/kickagent/kickagent/internal/sdnotify"
 )
@@ -64,6 +65,7 @@ type Agent struct {
 	src     SessionSource
 	kicker  Kicker
 	load    Loader
+	jobs    jobs.Dir
 	audit   *audit.Log
 	m       *Metrics
 	log     *slog.Logger
@@ -86,12 +88,16 @@ type Deps struct {
 	Logger  *slog.Logger
 	Now     func() time.Time // nil: time.Now
 	Notify  *sdnotify.Notifier
+	// Jobs is the drop-in directory whose finished job files the agent
+	// deletes, and the other rule sources it must never delete; zero: no
+	// drop-in directory, nothing is deleted.
+	Jobs jobs.Dir
 }
 
 // New returns an agent; it does not load rules yet.
 func New(set Settings, d Deps) *Agent {
 	set.Defaults()
-	a := &Agent{set: set, src: d.Source, kicker: d.Kicker, load: d.Load, audit: d.Audit,
+	a := &Agent{set: set, src: d.Source, kicker: d.Kicker, load: d.Load, jobs: d.Jobs, audit: d.Audit,
 		m: d.Metrics, log: d.Logger, now: d.Now, notify: d.Notify}
 	if a.now == nil {
 		a.now = time.Now

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,9 +35,27 @@ var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 // no cycle.
 func newJobRig(t *testing.T, files map[string]string, set Settings, snap *anvil.Snapshot) *jobRig {
 	t.Helper()
-	dir := t.TempDir()
+	return newJobRigMain(t, "", files, set, snap)
+}
+
+// newJobRigMain is newJobRig with a main rules file (--rules) holding
+// main, loaded before rules.d, when main is not empty.
+func newJobRigMain(t *testing.T, main string, files map[string]string, set Settings, snap *anvil.Snapshot) *jobRig {
+	t.Helper()
+	cfg := t.TempDir()
+	dir := filepath.Join(cfg, "rules.d")
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rules []string
+	if main != "" {
+		rules = append(rules, filepath.Join(cfg, "rules.yaml"))
+		if err := os.WriteFile(rules[0], []byte(main), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -47,8 +66,9 @@ func newJobRig(t *testing.T, files map[string]string, set Settings, snap *anvil.
 	r.a = New(set, Deps{Source: src, Kicker: r.kicker, Audit: audit.New(r.audit), Metrics: NewMetrics(r.reg),
 		Now: func() time.Time { return r.now },
 		Load: func(ctx context.Context) (*engine.Ruleset, error) {
-			return engine.Load(ctx, engine.Sources{Rules: []string{dir}})
-		}})
+			return engine.Load(ctx, engine.Sources{Rules: append(slices.Clip(rules), dir)})
+		},
+		Jobs: jobs.Dir{Path: dir, Sources: engine.Sources{Rules: rules}}})
 	rs, err := r.a.load(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -235,46 +255,106 @@ func TestLoggedInBefore(t *testing.T) {
 	}
 }
 
-// TestEndJobs: the agent deletes expired managed blocks/resets and drains
-// with nothing left, and never a file it did not write.
-func TestEndJobs(t *testing.T) {
-	exp := t0.Add(5 * time.Second).Format(time.RFC3339)
-	later := t0.Add(time.Hour).Format(time.RFC3339)
-	files := map[string]string{
-		jobs.FileName(jobs.Block, "10.0.0.1"):     fmt.Sprintf("rules:\n  - {name: b1, networks: [10.0.0.1], expires: %q}\n", exp),
-		jobs.FileName(jobs.Block, "10.0.0.2"):     fmt.Sprintf("rules:\n  - {name: b2, networks: [10.0.0.2], expires: %q}\n", later),
-		jobs.FileName(jobs.Reset, ":alice"):       fmt.Sprintf("rules:\n  - {name: r1, users: [alice], logged_in_before: %q, expires: %q}\n", t0.Format(time.RFC3339), exp),
-		"custom-expired.yaml":                     fmt.Sprintf("rules:\n  - {name: c1, users: [mallory], expires: %q}\n", exp),
-		"custom-drain.yaml":                       "rules:\n  - {name: c2, dest_hosts: [10.8.8.8], drain: true, rate: 1/s}\n",
-		jobs.FileName(jobs.Drain, "10.9.9.9"):     "rules:\n  - {name: d1, dest_hosts: [10.9.9.9], drain: true, rate: 1/s}\n",
-		"kickagent-block-notes.txt":               "not a rules file\n",
-		jobs.FileName(jobs.Drain, "10.7.7.7")[1:]: "rules:\n  - {name: d3, dest_hosts: [10.7.7.7], drain: true, rate: 1/s}\n",
+// jobFiles returns the files (name → content) the job commands write for
+// js, written at t0.
+func jobFiles(t *testing.T, js ...jobs.Job) map[string]string {
+	t.Helper()
+	d := jobs.Dir{Path: t.TempDir()}
+	out := map[string]string{}
+	for _, j := range js {
+		path, err := d.Install(context.Background(), j, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(path)] = string(data)
 	}
+	return out
+}
+
+// TestEndJobs: the agent deletes the files of expired blocks and resets
+// and of drains with nothing left, as the job commands wrote them, and
+// never a file they did not write, whatever its name or rules.
+func TestEndJobs(t *testing.T) {
+	mustJob := func(j jobs.Job, err error) jobs.Job {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	exp := t0.Add(5 * time.Second)
+	later := t0.Add(time.Hour).Format(time.RFC3339)
+	files := jobFiles(t,
+		mustJob(jobs.NewBlock("10.0.0.1", exp, "")),
+		mustJob(jobs.NewBlock("10.0.0.2", t0.Add(time.Hour), "")),
+		jobs.NewReset("alice", "", t0, 5*time.Second),
+		mustJob(jobs.NewDrain("10.9.9.9", "1/s")),
+	)
+	gone := map[string]bool{
+		jobs.FileName(jobs.Block, "10.0.0.1/32"): true,
+		jobs.FileName(jobs.Reset, ":alice"):      true,
+		jobs.FileName(jobs.Drain, "10.9.9.9"):    true,
+	}
+	for name := range files {
+		if _, ok := jobs.KindOf(name); !ok {
+			t.Fatalf("job file %s not named as one", name)
+		}
+	}
+	handWritten := map[string]string{
+		"custom-expired.yaml": fmt.Sprintf("rules:\n  - {name: c1, users: [mallory], expires: %q}\n", exp.Format(time.RFC3339)),
+		"custom-drain.yaml":   "rules:\n  - {name: c2, dest_hosts: [10.8.8.8], drain: true, rate: 1/s}\n",
+		// Named as jobs, not written by one: no header, or two rules.
+		jobs.FileName(jobs.Block, "10.0.0.3/32"): fmt.Sprintf("rules:\n  - {name: %s, networks: [10.0.0.3/32], expires: %q}\n",
+			jobs.RuleName(jobs.Block, "10.0.0.3/32"), exp.Format(time.RFC3339)),
+		jobs.FileName(jobs.Block, "10.0.0.4/32"): fmt.Sprintf("rules:\n  - {name: b4, networks: [10.0.0.4], expires: %q}\n  - {name: b5, networks: [10.0.0.5], expires: %q}\n",
+			exp.Format(time.RFC3339), later),
+		jobs.FileName(jobs.Drain, "10.6.6.6"): "rules:\n  - {name: d2, dest_hosts: [10.6.6.6], drain: true, rate: 1/s}\n",
+		"kickagent-block-notes.txt":           "not a rules file\n",
+	}
+	for name, content := range handWritten {
+		files[name] = content
+	}
+	// A job's file, hidden (the loader skips it).
+	for name, content := range jobFiles(t, mustJob(jobs.NewDrain("10.7.7.7", "1/s"))) {
+		files["."+name] = content
+	}
+	main := fmt.Sprintf("rules:\n  - {name: m1, users: [eve], expires: %q}\n  - {name: m2, users: [trudy]}\n", exp.Format(time.RFC3339))
 	snap := sessions(2, func(i int) string { return "bob" })
 	snap.Sessions[0].DestIP = netip.MustParseAddr("10.9.9.9")
-	r := newJobRig(t, files, Settings{}, snap)
-	exists := func(name string) bool {
-		_, err := os.Stat(filepath.Join(r.dir, name))
+	r := newJobRigMain(t, main, files, Settings{}, snap)
+	exists := func(path string) bool {
+		_, err := os.Stat(path)
 		return !errors.Is(err, os.ErrNotExist)
 	}
+	mainPath := filepath.Join(filepath.Dir(r.dir), "rules.yaml")
 	r.at(t, 0)
 	// The drain has one session to go; nothing expired yet. The unmanaged
-	// drain (nothing to drain) and the misnamed one stay.
+	// drains (nothing to drain) and the hidden one stay.
 	for name := range files {
-		if !exists(name) {
+		if !exists(filepath.Join(r.dir, name)) {
 			t.Errorf("%s removed at the first cycle", name)
 		}
 	}
-	if v := testutil.ToFloat64(r.a.m.drainRemaining.WithLabelValues("d1")); v != 1 {
+	if v := testutil.ToFloat64(r.a.m.drainRemaining.WithLabelValues(jobs.RuleName(jobs.Drain, "10.9.9.9"))); v != 1 {
 		t.Errorf("drain remaining %v, want 1", v)
 	}
-	r.at(t, 6*time.Second) // the drain's session is gone; b1, r1, c1 expired
+	r.at(t, 6*time.Second) // the drain's session is gone; the block, the reset and c1, m1 expired
 	for name := range files {
-		gone := name == jobs.FileName(jobs.Block, "10.0.0.1") || name == jobs.FileName(jobs.Reset, ":alice") ||
-			name == jobs.FileName(jobs.Drain, "10.9.9.9")
-		if exists(name) == gone {
-			t.Errorf("%s: exists %v, want %v", name, exists(name), !gone)
+		if got := exists(filepath.Join(r.dir, name)); got == gone[name] {
+			t.Errorf("%s: exists %v, want %v", name, got, !gone[name])
 		}
+	}
+	if !exists(mainPath) {
+		t.Error("the main rules file was deleted")
+	}
+	// What the agent deleted never stops it from loading again (a restart
+	// exits 78 when the rules do not load).
+	if _, err := r.a.load(context.Background()); err != nil {
+		t.Errorf("the rules do not load after the agent ended jobs: %v", err)
 	}
 }
 

@@ -5,8 +5,11 @@
 // is over.
 //
 // A job is an ordinary YAML rule (engine.RuleSpec) in a file named
-// kickagent-<kind>-<target>-<hash>.yaml in the agent's drop-in directory;
-// the running agent picks it up by hot reload. Nothing here talks to the
+// kickagent-<kind>-<target>-<hash>.yaml in the agent's drop-in directory,
+// under a "# Managed by kickagent <kind> (<target>)" header line; the
+// running agent picks it up by hot reload. The agent deletes a file only
+// when name, header and its one rule all say a job command wrote it, and
+// that rule has ended (Dir.End); every other file is the operator's. Nothing here talks to the
 // agent, matches sessions or kicks: what a job selects is always decided by
 // the engine.
 package jobs

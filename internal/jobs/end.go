@@ -1,11 +1,18 @@
 package jobs
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/kickagent/kickagent/internal/engine"
 	"github.com/kickagent/kickagent/internal/kick"
@@ -37,25 +44,52 @@ func DrainsLeft(rs *engine.Ruleset, decisions []engine.Decision) []DrainLeft {
 	return out
 }
 
-// End deletes the managed job files whose work is over after one cycle:
+// End deletes the job files of d whose work is over after one cycle:
 // blocks and resets past their expiry, and drains with nothing left to
-// kick. Files that are not managed (KindOf) are never deleted, whatever
-// they hold. It returns DrainsLeft for the cycle's metrics.
-func End(rs *engine.Ruleset, decisions []engine.Decision, now time.Time, log *slog.Logger) []DrainLeft {
-	for _, e := range rs.Expired(now) {
-		endFile(e.File, "expired", e.Name, log)
-	}
+// kick. It returns DrainsLeft for the cycle's metrics.
+//
+// A file is deleted only when it is a job file (jobFile): directly in
+// d.Path, not one of the files d.Sources names, and written by a job
+// command, holding that job's one rule; and when that rule, as the file
+// holds it now, has ended. Anything else (a hand-written drop-in, a main
+// rules file, a file named like a job but not one) is never deleted, and
+// an expired rule in it is just inactive. A zero d (no drop-in directory)
+// deletes nothing.
+func (d Dir) End(rs *engine.Ruleset, decisions []engine.Decision, now time.Time, log *slog.Logger) []DrainLeft {
 	drains := DrainsLeft(rs, decisions)
-	for _, d := range drains {
-		if d.Left == 0 {
-			endFile(d.File, "drain complete", d.Name, log)
+	if d.Path == "" {
+		return drains
+	}
+	for _, e := range rs.Expired(now) {
+		d.end(e.File, e.Name, "expired", now, log)
+	}
+	for _, l := range drains {
+		if l.Left == 0 {
+			d.end(l.File, l.Name, "drain complete", now, log)
 		}
 	}
 	return drains
 }
 
-func endFile(path, why, rule string, log *slog.Logger) {
-	if _, ok := KindOf(filepath.Base(path)); !ok {
+// end deletes path when it is a job file whose one rule, named rule, has
+// ended at now: expired (blocks, resets) or, for a drain, why the caller
+// found it complete.
+func (d Dir) end(path, rule, why string, now time.Time, log *slog.Logger) {
+	e, err := d.jobFile(path)
+	if err != nil {
+		log.Debug("ended rule kept: its file is not a job file", "rule", rule, "file", path, "why", err)
+		return
+	}
+	if e.Rule.Name != rule {
+		return
+	}
+	if e.Kind == Drain {
+		if !e.Rule.Drain {
+			return
+		}
+	} else if e.Rule.Drain || e.Active(now) {
+		// Not ended as the file holds it now: replaced since the rule set
+		// was loaded (a job run again), or an expiry we cannot read.
 		return
 	}
 	if err := os.Remove(path); err != nil {
@@ -65,4 +99,79 @@ func endFile(path, why, rule string, log *slog.Logger) {
 		return
 	}
 	log.Info("job finished; its rule file removed", "why", why, "rule", rule, "file", path)
+}
+
+// jobFile reads path as a file a job command wrote into d, or says why it
+// is not one. A job file is a regular file directly in d.Path, none of the
+// files d.Sources names explicitly, named FileName(kind, target), whose
+// first line is the header render writes (the same in every release that
+// wrote job files) for that kind and target, and which holds exactly one
+// rule, named RuleName(kind, target), and no other key.
+func (d Dir) jobFile(path string) (Entry, error) {
+	if filepath.Dir(filepath.Clean(path)) != filepath.Clean(d.Path) {
+		return Entry{}, errors.New("not in the drop-in directory")
+	}
+	kind, ok := KindOf(filepath.Base(path))
+	if !ok {
+		return Entry{}, errors.New("not named as a job file")
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return Entry{}, errors.New("not a regular file")
+	}
+	for _, p := range d.Sources.Rules {
+		if pi, err := os.Stat(p); err == nil && !pi.IsDir() && os.SameFile(fi, pi) {
+			return Entry{}, errors.New("named as a rules file")
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Entry{}, err
+	}
+	target, err := parseHeader(data, kind)
+	if err != nil {
+		return Entry{}, err
+	}
+	if FileName(kind, target) != filepath.Base(path) {
+		return Entry{}, errors.New("the header's target is not the file name's")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f engine.RulesFile
+	if err := dec.Decode(&f); err != nil {
+		return Entry{}, err
+	}
+	if len(f.Rules) != 1 {
+		return Entry{}, fmt.Errorf("%d rules, not one", len(f.Rules))
+	}
+	if dec.Decode(new(any)) != io.EOF {
+		return Entry{}, errors.New("more than one YAML document")
+	}
+	if f.Rules[0].Name != RuleName(kind, target) {
+		return Entry{}, errors.New("the rule is not named after the job")
+	}
+	return Entry{Path: path, Kind: kind, Rule: f.Rules[0]}, nil
+}
+
+// parseHeader returns the target of the header line that render writes
+// for kind, which must be the first line of data.
+func parseHeader(data []byte, kind Kind) (string, error) {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	prefix := "# Managed by kickagent " + string(kind) + " ("
+	rest, ok := strings.CutPrefix(string(line), prefix)
+	if !ok {
+		return "", errors.New("no kickagent job header")
+	}
+	q, err := strconv.QuotedPrefix(rest)
+	if err != nil {
+		return "", errors.New("no kickagent job header")
+	}
+	target, _ := strconv.Unquote(q)
+	if !strings.HasPrefix(rest[len(q):], ") at ") {
+		return "", errors.New("no kickagent job header")
+	}
+	return target, nil
 }

@@ -13,9 +13,11 @@ import (
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
-// header marks a file as managed: the agent may delete it once its rules
-// have expired or (drain) nothing is left to kick. The target is quoted: a
-// newline in it must not end the comment.
+// header marks a file as managed: the agent may delete it once its rule
+// has expired or (drain) nothing is left to kick. It is how Dir.End knows
+// a job command wrote the file (parseHeader reads it back), so its start,
+// up to the target, must not change: every release has written it as is.
+// The target is quoted: a newline in it must not end the comment.
 const header = "# Managed by kickagent %s (%q) at %s. %s\n"
 
 // render is the content of j's file: the header, then j's rule as the

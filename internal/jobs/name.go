@@ -30,7 +30,9 @@ func RuleName(kind Kind, target string) string {
 }
 
 // KindOf tells whether a file name is a managed drop-in, and its kind.
-// Only such files are ever replaced or deleted by jobs or the agent.
+// Only such files are ever replaced or deleted by jobs or the agent; the
+// agent also wants the job's header and one rule (Dir.End), since a name
+// alone can be given by hand.
 func KindOf(name string) (Kind, bool) {
 	for _, k := range []Kind{Block, Reset, Drain} {
 		if strings.HasPrefix(name, "kickagent-"+string(k)+"-") && strings.HasSuffix(name, ".yaml") {
