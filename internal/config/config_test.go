@@ -150,3 +150,10 @@ func TestChecks(t *testing.T) {
 		t.Error("CheckTimeout: want > 0")
 	}
 }
+
+// The shipped example stays within the bounds.
+func TestShippedConfigLoads(t *testing.T) {
+	if _, err := Load("../../systemd/kickagent.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
