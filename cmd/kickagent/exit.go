@@ -35,7 +35,7 @@ var exitCodes = []struct {
 	{exitUsage, "usage: a bad flag or argument, such as a network literal the parser refuses"},
 	{exitNotFound, "nothing matched: kick selected no session; unblock or drain --cancel found no such job"},
 	{exitTempFail, "anvil unreachable or its reply malformed, or the snapshot file unreadable; try again later"},
-	{exitConfig, "configuration: the config file (a -c that was given), rules or policies cannot be read or do not load, or a job would not load with them"},
+	{exitConfig, "configuration: the config file (a -c that was given) cannot be read or holds a bad setting (file:line), rules or policies cannot be read or do not load, or a job would not load with them"},
 }
 
 // exitStatus is the "Exit status:" paragraph of a usage text: codes, or

@@ -78,7 +78,7 @@ func jobError(stderr io.Writer, cmd string, err error) int {
 func install(ctx context.Context, fs *flag.FlagSet, j *jobFlags, job jobs.Job, stdout, stderr io.Writer) int {
 	d, _, err := j.dir(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent %s: %v\n", job.Kind, err)
+		printErr(stderr, fmt.Sprint(job.Kind), err)
 		return exitConfig
 	}
 	path, err := d.Install(ctx, job, time.Now())
@@ -131,7 +131,7 @@ func runUnblock(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	d, _, err := j.dir(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent unblock: %v\n", err)
+		printErr(stderr, "unblock", err)
 		return exitConfig
 	}
 	removed, err := d.Unblock(pos[0])
@@ -156,7 +156,7 @@ func runBlocks(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	d, _, err := j.dir(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent blocks: %v\n", err)
+		printErr(stderr, "blocks", err)
 		return exitConfig
 	}
 	entries, err := d.List("")
@@ -242,7 +242,7 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	d, _, err := j.dir(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
+		printErr(stderr, "drain", err)
 		return exitConfig
 	}
 	if err := d.Remove(jobs.Drain, job.Target); err != nil {
@@ -260,7 +260,7 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 func drainStatus(ctx context.Context, fs *flag.FlagSet, j *jobFlags, af *anvilFlags, stdout, stderr io.Writer) int {
 	d, c, err := j.dir(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent drain: %v\n", err)
+		printErr(stderr, "drain", err)
 		return exitConfig
 	}
 	if entries, err := d.List(jobs.Drain); err != nil {

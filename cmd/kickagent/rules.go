@@ -64,7 +64,7 @@ func (e errConfig) Unwrap() error { return e.error }
 func loadRules(ctx context.Context, rf *ruleFlags, stderr io.Writer, cmd string) (*engine.Ruleset, string, int) {
 	src, socket, err := rf.sources()
 	if err != nil {
-		fmt.Fprintf(stderr, "kickagent %s: %v\n", cmd, err)
+		printErr(stderr, cmd, err)
 		if errors.As(err, new(errConfig)) {
 			return nil, "", exitConfig
 		}

@@ -42,18 +42,21 @@ type runSettings struct {
 func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 	fs := newFlagSet("run", runUsage, stderr)
 	cfgPath := fs.String("c", "", "config file")
-	socket := fs.String("a", "", "anvil socket")
+	// Flags left out stay zero and keep the config file's value; a flag
+	// given is checked as the config file is (a bad one is a usage error).
+	var f config.Config
+	fs.Var(checked(&f.AnvilSocket, parseString, nil), "a", "anvil socket")
 	var rules, policies listFlag
 	fs.Var(&rules, "rules", "rules file or directory")
 	fs.Var(&policies, "policy", "policy directory")
-	rulesDir := fs.String("rules-dir", "", "drop-in directory")
-	interval := fs.Duration("interval", 0, "cycle interval")
-	metrics := fs.String("metrics", "", "metrics listen address")
-	auditLog := fs.String("audit-log", "", "audit log file")
+	fs.Var(checked(&f.RulesDir, parseString, nil), "rules-dir", "drop-in directory")
+	fs.Var(checked(&f.Interval.Duration, config.ParseDuration, config.CheckInterval), "interval", "cycle interval")
+	fs.Var(checked(&f.Metrics, parseString, config.CheckMetricsListen), "metrics", "metrics listen address")
+	fs.Var(checked(&f.AuditLog, parseString, nil), "audit-log", "audit log file")
 	dryRun := fs.Bool("dry-run", false, "kick nothing")
 	once := fs.Bool("once", false, "one cycle")
-	maxKicks := fs.Int("max-kicks-per-cycle", 0, "cap")
-	breaker := fs.Float64("breaker-fraction", 0, "breaker")
+	fs.Var(checked(&f.Limits.MaxKicksPerCycle, parseInt, config.CheckMaxKicksPerCycle), "max-kicks-per-cycle", "cap")
+	fs.Var(checked(&f.Limits.BreakerFraction, parseFloat, config.CheckBreakerFraction), "breaker-fraction", "breaker")
 	level := fs.String("log-level", "info", "log level")
 	logJSON := fs.Bool("log-json", false, "JSON logs")
 	if code, ok := parseNoArgs(fs, args); !ok {
@@ -67,7 +70,7 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 	if *cfgPath != "" {
 		c, err := config.Load(*cfgPath)
 		if err != nil {
-			fmt.Fprintf(stderr, "kickagent run: %v\n", err)
+			printErr(stderr, "run", err)
 			return nil, exitConfig, false
 		}
 		rs.cfg = *c
@@ -78,23 +81,23 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 			*dst = v
 		}
 	}
-	set(&c.AnvilSocket, *socket)
-	set(&c.RulesDir, *rulesDir)
-	set(&c.Metrics, *metrics)
-	set(&c.AuditLog, *auditLog)
+	set(&c.AnvilSocket, f.AnvilSocket)
+	set(&c.RulesDir, f.RulesDir)
+	set(&c.Metrics, f.Metrics)
+	set(&c.AuditLog, f.AuditLog)
 	c.Rules = append(c.Rules, rules...)
 	c.Policies = append(c.Policies, policies...)
-	if *interval > 0 {
-		c.Interval.Duration = *interval
+	if f.Interval.Duration != 0 {
+		c.Interval = f.Interval
 	}
 	if *dryRun {
 		c.DryRun = true
 	}
-	if *maxKicks > 0 {
-		c.Limits.MaxKicksPerCycle = *maxKicks
+	if f.Limits.MaxKicksPerCycle != 0 {
+		c.Limits.MaxKicksPerCycle = f.Limits.MaxKicksPerCycle
 	}
-	if *breaker > 0 {
-		c.Limits.BreakerFraction = *breaker
+	if f.Limits.BreakerFraction != 0 {
+		c.Limits.BreakerFraction = f.Limits.BreakerFraction
 	}
 	if len(c.Rules) == 0 && len(c.Policies) == 0 && c.RulesDir == "" {
 		fmt.Fprintln(stderr, "kickagent run: no rules: give -c CONFIG, --rules, --rules-dir or --policy")
@@ -104,6 +107,19 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 		c.Metrics = defaultMetrics
 	}
 	return rs, exitOK, true
+}
+
+// printErr prints a command's error. A config file's problems are printed
+// one per line as file:line: message, as the rules' problems are.
+func printErr(stderr io.Writer, cmd string, err error) {
+	var es engine.Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			fmt.Fprintln(stderr, e)
+		}
+		return
+	}
+	fmt.Fprintf(stderr, "kickagent %s: %v\n", cmd, err)
 }
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -146,7 +162,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	src := &agent.AnvilSource{Client: &anvil.Client{Path: c.AnvilSocket}}
 	defer src.Close()
 	interval := c.Interval.Duration
-	if interval <= 0 {
+	if interval == 0 {
 		interval = 5 * time.Second
 	}
 	sources := func() engine.Sources { return engine.Sources{Rules: c.RuleSources(), Policies: c.Policies} }

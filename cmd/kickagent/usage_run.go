@@ -18,7 +18,10 @@ kick more than --breaker-fraction (default 0.5) of all sessions (judged on
 snapshots of at least 20 sessions).
 
 Every setting can come from the config file (-c, see CONFIGURATION.md) or a
-flag; flags win, --rules and --policy add to the config's.
+flag; flags win, --rules and --policy add to the config's. Both are checked
+against the same bounds before anything runs: a bad flag value is the usage
+status, a bad config file (a value out of bounds, an unknown key) the
+configuration status, with file:line.
 
 The flags are:
   -c CONFIG            the agent's config file
@@ -26,14 +29,18 @@ The flags are:
   --rules PATH         YAML rules file or directory (repeatable)
   --rules-dir DIR      drop-in directory (created if missing, watched)
   --policy DIR         Rego policy directory (repeatable)
-  --interval D         time between cycles (default 5s)
+  --interval D         time between cycles, 1s to 1h (default 5s); a cycle
+                       must finish within 0.9 x the interval
   --metrics ADDR       listen address of /metrics and /healthz
                        (default 127.0.0.1:9868; "off" disables)
   --audit-log FILE     append one JSON line per decision acted on ("-": stdout)
   --dry-run            decide and audit, kick nothing
   --once               run one cycle and exit (cron, tests)
   --max-kicks-per-cycle N
-  --breaker-fraction F
+                       kicks per cycle over all non-drain rules, at least 1
+                       (default 100; to kick nothing use --dry-run)
+  --breaker-fraction F the circuit breaker's fraction of all sessions, more
+                       than 0 and at most 1 (default 0.5; 1 disables it)
   --log-level LEVEL    debug, info, warn, error (default info)
   --log-json           JSON logs instead of text
 

@@ -53,6 +53,11 @@ type Conn struct {
 	proto   Protocol
 	minor   int
 	guessed bool // 2.3 was assumed because no greeting came in time
+	// since is when the current exchange began, for a timeout to say how
+	// long anvil had: the connect for the handshake and the first
+	// command, else the command (fresh: no command was sent yet).
+	since time.Time
+	fresh bool
 	// lastDump is the size of the previous dump on this connection (or
 	// the hint given with SetDumpSizeHint): the next one is read into a
 	// buffer of about that size, not grown to it by repeated copies.
@@ -129,6 +134,7 @@ func (cl *Client) greetWait(path string, force Protocol) time.Duration {
 }
 
 func (c *Conn) handshake(ctx context.Context, force Protocol, wait time.Duration) error {
+	c.since, c.fresh = time.Now(), true
 	stop := bindContext(ctx, c.nc)
 	defer stop()
 	if force != Proto23 {
@@ -211,6 +217,7 @@ func (c *Conn) Dump(ctx context.Context) (*Snapshot, error) { return c.DumpEach(
 // indexes stay consecutive. A dump that fails after some calls returns an
 // error, and what each did is void.
 func (c *Conn) DumpEach(ctx context.Context, each func(i int, s *Session)) (*Snapshot, error) {
+	c.begin()
 	stop := bindContext(ctx, c.nc)
 	defer stop()
 	if err := c.write("CONNECT-DUMP\n"); err != nil {
@@ -294,6 +301,9 @@ func (c *Conn) readDump(ctx context.Context, each func(int, *Session)) (*dumpPar
 		n, err := c.r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil && n == 0 {
+			if got := before + len(buf); got > 0 {
+				return nil, 0, c.ioError(ctx, fmt.Sprintf("CONNECT-DUMP, %d bytes of it received", got), err)
+			}
 			return nil, 0, c.ioError(ctx, "CONNECT-DUMP", err)
 		}
 	}
@@ -307,8 +317,35 @@ const readBufSize = 256 << 10
 // allocation before the first lines tell.
 const dumpLineGuess = 96
 
+// begin marks the start of a command's exchange.
+func (c *Conn) begin() {
+	if !c.fresh {
+		c.since = time.Now()
+	}
+	c.fresh = false
+}
+
+// ioError explains a failed read or write during a step: a closed
+// connection, a cancelled context, or a deadline that passed while anvil,
+// connected, stayed silent.
 func (c *Conn) ioError(ctx context.Context, during string, err error) error {
 	if cerr := ctxErr(ctx); cerr != nil {
+		if errors.Is(cerr, context.DeadlineExceeded) && !c.since.IsZero() {
+			what, phase := "reply to "+during, during
+			switch during {
+			case "waiting for the greeting":
+				what, phase = "greeting", "handshake: waiting for the 2.4 greeting"
+			case "CONNECT-DUMP":
+				what, phase = "dump", "handshake done, CONNECT-DUMP sent"
+			}
+			if rest, ok := strings.CutPrefix(during, "CONNECT-DUMP, "); ok {
+				what, phase = "complete dump", "handshake done, CONNECT-DUMP sent, "+rest
+			}
+			if c.guessed {
+				phase = "no greeting, so Dovecot 2.3 assumed; " + phase
+			}
+			return timeoutError(c.path, what, phase, time.Since(c.since), cerr)
+		}
 		return fmt.Errorf("anvil %s: %s: %w", c.path, during, cerr)
 	}
 	return closedError(c.path, during, err)

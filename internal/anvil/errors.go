@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"syscall"
+	"time"
 )
 
 var (
@@ -23,7 +25,16 @@ const logHint = "anvil reports protocol errors only in Dovecot's log " +
 	"or \"not compatible with this server\""
 
 // dialError turns a failed connect into an error a person can act on.
+// connect(2) answers ECONNREFUSED for a directory or a regular file at the
+// path as for a stale socket, so what is at the path is looked at first.
 func dialError(path string, err error) error {
+	if st, serr := os.Stat(path); serr == nil && st.Mode().Type() != fs.ModeSocket {
+		what := "is not a socket but a " + fileKind(st.Mode())
+		if st.IsDir() {
+			what = "is a directory, not a socket"
+		}
+		return fmt.Errorf("anvil socket %s %s: pass the anvil socket, BASE_DIR/anvil: %w", path, what, err)
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ENOENT):
 		return fmt.Errorf("anvil socket %s does not exist: is Dovecot running? "+
@@ -38,6 +49,31 @@ func dialError(path string, err error) error {
 		return fmt.Errorf("%s is not a UNIX socket: pass the anvil socket, BASE_DIR/anvil: %w", path, err)
 	}
 	return fmt.Errorf("connect to anvil socket %s: %w", path, err)
+}
+
+// fileKind names a file type that is not a socket.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "file of mode " + m.Type().String()
+}
+
+// timeoutError explains a deadline that passed after the connection was
+// made: anvil accepted (or the kernel did, for a stopped anvil) but did not
+// answer in time. waited is how long the phase had; what is what was
+// awaited ("greeting", "dump", "reply to KICK-USER"); phase is the step.
+func timeoutError(path, what, phase string, waited time.Duration, err error) error {
+	return fmt.Errorf("anvil %s: connected, but anvil sent no %s within %v (%s): "+
+		"anvil is stopped, hung or overloaded, or the timeout is too short: %w",
+		path, what, waited.Round(time.Millisecond), phase, err)
 }
 
 // closedError explains an EOF in the middle of an exchange.

@@ -71,6 +71,7 @@ func (c *Conn) kick(ctx context.Context, fields []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	c.begin()
 	stop := bindContext(ctx, c.nc)
 	defer stop()
 	if err := c.write(line); err != nil {

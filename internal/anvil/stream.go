@@ -24,6 +24,7 @@ func (c *Conn) Stream(ctx context.Context, begin func(p Protocol, altNames []str
 }
 
 func (c *Conn) stream(ctx context.Context, p *dumpParser, begin func(p Protocol, altNames []string) error, each func(s *Session) error) error {
+	c.begin()
 	stop := bindContext(ctx, c.nc)
 	defer stop()
 	if err := c.write("CONNECT-DUMP\n"); err != nil {

@@ -1,6 +1,10 @@
 // Package config reads the agent's own settings file (kickagent.yaml):
-// where anvil is and where rules and policies live. Rules themselves are
-// the engine's business.
+// where anvil is and where rules and policies live, and the agent's
+// settings. Rules themselves are the engine's business.
+//
+// Every setting is checked when the file is read, by the same Check
+// functions the command-line flags use, and every problem is reported as
+// a rules file reports its own: file:line: message (engine.Errors).
 package config
 
 import (
@@ -10,12 +14,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kickagent/kickagent/internal/engine"
 )
 
 // Config is the settings file. Relative paths are relative to the file.
+// A key left out keeps its zero value, which the agent reads as "the
+// default"; a key that is given must hold a valid value.
 type Config struct {
 	// AnvilSocket is anvil's socket (default /run/dovecot/anvil).
 	AnvilSocket string `yaml:"anvil_socket"`
@@ -29,12 +39,12 @@ type Config struct {
 
 	// The agent's settings (kickagent run); zero values take the defaults.
 
-	// Interval between cycles (default 5s).
+	// Interval between cycles (default 5s; CheckInterval).
 	Interval Duration `yaml:"interval"`
 	// AuditLog is the JSON-lines audit file ("-": stdout; default none).
 	AuditLog string `yaml:"audit_log"`
 	// Metrics is the listen address of /metrics and /healthz (default
-	// 127.0.0.1:9868; "off" disables).
+	// 127.0.0.1:9868; "off" disables; CheckMetricsListen).
 	Metrics string `yaml:"metrics_listen"`
 	// DryRun makes every rule a dry-run rule.
 	DryRun bool `yaml:"dry_run"`
@@ -44,48 +54,54 @@ type Config struct {
 
 // Limits are the agent's safety valves.
 type Limits struct {
-	// MaxKicksPerCycle caps kicks per cycle over all rules (default 100).
+	// MaxKicksPerCycle caps kicks per cycle over all rules (default 100;
+	// CheckMaxKicksPerCycle).
 	MaxKicksPerCycle int `yaml:"max_kicks_per_cycle"`
 	// BreakerFraction: when one cycle's rules would kick more than this
 	// fraction of all sessions, nothing is kicked until the rules change
-	// (default 0.5).
+	// (default 0.5; CheckBreakerFraction).
 	BreakerFraction float64 `yaml:"breaker_fraction"`
 	// BreakerMinSessions: the breaker only judges snapshots of at least
 	// this many sessions (default 20), so that kicking 1 of 2 sessions on a
-	// quiet server does not trip it.
+	// quiet server does not trip it (CheckBreakerMinSessions).
 	BreakerMinSessions int `yaml:"breaker_min_sessions"`
 	// RepeatThreshold: a user kicked this many times within an hour is
-	// reported as looping (default 3).
+	// reported as looping (default 3; CheckRepeatThreshold).
 	RepeatThreshold int `yaml:"repeat_threshold"`
 }
 
 // Duration is a time.Duration written as "5s", "1m30s".
 type Duration struct{ time.Duration }
 
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: bad duration %q (e.g. 5s, 1m)", n.Line, n.Value)
+// topKeys and limitKeys are the keys the file may hold: the yaml tags, in
+// field order.
+var (
+	topKeys   = yamlKeys(reflect.TypeFor[Config]())
+	limitKeys = yamlKeys(reflect.TypeFor[Limits]())
+)
+
+func yamlKeys(t reflect.Type) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		if key, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); key != "" {
+			keys = append(keys, key)
+		}
 	}
-	if v <= 0 {
-		return fmt.Errorf("line %d: duration must be positive", n.Line)
-	}
-	d.Duration = v
-	return nil
+	return keys
 }
 
-// Load reads path strictly: an unknown key is an error.
+// Load reads path strictly. A file that cannot be read is an error
+// wrapping the os error; every problem in its content is reported at
+// once, as engine.Errors: an unknown key (with the known ones), a key
+// given twice, a value of the wrong type or out of bounds, YAML syntax.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	c, errs := parse(path, data)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	base := filepath.Dir(path)
 	abs := func(p string) string {
@@ -102,7 +118,172 @@ func Load(path string) (*Config, error) {
 	for i := range c.Policies {
 		c.Policies[i] = abs(c.Policies[i])
 	}
-	return &c, nil
+	return c, nil
+}
+
+// parse decodes and checks data, collecting every problem with its line.
+func parse(file string, data []byte) (*Config, engine.Errors) {
+	var errs engine.Errors
+	fail := func(line int, format string, a ...any) {
+		errs = append(errs, &engine.Error{File: file, Line: line, Msg: fmt.Sprintf(format, a...)})
+	}
+	c := &Config{}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return c, nil // an empty file sets nothing
+		}
+		line, msg := engine.YAMLError(err)
+		fail(line, "%s", msg)
+		return nil, errs
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		fail(extra.Line, "more than one YAML document in a config file")
+	case !errors.Is(err, io.EOF):
+		line, msg := engine.YAMLError(err)
+		fail(line, "%s", msg)
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return c, errs
+	}
+	if root.Kind != yaml.MappingNode {
+		fail(root.Line, "a config file is a mapping with the keys %s", strings.Join(topKeys, ", "))
+		return nil, errs
+	}
+	engine.ForEachKey(root, topKeys, func(line int, msg string) { fail(line, "%s", msg) }, func(key string, v *yaml.Node) {
+		if key != "limits" {
+			if err := c.set(key, v); err != nil {
+				fail(v.Line, "%s: %v", key, err)
+			}
+			return
+		}
+		if v.Kind != yaml.MappingNode {
+			fail(v.Line, "limits: want a mapping with the keys %s", strings.Join(limitKeys, ", "))
+			return
+		}
+		engine.ForEachKey(v, limitKeys, func(line int, msg string) { fail(line, "limits: %s", msg) }, func(k string, lv *yaml.Node) {
+			if err := c.Limits.set(k, lv); err != nil {
+				fail(lv.Line, "limits.%s: %v", k, err)
+			}
+		})
+	})
+	return c, errs
+}
+
+// set decodes and checks the value of one top-level key but limits.
+func (c *Config) set(key string, v *yaml.Node) error {
+	var err error
+	switch key {
+	case "anvil_socket":
+		c.AnvilSocket, err = str(v)
+	case "rules":
+		c.Rules, err = list(v)
+	case "rules_dir":
+		c.RulesDir, err = str(v)
+	case "policy":
+		c.Policies, err = list(v)
+	case "interval":
+		c.Interval.Duration, err = duration(v, CheckInterval)
+	case "audit_log":
+		c.AuditLog, err = str(v)
+	case "metrics_listen":
+		if c.Metrics, err = str(v); err == nil {
+			err = CheckMetricsListen(c.Metrics)
+		}
+	case "dry_run":
+		err = decode(v, &c.DryRun, "true or false")
+	}
+	return err
+}
+
+// set decodes and checks the value of one key under limits.
+func (l *Limits) set(key string, v *yaml.Node) error {
+	switch key {
+	case "max_kicks_per_cycle":
+		return integer(v, &l.MaxKicksPerCycle, CheckMaxKicksPerCycle)
+	case "breaker_fraction":
+		if err := decode(v, &l.BreakerFraction, "a number"); err != nil {
+			return err
+		}
+		return CheckBreakerFraction(l.BreakerFraction)
+	case "breaker_min_sessions":
+		return integer(v, &l.BreakerMinSessions, CheckBreakerMinSessions)
+	case "repeat_threshold":
+		return integer(v, &l.RepeatThreshold, CheckRepeatThreshold)
+	}
+	return nil
+}
+
+func str(v *yaml.Node) (string, error) {
+	if v.Kind != yaml.ScalarNode {
+		return "", errors.New("want a single value")
+	}
+	if v.Tag == "!!null" || v.Value == "" {
+		return "", errors.New("empty value: leave the key out for the default")
+	}
+	return v.Value, nil
+}
+
+// list accepts a list of values, or one value as a list of one.
+func list(v *yaml.Node) ([]string, error) {
+	if v.Kind == yaml.ScalarNode {
+		s, err := str(v)
+		if err != nil {
+			return nil, err
+		}
+		return []string{s}, nil
+	}
+	if v.Kind != yaml.SequenceNode {
+		return nil, errors.New("want a value or a list of values")
+	}
+	if len(v.Content) == 0 {
+		return nil, errors.New("empty list: leave the key out instead")
+	}
+	out := make([]string, 0, len(v.Content))
+	for _, e := range v.Content {
+		s, err := str(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func decode(v *yaml.Node, dst any, want string) error {
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || v.Decode(dst) != nil {
+		return fmt.Errorf("%q is not %s", v.Value, want)
+	}
+	return nil
+}
+
+func integer(v *yaml.Node, dst *int, check func(int) error) error {
+	if v.Tag != "!!int" {
+		return fmt.Errorf("%q is not a whole number", v.Value)
+	}
+	if err := decode(v, dst, "a whole number"); err != nil {
+		return err
+	}
+	return check(*dst)
+}
+
+func duration(v *yaml.Node, check func(time.Duration) error) (time.Duration, error) {
+	s, err := str(v)
+	if err != nil {
+		return 0, err
+	}
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	return d, check(d)
 }
 
 // RuleSources lists the rule paths in load order: the rules, then the

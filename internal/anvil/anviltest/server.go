@@ -68,6 +68,12 @@ func WithDumpRate(bytesPerSec int) Option { return func(s *Server) { s.rate = by
 // connection stays open until the client or the server closes it.
 func WithStallDump() Option { return func(s *Server) { s.stall = true } }
 
+// WithSilent makes the server accept connections and then neither read
+// nor write anything (a stopped anvil, e.g. SIGSTOP, whose connections the
+// kernel still completes); a connection stays open until either side
+// closes it.
+func WithSilent() Option { return func(s *Server) { s.silent = true } }
+
 // WithReply sets the raw reply to command cmd (the first field of a line),
 // e.g. WithReply("KICK-USER", "2\n"). It also makes cmd a known command on
 // either protocol version. An empty reply means the command gets none.
@@ -95,6 +101,7 @@ type Server struct {
 	closeAfter int
 	rate       int
 	stall      bool
+	silent     bool
 	hint23     bool
 	hint24     bool
 	replies    map[string]string
@@ -286,6 +293,10 @@ func (s *Server) serve(c net.Conn, idx int) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
+	if s.silent {
+		<-s.done
+		return
+	}
 	r := bufio.NewReader(c)
 	readLine := func() (string, bool) {
 		line, err := r.ReadString('\n')
