@@ -8,8 +8,10 @@ The agent. Every interval it takes one anvil snapshot, evaluates the YAML
 rules and Rego policies once, and kicks what they select, through the same
 code as kickagent kick (never forcing collateral). Rules are reloaded when a
 file changes (the directories of the rule files, the drop-in directory and
-the policy directories are watched) or on SIGHUP; a reload that fails keeps
-the previous rules. After a successful reload a cycle runs at once.
+the policy directories are watched; on Linux a file written in place counts
+once its writer closes it) or on SIGHUP; a reload that fails, or that would
+empty a main rules file without saying rules: [], keeps the previous rules.
+After a successful reload a cycle runs at once.
 
 Safety valves: the allow list; max_kicks_per_cycle per rule and over all
 rules (default 100; the rest wait, oldest decisions first); a circuit

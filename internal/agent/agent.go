@@ -204,11 +204,28 @@ func (a *Agent) Reload(ctx context.Context) bool {
 		a.log.Error("reload failed; the previous rules stay active", "err", err, "active_rev", a.rules.Load().Rev())
 		return false
 	}
-	a.m.reloadOK.Set(1)
-	if cur := a.rules.Load(); cur != nil && cur.Rev() == rs.Rev() {
+	cur := a.rules.Load()
+	if cur != nil && cur.Rev() == rs.Rev() {
+		a.m.reloadOK.Set(1)
 		a.m.reloads.WithLabelValues("unchanged").Inc()
 		a.log.Debug("reload: rules unchanged", "rev", rs.Rev())
 		return false
+	}
+	if err := engine.Replaces(cur, rs); err != nil {
+		// Truncated or half-written: the same "keep the last good" path
+		// as a broken file.
+		a.m.reloadOK.Set(0)
+		a.m.reloads.WithLabelValues("error").Inc()
+		a.log.Error("reload refused; the previous rules stay active", "err", err, "active_rev", cur.Rev(), "rev", rs.Rev())
+		return false
+	}
+	if users, nets := engine.AllowRemoved(cur, rs); len(users)+len(nets) > 0 {
+		// Legitimate when someone lifts a protection; also what a file
+		// caught mid-write looks like. Either way it must be seen.
+		a.m.allowRemoved.WithLabelValues("users").Add(float64(len(users)))
+		a.m.allowRemoved.WithLabelValues("networks").Add(float64(len(nets)))
+		a.log.Warn("reload removes allow list entries: these sessions are no longer protected",
+			"removed_users", users, "removed_networks", nets, "active_rev", cur.Rev(), "rev", rs.Rev())
 	}
 	a.swap(rs)
 	a.m.reloads.WithLabelValues("ok").Inc()

@@ -22,6 +22,7 @@ type Metrics struct {
 	repeatKicks    *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
+	allowRemoved   *prometheus.CounterVec
 	reloadTime     prometheus.Gauge
 	rulesLoaded    prometheus.Gauge
 	policyLoaded   prometheus.Gauge
@@ -87,6 +88,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"rule"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_reloads_total",
 			Help: "Rule reloads, by result (ok, unchanged, error)."}, []string{"result"}),
+		allowRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_allow_entries_removed_total",
+			Help: "Allow list entries (users, networks) present in the running rules and missing from the rules a reload brought in."},
+			[]string{"list"}),
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_config_last_reload_successful",
 			Help: "1 if the last rule reload succeeded, 0 if it failed (the previous rules stay active)."}),
 		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_config_last_reload_success_timestamp_seconds",
@@ -109,8 +113,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, k := range anvil.BadKinds {
 		m.anvilBadLines.WithLabelValues(k)
 	}
+	m.allowRemoved.WithLabelValues("users")
+	m.allowRemoved.WithLabelValues("networks")
 	reg.MustRegister(m.sessions, m.cycles, m.cycleDuration, m.anvilErrors, m.anvilBadLines, m.decisions, m.kicks,
-		m.repeatKicks, m.reloads, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
+		m.repeatKicks, m.reloads, m.allowRemoved, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
 		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
 	return m
 }

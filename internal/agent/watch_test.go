@@ -5,11 +5,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
-// watchDebounce is short so that the tests are quick; the agent uses 100ms.
+// watchDebounce is longer than the agent's (25ms, cmd/kickagent/run.go) so
+// that a loaded CI machine does not split a burst.
 const watchDebounce = 50 * time.Millisecond
 
 // startWatch runs Watch on paths until the test ends and returns its
@@ -178,4 +180,111 @@ func TestWatchIgnoresChmod(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectQuiet(t, out, 4*watchDebounce, "chmod")
+}
+
+// writeSlowly writes chunks to path through one open file, pausing longer
+// than the debounce after each write, and closes it at the end: a writer
+// that rewrites a file line by line. step, if not nil, runs after each
+// chunk's pause (the file still open).
+func writeSlowly(path string, chunks []string, step func(i int)) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	for i, c := range chunks {
+		if _, err := f.WriteString(c); err != nil {
+			f.Close()
+			return err
+		}
+		time.Sleep(3 * watchDebounce)
+		if step != nil {
+			step(i)
+		}
+	}
+	return f.Close()
+}
+
+// readAtReloads runs writer and reads path at every reload request until
+// the writer has returned and the watcher has been quiet for a while; it
+// returns what each reload would have loaded.
+func readAtReloads(t *testing.T, out <-chan struct{}, path string, writer func() error) []string {
+	t.Helper()
+	werr := make(chan error, 1)
+	go func() { werr <- writer() }()
+	var loaded []string
+	var quiet <-chan time.Time
+	for {
+		select {
+		case <-out:
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loaded = append(loaded, string(data))
+		case err := <-werr:
+			if err != nil {
+				t.Fatal(err)
+			}
+			quiet = time.After(6 * watchDebounce)
+		case <-quiet:
+			return loaded
+		}
+	}
+}
+
+// TestWatchLineByLineWriter: a writer that truncates rules.yaml and writes
+// it back line by line, slower than the debounce, gets exactly one reload,
+// after it closed the file: no prefix (an empty file, an allow list
+// without alice) is ever read at a reload.
+func TestWatchLineByLineWriter(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "rules.yaml")
+	final := "allow:\n  users: [monitoring]\n  # ops\n  networks: [192.0.2.0/24]\nrules:\n  - {name: block, users: [\"*\"]}\n"
+	writeFile(t, main, final)
+	out := startWatch(t, main)
+	lines := strings.SplitAfter(final, "\n")
+	loaded := readAtReloads(t, out, main, func() error { return writeSlowly(main, lines[:len(lines)-1], nil) })
+	if len(loaded) != 1 || loaded[0] != final {
+		t.Fatalf("reloads read %q; want exactly one, of the final content", loaded)
+	}
+}
+
+// TestWatchHoldsOtherEventsDuringWrite: while a rules file is open and
+// half-written, a change elsewhere (a drop-in arriving) does not reload the
+// half-written file either; the one reload comes after the close. An
+// editor's hidden swap file held open holds nothing back.
+func TestWatchHoldsOtherEventsDuringWrite(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "rules.yaml")
+	rulesD := filepath.Join(dir, "rules.d")
+	if err := os.Mkdir(rulesD, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	final := "allow:\n  users: [monitoring, alice]\nrules: []\n"
+	writeFile(t, main, final)
+	swap, err := os.Create(filepath.Join(rulesD, ".50-x.yaml.swp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer swap.Close()
+	out := startWatch(t, main, rulesD)
+	if _, err := swap.WriteString("vim state"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(rulesD, "10-a.yaml"), "rules: []\n")
+	expectFire(t, out, "a drop-in written while a swap file is open")
+
+	lines := strings.SplitAfter(final, "\n")
+	loaded := readAtReloads(t, out, main, func() error {
+		return writeSlowly(main, lines[:len(lines)-1], func(i int) {
+			if i == 0 { // in the writer's goroutine: no t.Fatal
+				if err := os.WriteFile(filepath.Join(rulesD, "20-b.yaml"), []byte("rules: []\n"), 0o644); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	})
+	if len(loaded) != 1 || loaded[0] != final {
+		t.Fatalf("reloads read %q; want exactly one, of the final content", loaded)
+	}
 }

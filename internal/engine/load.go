@@ -45,6 +45,12 @@ func (s Sources) ruleFiles() ([]string, Errors) {
 			files = append(files, p)
 			continue
 		}
+		if isRulesFileName(p) {
+			// rules.yaml replaced by a directory, empty or not: not
+			// a drop-in directory that happens to have a file's name.
+			errs = append(errs, &Error{File: p, Msg: "is a directory; a rules path named *.yaml or *.yml must be a file"})
+			continue
+		}
 		entries, err := os.ReadDir(p)
 		if err != nil {
 			errs = append(errs, &Error{File: p, Msg: fmt.Sprintf("cannot read rules directory: %v", err)})
@@ -54,7 +60,7 @@ func (s Sources) ruleFiles() ([]string, Errors) {
 		for _, e := range entries {
 			n := e.Name()
 			// Editors' temporaries and hidden files are not rules.
-			if strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+			if strings.HasPrefix(n, ".") || !isRulesFileName(n) {
 				continue
 			}
 			if e.Type()&fs.ModeType != 0 && e.Type()&fs.ModeSymlink == 0 {
@@ -65,6 +71,11 @@ func (s Sources) ruleFiles() ([]string, Errors) {
 		files = s.addStaged(files, start, p)
 	}
 	return files, errs
+}
+
+// isRulesFileName reports whether name is that of a YAML rules file.
+func isRulesFileName(name string) bool {
+	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
 }
 
 // addStaged adds to files, whose entries from start on are directory
@@ -84,7 +95,7 @@ func (s Sources) addStaged(files []string, start int, dir string) []string {
 // nothing of a broken file set is ever used.
 func Load(ctx context.Context, src Sources) (*Ruleset, error) {
 	files, errs := src.ruleFiles()
-	rs := &Ruleset{cache: newYAMLCache()}
+	rs := &Ruleset{cache: newYAMLCache(), mains: map[string]mainFile{}}
 	h := sha256.New()
 	names := map[string]*rule{}
 	var allowUsers []string
@@ -136,6 +147,9 @@ func Load(ctx context.Context, src Sources) (*Ruleset, error) {
 			rs.rules = append(rs.rules, r)
 		}
 		rs.files = append(rs.files, f)
+		if slices.Contains(src.Rules, f) {
+			rs.mains[f] = mainFile{entries: len(spec.Rules) + len(spec.AllowUsers) + len(spec.AllowNetworks), rulesList: spec.rulesList}
+		}
 	}
 	if len(src.Policies) > 0 {
 		p, err := LoadPolicy(ctx, src.Policies)

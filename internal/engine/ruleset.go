@@ -18,6 +18,9 @@ type Ruleset struct {
 	policy *Policy
 	rev    string
 	files  []string
+	// mains: what each rules path given as a file (not a directory or a
+	// drop-in in one) defined; see Replaces.
+	mains map[string]mainFile
 	// cache remembers static rule matches per session (yaml_cache.go);
 	// the one mutable part, guarded by its own lock.
 	cache *yamlCache

@@ -59,6 +59,9 @@ type fileSpec struct {
 	AllowNetworks []string
 	allowLines    map[string][]int // users, networks → line of each entry
 	Rules         []*RuleSpec
+	// rulesList: the file has a rules key holding a list, possibly empty
+	// ("rules: []" says "no rules" on purpose; see Replaces).
+	rulesList bool
 }
 
 // Keys a rules file may contain; anything else is an error, so that a
@@ -148,6 +151,7 @@ func parseRulesFile(file string, data []byte) (*fileSpec, Errors) {
 				fail(v.Line, "", "rules: want a list of rules")
 				return
 			}
+			fs.rulesList = true
 			for _, rn := range v.Content {
 				if r := parseRuleNode(rn, fail); r != nil {
 					fs.Rules = append(fs.Rules, r)
