@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -55,10 +56,13 @@ import (
 // session's decision depends on that session's object alone. LoadPolicy
 // checks the compiled policy and falls back to evaluating every session
 // every cycle (Volatile says why) when it reads input.now/now_ns, calls a
-// non-deterministic builtin such as time.now_ns, or looks at
-// input.sessions other than by iterating it once in a kick rule: use the
-// per-session aggregates (user_sessions, ip_sessions) instead of joins,
-// and first_seen_ns instead of the clock.
+// non-deterministic builtin such as time.now_ns, or relates sessions. A
+// policy that may relate sessions (anything but kick rules of the form
+// "some s in input.sessions ... {"session": s.id, ...}", see
+// analyzePolicy) is evaluated in one Eval over the whole snapshot, never
+// in chunks (CrossSession says why): use the per-session aggregates
+// (user_sessions, ip_sessions) instead of joins, and first_seen_ns
+// instead of the clock.
 //
 // Pitfalls for policy authors (measured in opa-performance.md):
 //   - Rego costs microseconds per session and expression: put the cheap,
@@ -116,8 +120,13 @@ func (p *Policy) Rev() string { return p.rev }
 func (p *Policy) Files() []string { return slices.Clone(p.files) }
 
 // Volatile returns why every evaluation covers all sessions (the policy
-// reads the time or correlates sessions), or "" when decisions are cached.
-func (p *Policy) Volatile() string { return p.deps.volatile }
+// relates sessions or reads the time), or "" when decisions are cached.
+func (p *Policy) Volatile() string { return cmp.Or(p.deps.cross, p.deps.volatile) }
+
+// CrossSession returns why the policy is evaluated over the whole
+// snapshot in one Eval (a session's decisions may depend on other
+// sessions), or "" when it is proved per-session and may be chunked.
+func (p *Policy) CrossSession() string { return p.deps.cross }
 
 // policyOptions are knobs for tests.
 type policyOptions struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -27,11 +28,19 @@ import (
 //
 // Invalidation:
 //   - a new Policy (reload) starts with an empty cache: full evaluation;
-//   - a volatile policy (reads the time, correlates sessions; see
-//     analyzePolicy) evaluates every session every cycle; only the input
-//     terms are reused. At 100k sessions that is the full cold cost (about
-//     a second of CPU) every cycle: keep time out of policies, or compare
-//     against first_seen_ns instead;
+//   - a volatile policy (reads the time; see analyzePolicy) evaluates
+//     every session every cycle; only the input terms are reused. At 100k
+//     sessions that is the full cold cost (about a second of CPU) every
+//     cycle: keep time out of policies, or compare against first_seen_ns
+//     instead;
+//   - a cross-session policy (anything analyzePolicy cannot prove
+//     per-session: joins, counts over input.sessions, helper rules over
+//     the sessions) is evaluated in one Eval over the whole snapshot,
+//     never chunked, so that it sees every session. Its decisions are
+//     reused only if the snapshot is unchanged (same sessions, same
+//     order, same content and first_seen, same aggregates and allow) and
+//     the policy is not volatile; any change re-evaluates every session,
+//     on one core;
 //   - a changed session (2.3 refcount, alt fields, first_seen) is
 //     re-evaluated;
 //   - changed aggregates (user_sessions, ip_sessions) re-evaluate the
@@ -150,7 +159,7 @@ type PolicyStats struct {
 	Reused    int  // sessions whose cached decisions were reused
 	Evals     int  // OPA evaluations run (batches)
 	Decisions int  // decisions returned
-	Full      bool // every session was evaluated (reload, volatile policy)
+	Full      bool // every session was evaluated (reload, volatile or cross-session policy)
 	Duration  time.Duration
 }
 
@@ -189,19 +198,22 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		full = true
 	}
 	if c.allowTerm == nil || in.Allow != c.allow {
-		if c.allowTerm != nil && p.deps.allow {
+		if c.allowTerm != nil && (p.deps.allow || p.deps.cross != "") {
 			full = true
 		}
 		c.allow, c.allowTerm = in.Allow, allowTerm(in.Allow)
 	}
 	volatile := p.deps.volatile != ""
+	cross := p.deps.cross != ""
 	full = full || volatile
 	c.gen++
 
-	// With a volatile policy every term is used every cycle and kept, so
-	// keep its counts current; if the policy reads the counts, a change
-	// re-decides. Otherwise only the sessions to evaluate need counts.
-	allAggs := p.deps.aggregates || volatile
+	// With a volatile or cross-session policy every term may be used
+	// every cycle and is kept, so keep its counts current; if the policy
+	// reads the counts, a change re-decides. Otherwise only the sessions
+	// to evaluate need counts.
+	keepTerms := volatile || cross
+	allAggs := p.deps.aggregates || keepTerms
 	if allAggs {
 		c.countAll(snap)
 	}
@@ -266,6 +278,13 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 		e.pos = len(ents)
 		ents = append(ents, e)
 	}
+	// A cross-session policy sees the whole snapshot: any change (a
+	// session new, changed, gone or moved) re-evaluates every session, in
+	// one Eval over all of them.
+	if cross && (len(batch) > 0 || !slices.Equal(ents, c.prev)) {
+		full = true
+		batch = append(batch[:0], ents...) // duplicates included, as in the snapshot
+	}
 	for _, e := range c.prev {
 		if e.gen != c.gen {
 			c.remove(e)
@@ -280,7 +299,7 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 	evals := 0
 	if len(batch) > 0 {
 		var err error
-		if evals, err = p.evalBatch(ctx, batch, now, snap.Protocol, c.allowTerm, volatile); err != nil {
+		if evals, err = p.evalBatch(ctx, batch, now, snap.Protocol, c.allowTerm, keepTerms, cross); err != nil {
 			return nil, fmt.Errorf("policy %s: %w", p.name, err)
 		}
 	}

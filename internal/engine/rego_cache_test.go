@@ -158,7 +158,15 @@ func TestPolicyVolatile(t *testing.T) {
 		{"by position", head + "\tinput.sessions[0].user == s.user\n}\n", "reads a session by position"},
 		{"join", head + "\tsome t in input.sessions\n\tt.user == s.user\n\tt.id != s.id\n}\n", "more than once"},
 		{"comprehension", head + "\tcount([t | some t in input.sessions; t.user == s.user]) > 3\n}\n", "comprehension"},
-		{"helper rule", "package kickagent\n\nkick contains {\"session\": id, \"rule\": \"r\", \"reason\": \"x\"} if {\n\tsome id in bad\n}\n\nbad contains s.id if {\n\tsome s in input.sessions\n}\n", "reads input.sessions outside a kick rule"},
+		{"helper rule", "package kickagent\n\nkick contains {\"session\": id, \"rule\": \"r\", \"reason\": \"x\"} if {\n\tsome id in bad\n}\n\nbad contains s.id if {\n\tsome s in input.sessions\n}\n", "does not iterate input.sessions"},
+		{"helper rule only", head + "\ts.user in busy\n}\n\nbusy contains t.user if {\n\tsome t in input.sessions\n\tt.service == \"pop3\"\n}\n", "reads input.sessions outside a kick rule"},
+		{"position", head[:len(head)-len("\tsome s in input.sessions\n")] + "\tsome i, s in input.sessions\n\ti < 3\n}\n", "position"},
+		{"every", head + "\tevery t in input.sessions { t.user != \"b\" }\n}\n", "as a whole"},
+		{"other session's id", "package kickagent\n\nkick contains {\"session\": s.alt.other, \"rule\": \"r\", \"reason\": \"x\"} if {\n\tsome s in input.sessions\n}\n", "not for the session it iterates"},
+		{"fixed id", "package kickagent\n\nkick contains {\"session\": \"a\", \"rule\": \"r\", \"reason\": \"x\"} if {\n\tsome s in input.sessions\n\ts.user == \"b\"\n}\n", "not for the session it iterates"},
+		{"no iteration", "package kickagent\n\nkick contains {\"session\": \"a\", \"rule\": \"r\", \"reason\": \"x\"} if true\n", "does not iterate"},
+		{"result built in the body", "package kickagent\n\nkick contains x if {\n\tsome s in input.sessions\n\ts.user == \"a\"\n\tid := s.id\n\tx := {\"session\": id, \"rule\": \"r\", \"reason\": \"x\"}\n}\n", ""},
+		{"key iteration", "package kickagent\n\nkick contains {\"session\": s.id, \"rule\": \"r\", \"reason\": \"x\"} if {\n\ts := input.sessions[_]\n}\n", ""},
 		{"with input", head + "\tallowed with input as {}\n}\n\nallowed if true\n", "reads all of input"},
 	}
 	for _, tc := range tests {
@@ -167,6 +175,12 @@ func TestPolicyVolatile(t *testing.T) {
 			got := p.Volatile()
 			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 				t.Errorf("Volatile() = %q, want %q", got, tc.want)
+			}
+			// Only the time makes a policy volatile without relating
+			// sessions.
+			timeOnly := strings.Contains(tc.want, "now") && !strings.Contains(tc.want, "input.sessions")
+			if cross := p.CrossSession(); (cross != "") != (got != "" && !timeOnly) {
+				t.Errorf("CrossSession() = %q", cross)
 			}
 		})
 	}

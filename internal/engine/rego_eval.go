@@ -21,6 +21,8 @@ const (
 	// sessions fit in one; a cold evaluation of 100k runs in chunks, so
 	// that only a few chunks' input terms are alive at once (an OPA object
 	// is a Go map: ~1.5 KB per session) instead of the whole snapshot's.
+	// Only per-session policies are chunked: a cross-session policy
+	// (policyDeps.cross) always gets the whole snapshot in one Eval.
 	regoChunk = 8192
 	// regoParallelMin is the batch size from which chunks are evaluated
 	// by several goroutines (one Eval runs on one core).
@@ -28,17 +30,21 @@ const (
 	regoMaxWorkers  = 4
 )
 
-// evalBatch evaluates the entries, in one Eval or, when large, in chunks
-// spread over up to regoMaxWorkers goroutines, and stores their verdicts.
-// It returns the number of Evals. On error nothing is marked decided.
-func (p *Policy) evalBatch(ctx context.Context, batch []*regoEntry, now time.Time, proto anvil.Protocol, allow *ast.Term, keepTerms bool) (int, error) {
+// evalBatch evaluates the entries and stores their verdicts: with whole,
+// in one Eval whose input.sessions is the batch (a cross-session policy,
+// given the whole snapshot); otherwise in one Eval or, when large, in
+// chunks spread over up to regoMaxWorkers goroutines. It returns the
+// number of Evals. On error nothing is marked decided.
+func (p *Policy) evalBatch(ctx context.Context, batch []*regoEntry, now time.Time, proto anvil.Protocol, allow *ast.Term, keepTerms, whole bool) (int, error) {
 	ctx, berrs := withRegoBuiltinErrs(ctx)
-	workers := 1
-	if len(batch) >= regoParallelMin {
-		workers = max(1, min(runtime.GOMAXPROCS(0), regoMaxWorkers, len(batch)/(regoParallelMin/2)))
+	workers, chunks := 1, 1
+	if !whole {
+		if len(batch) >= regoParallelMin {
+			workers = max(1, min(runtime.GOMAXPROCS(0), regoMaxWorkers, len(batch)/(regoParallelMin/2)))
+		}
+		// Equal chunks, at most regoChunk, at least one per worker.
+		chunks = max(workers, (len(batch)+regoChunk-1)/regoChunk)
 	}
-	// Equal chunks, at most regoChunk, at least one per worker.
-	chunks := max(workers, (len(batch)+regoChunk-1)/regoChunk)
 	errs := make([]error, chunks)
 	next := make(chan int, chunks)
 	for i := range chunks {
