@@ -3,16 +3,12 @@ package jobs
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/kickagent/kickagent/internal/engine"
 	"github.com/kickagent/kickagent/internal/kick"
@@ -138,22 +134,14 @@ func (d Dir) jobFile(path string) (Entry, error) {
 	if FileName(kind, target) != filepath.Base(path) {
 		return Entry{}, errors.New("the header's target is not the file name's")
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var f engine.RulesFile
-	if err := dec.Decode(&f); err != nil {
+	r, err := decodeOne(data)
+	if err != nil {
 		return Entry{}, err
 	}
-	if len(f.Rules) != 1 {
-		return Entry{}, fmt.Errorf("%d rules, not one", len(f.Rules))
-	}
-	if dec.Decode(new(any)) != io.EOF {
-		return Entry{}, errors.New("more than one YAML document")
-	}
-	if f.Rules[0].Name != RuleName(kind, target) {
+	if r.Name != RuleName(kind, target) {
 		return Entry{}, errors.New("the rule is not named after the job")
 	}
-	return Entry{Path: path, Kind: kind, Rule: f.Rules[0]}, nil
+	return Entry{Path: path, Kind: kind, Rule: r}, nil
 }
 
 // parseHeader returns the target of the header line that render writes

@@ -1,7 +1,10 @@
 package jobs
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,9 +104,27 @@ func readEntry(path string, kind Kind) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("jobs: %w", err)
 	}
-	var f engine.RulesFile
-	if err := yaml.Unmarshal(data, &f); err != nil || len(f.Rules) != 1 {
-		return Entry{}, fmt.Errorf("jobs: %s: not a kickagent %s file", path, kind)
+	r, err := decodeOne(data)
+	if err != nil {
+		return Entry{}, fmt.Errorf("jobs: %s: not a kickagent %s file: %w", path, kind, err)
 	}
-	return Entry{Path: path, Kind: kind, Rule: f.Rules[0]}, nil
+	return Entry{Path: path, Kind: kind, Rule: r}, nil
+}
+
+// decodeOne decodes a job file's content: one YAML document holding
+// exactly one rule and no unknown key.
+func decodeOne(data []byte) (engine.RuleSpec, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f engine.RulesFile
+	if err := dec.Decode(&f); err != nil {
+		return engine.RuleSpec{}, err
+	}
+	if len(f.Rules) != 1 {
+		return engine.RuleSpec{}, fmt.Errorf("%d rules, not one", len(f.Rules))
+	}
+	if dec.Decode(new(any)) != io.EOF {
+		return engine.RuleSpec{}, errors.New("more than one YAML document")
+	}
+	return f.Rules[0], nil
 }
