@@ -8,10 +8,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -128,34 +126,12 @@ func parse(file string, data []byte) (*Config, engine.Errors) {
 		errs = append(errs, &engine.Error{File: file, Line: line, Msg: fmt.Sprintf(format, a...)})
 	}
 	c := &Config{}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return c, nil // an empty file sets nothing
-		}
-		line, msg := engine.YAMLError(err)
-		fail(line, "%s", msg)
+	root, ok := engine.DecodeMapping(data, "config file", strings.Join(topKeys, ", "), func(line int, msg string) { fail(line, "%s", msg) })
+	if !ok {
 		return nil, errs
 	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case err == nil:
-		fail(extra.Line, "more than one YAML document in a config file")
-	case !errors.Is(err, io.EOF):
-		line, msg := engine.YAMLError(err)
-		fail(line, "%s", msg)
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = root.Content[0]
-	}
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return c, errs
-	}
-	if root.Kind != yaml.MappingNode {
-		fail(root.Line, "a config file is a mapping with the keys %s", strings.Join(topKeys, ", "))
-		return nil, errs
+	if root == nil {
+		return c, errs // an empty file sets nothing
 	}
 	engine.ForEachKey(root, topKeys, func(line int, msg string) { fail(line, "%s", msg) }, func(key string, v *yaml.Node) {
 		if key != "limits" {

@@ -1,10 +1,8 @@
 package engine
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strings"
 	"time"
@@ -98,33 +96,13 @@ func parseRulesFile(file string, data []byte) (*fileSpec, Errors) {
 	fail := func(line int, rule, format string, a ...any) {
 		errs = append(errs, &Error{File: file, Line: line, Rule: rule, Msg: fmt.Sprintf(format, a...)})
 	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return &fileSpec{}, nil // an empty file defines nothing
-		}
-		fail(yamlErrLine(err), "", "%s", yamlErrMsg(err))
+	root, ok := DecodeMapping(data, "rules file", "allow and rules", func(line int, msg string) { fail(line, "", "%s", msg) })
+	if !ok {
 		return nil, errs
-	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case err == nil:
-		fail(extra.Line, "", "more than one YAML document in a rules file")
-	case !errors.Is(err, io.EOF):
-		fail(yamlErrLine(err), "", "%s", yamlErrMsg(err))
 	}
 	fs := &fileSpec{}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = root.Content[0]
-	}
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return fs, nil
-	}
-	if root.Kind != yaml.MappingNode {
-		fail(root.Line, "", "a rules file is a mapping with the keys allow and rules")
-		return nil, errs
+	if root == nil {
+		return fs, errs // an empty file defines nothing
 	}
 	forEachKey(root, topKeys, func(line int, msg string) { fail(line, "", "%s", msg) }, func(key string, v *yaml.Node) {
 		switch key {
