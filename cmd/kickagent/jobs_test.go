@@ -202,7 +202,7 @@ func TestReset(t *testing.T) {
 		t.Fatalf("reset: %d %s", code, errs)
 	}
 	e := only(t, dir)
-	if e.Kind != jobs.Reset || e.Rule.LoggedInBefore != "2026-11-24T09:00:00Z" || e.Rule.Expires != "2026-11-24T11:00:00Z" ||
+	if e.Kind != jobs.Reset || e.Rule.LoggedInBefore != "2026-11-24T09:00:00.000Z" || e.Rule.Expires != "2026-11-24T11:00:00Z" ||
 		strings.Join(e.Rule.Users, ",") != "alice" || e.Rule.PassdbField != "" {
 		t.Errorf("reset rule %+v", e.Rule)
 	}
@@ -211,14 +211,22 @@ func TestReset(t *testing.T) {
 		t.Errorf("reset header names a command that does not undo it:\n%s", data)
 	}
 	os.Remove(e.Path)
-	// A fraction rounds up: the cutoff is never before the reset.
-	if code, _, _ := runCmd(t, append([]string{"reset", "alice", "--at", "2026-11-24T10:00:00.2Z"}, rd...)...); code != exitOK {
-		t.Fatal(code)
+	// The cutoff keeps milliseconds, rounded up: never before the reset,
+	// and not a second after it, where a session that logged in with the
+	// new password in that second counted as old (CI failed on that).
+	for at, want := range map[string]string{
+		"2026-11-24T10:00:00.2Z":       "2026-11-24T10:00:00.200Z",
+		"2026-11-24T10:00:00.2000001Z": "2026-11-24T10:00:00.201Z",
+		"2026-11-24T10:00:00.999999Z":  "2026-11-24T10:00:01.000Z",
+	} {
+		if code, _, _ := runCmd(t, append([]string{"reset", "alice", "--at", at}, rd...)...); code != exitOK {
+			t.Fatal(code)
+		}
+		if e = only(t, dir); e.Rule.LoggedInBefore != want {
+			t.Errorf("--at %s: logged_in_before %s, want %s", at, e.Rule.LoggedInBefore, want)
+		}
+		os.Remove(e.Path)
 	}
-	if e = only(t, dir); e.Rule.LoggedInBefore != "2026-11-24T10:00:01Z" {
-		t.Errorf("logged_in_before %s, want 10:00:01", e.Rule.LoggedInBefore)
-	}
-	os.Remove(e.Path)
 
 	// Default: now, 24h; an alt username.
 	before := time.Now()
@@ -228,7 +236,7 @@ func TestReset(t *testing.T) {
 	e = only(t, dir)
 	at, err := time.Parse(time.RFC3339, e.Rule.LoggedInBefore)
 	exp, _ := time.Parse(time.RFC3339, e.Rule.Expires)
-	if err != nil || at.Before(before) || at.After(time.Now().Add(time.Second)) || exp.Sub(at) != 24*time.Hour ||
+	if err != nil || at.Before(before) || at.After(time.Now().Add(time.Millisecond)) || exp.Sub(at) < 24*time.Hour || exp.Sub(at) >= 24*time.Hour+time.Second ||
 		e.Rule.PassdbField != "user_alt" || strings.Join(e.Rule.Values, ",") != "alice-alt" || len(e.Rule.Users) != 0 {
 		t.Errorf("reset -f rule %+v", e.Rule)
 	}

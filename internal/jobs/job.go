@@ -65,7 +65,10 @@ func NewBlock(arg string, until time.Time, reason string) (Job, error) {
 // reset time at; the rule expires after lifetime.
 func NewReset(user, field string, at time.Time, lifetime time.Duration) Job {
 	target := field + ":" + user
-	cutoff := RFC3339Up(at)
+	// The cutoff keeps milliseconds: rounded up to a whole second it
+	// would lie up to a second after the reset, and a session that
+	// logged in with the new password in that second counted as old.
+	cutoff := rfc3339MilliUp(at)
 	j := Job{Kind: Reset, Target: target, Rule: engine.RuleSpec{Name: RuleName(Reset, target),
 		LoggedInBefore: cutoff, Expires: RFC3339Up(at.Add(lifetime)),
 		Description: "password reset of " + user + " at " + cutoff + ": sessions from before it"}}
@@ -114,4 +117,12 @@ func RFC3339Up(t time.Time) string {
 		t = u.Add(time.Second)
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// rfc3339MilliUp formats t in milliseconds, rounded up (see RFC3339Up).
+func rfc3339MilliUp(t time.Time) string {
+	if u := t.Truncate(time.Millisecond); u.Before(t) {
+		t = u.Add(time.Millisecond)
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
