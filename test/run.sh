@@ -27,6 +27,12 @@ unitdir=$(mktemp -d)
 go build -o "$unitdir/kickagent" ./cmd/kickagent
 sed "s#/usr/local/bin/kickagent#$unitdir/kickagent#g" systemd/kickagent.service > "$unitdir/kickagent.service"
 systemd-analyze verify "$unitdir/kickagent.service"
+# The unit's exposure must not regress (2.3 before issue 12's hardening).
+# systemd 252 (Debian 12) scores offline units; older ones cannot.
+if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
+  systemd-analyze security --offline=true --threshold=20 "$unitdir/kickagent.service" >/dev/null ||
+    { systemd-analyze security --offline=true "$unitdir/kickagent.service" | tail -n 20; echo "unit exposure above 2.0"; exit 1; }
+fi
 rm -rf "$unitdir"
 
 echo "== starting Dovecot instances"
