@@ -268,6 +268,7 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 		a.m.kicks.WithLabelValues(d.Rule, res).Inc()
 		a.writeAudit(rec)
 	}
+	a.flushAudit() // the outcomes, now: the intents are on disk already
 	return kicked
 }
 
@@ -396,8 +397,9 @@ func (a *Agent) record(d *engine.Decision, result string, snap *anvil.Snapshot, 
 
 func (a *Agent) writeAudit(r *audit.Record) { a.auditErr(a.audit.Write(r)) }
 
-// flushAudit writes the records a failed write left queued (see audit.Log).
-func (a *Agent) flushAudit() { a.auditErr(a.audit.Retry()) }
+// flushAudit writes the queued records, those a failed write left
+// included (see audit.Log).
+func (a *Agent) flushAudit() { a.auditErr(a.audit.Flush()) }
 
 func (a *Agent) syncAudit() { a.auditErr(a.audit.Sync()) }
 

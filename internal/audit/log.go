@@ -19,26 +19,33 @@ const DefaultQueue = 10000
 // records was full and the record was dropped.
 var ErrDropped = errors.New("audit: queue full, record dropped")
 
+// batchBytes bounds one write(2): records are queued and written in
+// batches of whole lines when Flush is called or this much is queued.
+const batchBytes = 64 << 10
+
 // Log appends records as JSON lines. Safe for concurrent use.
 //
-// Each record is encoded in memory and handed to the file in one write(2)
-// (the file is opened O_APPEND), with no user-space buffer: once Write
-// returns nil the line is in the kernel and outlives a crash of the agent.
-// A record that cannot be written (disk full, I/O error) waits in a
-// bounded queue, in order, and is written before any later record, by the
-// next Write or Retry: the trail recovers by itself when the error clears.
-// A write cut short (the disk filled mid-line) is truncated back, so the
-// file holds no partial line; when even that fails, the next line written
-// starts with a newline, so the fragment stands on a line of its own
-// instead of spoiling the next record.
+// Records are encoded in memory and written in batches of whole lines, one
+// write(2) each (the file is opened O_APPEND), by Flush, Sync, or when
+// 64 KiB are queued: the agent flushes the intent to kick (and syncs it)
+// before the kick, the outcomes right after it, and the rest at the end of
+// each cycle. A batch that cannot be written (disk full, I/O error) stays
+// queued, bounded and in order, and is tried again by the next flush: the
+// trail recovers by itself when the error clears. A write cut short (the
+// disk filled mid-batch) keeps the whole lines it wrote and truncates the
+// partial one back, so the file holds no partial line; when even that
+// fails, the next line written starts with a newline, so the fragment
+// stands on a line of its own instead of spoiling the next record.
 type Log struct {
 	mu      sync.Mutex
 	w       io.Writer
-	path    string // the file Reopen opens again; "" for New's writers
-	pending [][]byte
-	max     int
-	err     error // the last write error; nil once the queue is written
-	broken  bool  // the file ends with a partial line that could not be removed
+	path    string   // the file Reopen opens again; "" for New's writers
+	pending [][]byte // encoded lines not in the file yet, oldest first
+	size    int      // bytes in pending
+	max     int      // most lines pending
+	err     error    // the last write error; nil once the queue is written
+	broken  bool     // the file ends with a partial line that could not be removed
+	buf     []byte   // a batch
 }
 
 // New writes to w (Close closes it when it is an io.Closer).
@@ -68,9 +75,9 @@ func (l *Log) SetQueue(n int) {
 	l.max = max(n, 1)
 }
 
-// Write appends one record. An error means the record is not in the file
-// yet: it is queued for the next Write or Retry, unless the error wraps
-// ErrDropped.
+// Write queues one record; Flush writes it. An error is a failed write of
+// the queue (its records stay queued), or wraps ErrDropped when the queue
+// was full and this record is lost.
 func (l *Log) Write(r *Record) error {
 	if l == nil {
 		return nil
@@ -90,7 +97,11 @@ func (l *Log) Write(r *Record) error {
 		}
 	}
 	l.pending = append(l.pending, line)
-	return l.drain()
+	l.size += len(line)
+	if l.size >= batchBytes {
+		return l.drain()
+	}
+	return nil
 }
 
 func encode(r *Record) ([]byte, error) {
@@ -103,8 +114,8 @@ func encode(r *Record) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Retry writes the queued records; nil means none is left.
-func (l *Log) Retry() error {
+// Flush writes the queued records; nil means none is left.
+func (l *Log) Flush() error {
 	if l == nil {
 		return nil
 	}
@@ -112,9 +123,6 @@ func (l *Log) Retry() error {
 	defer l.mu.Unlock()
 	return l.drain()
 }
-
-// Flush is Retry: there is no buffer to flush, only the queue.
-func (l *Log) Flush() error { return l.Retry() }
 
 // Err returns the error that keeps records queued, or nil.
 func (l *Log) Err() error {
@@ -136,37 +144,52 @@ func (l *Log) Pending() int {
 	return len(l.pending)
 }
 
+// drain writes the queue in batches of whole lines.
 func (l *Log) drain() error {
 	for len(l.pending) > 0 {
-		if err := l.put(l.pending[0]); err != nil {
+		b := l.buf[:0]
+		if l.broken {
+			b = append(b, '\n')
+		}
+		lead := len(b)
+		k := 0
+		for k < len(l.pending) && (k == 0 || len(b)+len(l.pending[k]) <= batchBytes) {
+			b = append(b, l.pending[k]...)
+			k++
+		}
+		l.buf = b
+		n, err := l.w.Write(b)
+		if err == nil && n < len(b) {
+			err = io.ErrShortWrite
+		}
+		if n > 0 {
+			l.broken = l.broken && n < lead
+		}
+		// The whole lines written are done; a partial one is taken back.
+		rest, done := max(n-lead, 0), 0
+		for done < k && rest >= len(l.pending[done]) {
+			rest -= len(l.pending[done])
+			done++
+		}
+		l.dequeue(done)
+		if rest > 0 && !unwrite(l.w, rest) {
+			l.broken = true
+		}
+		if err != nil {
 			l.err = fmt.Errorf("audit: write: %w", err)
 			return l.err
 		}
-		l.pending[0] = nil
-		l.pending = l.pending[1:]
 	}
-	l.pending = nil
-	l.err = nil
+	l.pending, l.size, l.err = nil, 0, nil
 	return nil
 }
 
-// put writes one whole line or, as far as it can, nothing.
-func (l *Log) put(line []byte) error {
-	if l.broken {
-		line = append([]byte{'\n'}, line...)
+func (l *Log) dequeue(k int) {
+	for i := range k {
+		l.size -= len(l.pending[i])
+		l.pending[i] = nil
 	}
-	n, err := l.w.Write(line)
-	if err == nil && n < len(line) {
-		err = io.ErrShortWrite
-	}
-	if err == nil {
-		l.broken = false
-		return nil
-	}
-	if n > 0 && !unwrite(l.w, n) {
-		l.broken = true
-	}
-	return err
+	l.pending = l.pending[k:]
 }
 
 // unwrite removes the last n bytes written to an O_APPEND file.
@@ -185,14 +208,17 @@ func unwrite(w io.Writer, n int) bool {
 	return f.Truncate(end-int64(n)) == nil
 }
 
-// Sync commits the file's written lines to stable storage (fsync), when
-// it is a file.
+// Sync writes the queued records and commits the file to stable storage
+// (fsync), when it is a file.
 func (l *Log) Sync() error {
 	if l == nil {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.drain(); err != nil {
+		return err
+	}
 	f, ok := l.w.(interface{ Sync() error })
 	if !ok {
 		return nil
@@ -223,6 +249,7 @@ func (l *Log) Reopen() error {
 	if c, ok := old.(io.Closer); ok {
 		_ = c.Close() // its lines were written by write(2): nothing is lost
 	}
+	// Records queued before the signal go to the new file, in order.
 	return l.drain()
 }
 

@@ -109,23 +109,26 @@ func TestLogFullDiskRecovers(t *testing.T) {
 	}
 }
 
-func TestLogErrAndRetry(t *testing.T) {
+func TestLogErrAndFlush(t *testing.T) {
 	one, _ := encode(rec("a"))
 	d := &disk{free: len(one)}
 	l := New(d)
-	if err := l.Write(rec("a")); err != nil || l.Err() != nil {
+	if err := l.Write(rec("a")); err != nil || l.Flush() != nil || l.Err() != nil {
 		t.Fatalf("first write: %v, Err %v", err, l.Err())
 	}
-	err := l.Write(rec("b"))
+	if err := l.Write(rec("b")); err != nil {
+		t.Fatalf("Write queues: %v", err)
+	}
+	err := l.Flush()
 	if !errors.Is(err, syscall.ENOSPC) || !errors.Is(l.Err(), syscall.ENOSPC) || l.Pending() != 1 {
 		t.Fatalf("write on a full disk: %v, Err %v, pending %d; want ENOSPC and 1 pending", err, l.Err(), l.Pending())
 	}
-	if err := l.Retry(); err == nil {
-		t.Fatal("Retry on a full disk: nil")
+	if err := l.Flush(); err == nil {
+		t.Fatal("Flush on a full disk: nil")
 	}
 	d.free = 1000
-	if err := l.Retry(); err != nil || l.Err() != nil || l.Pending() != 0 {
-		t.Fatalf("Retry with space: %v, Err %v, pending %d", err, l.Err(), l.Pending())
+	if err := l.Flush(); err != nil || l.Err() != nil || l.Pending() != 0 {
+		t.Fatalf("Flush with space: %v, Err %v, pending %d", err, l.Err(), l.Pending())
 	}
 	if got := strings.Join(lines(t, d.data.Bytes()), " "); got != "a b" {
 		t.Fatalf("file: %s, want a b", got)
@@ -139,9 +142,14 @@ func TestLogPartialLineNotTruncatable(t *testing.T) {
 	d := &disk{free: len(one) + 5, truncErr: errors.New("EIO")}
 	l := New(d)
 	_ = l.Write(rec("a"))
+	_ = l.Flush()
 	_ = l.Write(rec("b"))
+	_ = l.Flush()
 	d.free = 1000
 	if err := l.Write(rec("c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Split(strings.TrimSuffix(d.data.String(), "\n"), "\n")
@@ -160,7 +168,7 @@ func TestLogQueueBounded(t *testing.T) {
 		t.Fatalf("third write with a queue of 2: %v, want ErrDropped", err)
 	}
 	d.free = 1000
-	if err := l.Retry(); err != nil {
+	if err := l.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(lines(t, d.data.Bytes()), " "); got != "a b" {
@@ -177,7 +185,7 @@ func TestLogReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := l.Write(rec("before")); err != nil {
+	if err := l.Write(rec("before")); err != nil || l.Flush() != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(path, path+".1"); err != nil {
@@ -189,6 +197,9 @@ func TestLogReopen(t *testing.T) {
 	if err := l.Write(rec("after")); err != nil {
 		t.Fatal(err)
 	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	for p, want := range map[string]string{path + ".1": "before", path: "after"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -198,7 +209,49 @@ func TestLogReopen(t *testing.T) {
 			t.Errorf("%s: %s, want %s", p, got, want)
 		}
 	}
-	if err := l.Sync(); err != nil {
-		t.Errorf("Sync: %v", err)
+}
+
+// A batch cut short mid-line keeps its whole lines, takes the partial one
+// back and writes the rest later, in order.
+func TestLogBatchCutShort(t *testing.T) {
+	one, _ := encode(rec("u0"))
+	d := &disk{free: 2*len(one) + 7}
+	l := New(d)
+	for _, u := range []string{"u0", "u1", "u2", "u3"} {
+		if err := l.Write(rec(u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Flush(); !errors.Is(err, syscall.ENOSPC) || l.Pending() != 2 {
+		t.Fatalf("Flush cut short: %v, %d pending; want ENOSPC and 2", err, l.Pending())
+	}
+	if got := strings.Join(lines(t, d.data.Bytes()), " "); got != "u0 u1" {
+		t.Fatalf("file: %s, want u0 u1", got)
+	}
+	d.free = 1000
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(lines(t, d.data.Bytes()), " "); got != "u0 u1 u2 u3" {
+		t.Fatalf("file: %s, want u0 u1 u2 u3", got)
 	}
 }
+
+// Records are written by Flush in batches, not one write(2) each.
+func TestLogBatches(t *testing.T) {
+	var w countWriter
+	l := New(&w)
+	for range 100 {
+		_ = l.Write(rec("u"))
+	}
+	if w.calls != 0 {
+		t.Fatalf("%d writes before Flush, want 0 (100 records are less than a batch)", w.calls)
+	}
+	if err := l.Flush(); err != nil || w.calls != 1 {
+		t.Fatalf("Flush: %v, %d writes; want 1", err, w.calls)
+	}
+}
+
+type countWriter struct{ calls int }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.calls++; return len(p), nil }
