@@ -230,3 +230,33 @@ func TestAuditWriteErrors(t *testing.T) {
 		t.Error("error kept")
 	}
 }
+
+// failKicker announces its sessions, then anvil fails before any result.
+type failKicker struct{}
+
+func (failKicker) Kick(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool) ([]kick.Result, error) {
+	return failKicker{}.KickIntent(ctx, snap, selected, nil)
+}
+
+func (failKicker) KickIntent(_ context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool, before func([]*anvil.Session)) ([]kick.Result, error) {
+	var ss []*anvil.Session
+	for i := range snap.Sessions {
+		if s := &snap.Sessions[i]; selected(s) {
+			ss = append(ss, s)
+		}
+	}
+	before(ss)
+	return nil, errors.New("anvil: connection reset")
+}
+
+// Every intent gets an outcome while the agent lives: a kick that anvil's
+// failure left without a result is audited as failed.
+func TestIntentWithoutResultFails(t *testing.T) {
+	var buf bytes.Buffer
+	r := newClockRig(t, `rules: [{name: bad, users: [mallory]}]`, sessions(1, func(int) string { return "mallory" }), failKicker{}, &buf)
+	r.cycles(t, 1)
+	out := buf.String()
+	if !strings.Contains(out, `"result":"kick-intent"`) || !strings.Contains(out, `"result":"failed"`) || !strings.Contains(out, "connection reset") {
+		t.Fatalf("audit after anvil failed mid-kick:\n%s\nwant the intent and a failed outcome naming the error", out)
+	}
+}

@@ -278,7 +278,9 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 // retried after a kick that did not close it had its intent audited at
 // the first try.
 func (a *Agent) kick(ctx context.Context, snap *anvil.Snapshot, chosen map[*anvil.Session]*engine.Decision, rs *engine.Ruleset, now time.Time) ([]kick.Result, error) {
+	var announced []*anvil.Session
 	intent := func(sessions []*anvil.Session) {
+		announced = sessions
 		wrote := false
 		for _, s := range sessions {
 			d := chosen[s]
@@ -293,17 +295,35 @@ func (a *Agent) kick(ctx context.Context, snap *anvil.Snapshot, chosen map[*anvi
 		}
 	}
 	selected := func(s *anvil.Session) bool { return chosen[s] != nil }
+	var results []kick.Result
+	var err error
 	if k, ok := a.kicker.(intentKicker); ok {
-		return k.KickIntent(ctx, snap, selected, intent)
+		results, err = k.KickIntent(ctx, snap, selected, intent)
+	} else {
+		all := make([]*anvil.Session, 0, len(chosen))
+		for i := range snap.Sessions {
+			if s := &snap.Sessions[i]; chosen[s] != nil {
+				all = append(all, s)
+			}
+		}
+		intent(all)
+		results, err = a.kicker.Kick(ctx, snap, selected)
 	}
-	all := make([]*anvil.Session, 0, len(chosen))
-	for i := range snap.Sessions {
-		if s := &snap.Sessions[i]; chosen[s] != nil {
-			all = append(all, s)
+	if err != nil {
+		// Anvil failed mid-kick: the sessions announced that got no
+		// result (their kick may or may not have gone out) fail, so that
+		// every intent has an outcome unless the agent died.
+		got := make(map[*anvil.Session]bool, len(results))
+		for i := range results {
+			got[results[i].Session] = true
+		}
+		for _, s := range announced {
+			if !got[s] {
+				results = append(results, kick.Result{Session: s, Outcome: kick.Failed, Err: fmt.Errorf("not confirmed: %w", err)})
+			}
 		}
 	}
-	intent(all)
-	return a.kicker.Kick(ctx, snap, selected)
+	return results, err
 }
 
 // unitIndex groups the sessions of paced rules by what one Dovecot kick
