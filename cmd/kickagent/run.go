@@ -147,12 +147,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "-":
 		auditLog = audit.New(stdout)
 	default:
-		f, err := os.OpenFile(c.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		l, err := audit.Open(c.AuditLog)
 		if err != nil {
 			log.Error("cannot open the audit log", "err", err)
 			return exitConfig
 		}
-		auditLog = audit.New(f)
+		auditLog = l
 	}
 	defer auditLog.Close()
 
@@ -187,7 +187,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	if c.Metrics != "off" {
-		srv, err := serveMetrics(ctx, c.Metrics, reg, a)
+		srv, err := serveMetrics(ctx, c.Metrics, reg, a, auditLog)
 		if err != nil {
 			log.Error("metrics listener", "err", err)
 			return exitConfig
@@ -204,6 +204,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			case <-ctx.Done():
 				return
 			case <-hup:
+				// After logrotate moved the audit log away (see
+				// contrib/logrotate/kickagent).
+				if err := auditLog.Reopen(); err != nil {
+					log.Error("cannot reopen the audit log; writing to the old file", "err", err)
+				}
 				select {
 				case reload <- struct{}{}:
 				default:
@@ -233,7 +238,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // serveMetrics serves /metrics and /healthz until ctx ends and returns the
 // address it listens on.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, a *agent.Agent) (string, error) {
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, a *agent.Agent, auditLog *audit.Log) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
@@ -243,6 +248,11 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, a 
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.Healthy() {
 			http.Error(w, "no cycle completed recently", http.StatusServiceUnavailable)
+			return
+		}
+		if err := auditLog.Err(); err != nil {
+			// Kicks go on, but the trail is only in memory.
+			http.Error(w, fmt.Sprintf("audit log not writable (%d records queued): %v", auditLog.Pending(), err), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -35,7 +35,9 @@ The flags are:
                        must finish within 0.9 x the interval
   --metrics ADDR       listen address of /metrics and /healthz
                        (default 127.0.0.1:9868; "off" disables)
-  --audit-log FILE     append one JSON line per decision acted on ("-": stdout)
+  --audit-log FILE     append one JSON line per decision acted on ("-": stdout);
+                       reopened on SIGHUP (logrotate); a write that fails is
+                       queued and retried, and /healthz answers 503 meanwhile
   --dry-run            decide and audit, kick nothing
   --once               run one cycle and exit (cron, tests)
   --max-kicks-per-cycle N

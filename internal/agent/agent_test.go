@@ -139,7 +139,7 @@ rules:
 		t.Fatalf("kicked %q, want mallory", got)
 	}
 	r.cycle(t) // again: dry-run and allowed are audited once, not every cycle
-	want := []string{"bob:dry-run:watch", "monitor:allowed:bad", "mallory:kicked:bad"}
+	want := []string{"bob:dry-run:watch", "monitor:allowed:bad", "mallory:kick-intent:bad", "mallory:kicked:bad"}
 	if got := r.results(t); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("audit %v, want %v", got, want)
 	}
@@ -274,7 +274,7 @@ func TestLMTPSkipped(t *testing.T) {
 	if got := strings.Join(r.kicker.kicked, ","); got != "mallory" {
 		t.Fatalf("kicked %q, want only the imap session", got)
 	}
-	want := []string{"mallory:skipped:bad", "mallory:kicked:bad"}
+	want := []string{"mallory:skipped:bad", "mallory:kick-intent:bad", "mallory:kicked:bad"}
 	if got := r.results(t); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("audit %v, want %v", got, want)
 	}

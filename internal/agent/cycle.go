@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -206,6 +207,9 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 		if chosen[d.Session] != nil {
 			continue // taken with its kick unit
 		}
+		if a.st.backingOff(d.ID, d.Rule, now, a.set.Interval) {
+			continue // its last kick did not close it: tried again later
+		}
 		group := units.of(d)
 		n := len(group)
 		if (!d.Drain && capped+n > a.set.MaxKicksPerCycle) ||
@@ -225,7 +229,7 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 	if len(chosen) == 0 {
 		return 0
 	}
-	results, err := a.kicker.Kick(ctx, snap, func(s *anvil.Session) bool { return chosen[s] != nil })
+	results, err := a.kick(ctx, snap, chosen, rs, now)
 	if err != nil {
 		a.log.Warn("kick interrupted", "err", err)
 	}
@@ -251,13 +255,75 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 					"user", d.Session.User, "kicks_last_hour", rec.Repeat, "rule", d.Rule)
 			}
 			a.log.Info("session kicked", "rule", d.Rule, "user", d.Session.User, "ip", addr(d.Session), "service", d.Session.Service, "pid", d.Session.PID)
+			a.st.kickedNow(d.ID)
+		} else if !a.st.notKicked(d.ID, d.Rule, res, now, a.set.Interval) {
+			// Audited and logged when it first happened; tried again
+			// with a backoff, not every cycle.
+			a.m.kicks.WithLabelValues(d.Rule, res).Inc()
+			a.log.Debug("session still not kicked; retrying with a backoff", "result", res, "rule", d.Rule, "user", d.Session.User, "err", rec.Error)
+			continue
 		} else {
-			a.log.Warn("session not kicked", "result", res, "rule", d.Rule, "user", d.Session.User, "err", rec.Error)
+			a.log.Warn("session not kicked; retrying with a backoff (logged once per session and result)", "result", res, "rule", d.Rule, "user", d.Session.User, "err", rec.Error)
 		}
 		a.m.kicks.WithLabelValues(d.Rule, res).Inc()
 		a.writeAudit(rec)
 	}
+	a.flushAudit() // the outcomes, now: the intents are on disk already
 	return kicked
+}
+
+// kick kicks the chosen sessions. Before any kick goes out, the intent to
+// kick each session is audited and synced to disk: a crash between a
+// kick and its outcome record leaves the intent in the trail. A session
+// retried after a kick that did not close it had its intent audited at
+// the first try.
+func (a *Agent) kick(ctx context.Context, snap *anvil.Snapshot, chosen map[*anvil.Session]*engine.Decision, rs *engine.Ruleset, now time.Time) ([]kick.Result, error) {
+	var announced []*anvil.Session
+	intent := func(sessions []*anvil.Session) {
+		announced = sessions
+		wrote := false
+		for _, s := range sessions {
+			d := chosen[s]
+			if d == nil || a.st.retrying(d.ID, d.Rule) {
+				continue
+			}
+			a.writeAudit(a.record(d, audit.Intent, snap, rs, now))
+			wrote = true
+		}
+		if wrote {
+			a.syncAudit()
+		}
+	}
+	selected := func(s *anvil.Session) bool { return chosen[s] != nil }
+	var results []kick.Result
+	var err error
+	if k, ok := a.kicker.(intentKicker); ok {
+		results, err = k.KickIntent(ctx, snap, selected, intent)
+	} else {
+		all := make([]*anvil.Session, 0, len(chosen))
+		for i := range snap.Sessions {
+			if s := &snap.Sessions[i]; chosen[s] != nil {
+				all = append(all, s)
+			}
+		}
+		intent(all)
+		results, err = a.kicker.Kick(ctx, snap, selected)
+	}
+	if err != nil {
+		// Anvil failed mid-kick: the sessions announced that got no
+		// result (their kick may or may not have gone out) fail, so that
+		// every intent has an outcome unless the agent died.
+		got := make(map[*anvil.Session]bool, len(results))
+		for i := range results {
+			got[results[i].Session] = true
+		}
+		for _, s := range announced {
+			if !got[s] {
+				results = append(results, kick.Result{Session: s, Outcome: kick.Failed, Err: fmt.Errorf("not confirmed: %w", err)})
+			}
+		}
+	}
+	return results, err
 }
 
 // unitIndex groups the sessions of paced rules by what one Dovecot kick
@@ -349,16 +415,43 @@ func (a *Agent) record(d *engine.Decision, result string, snap *anvil.Snapshot, 
 		Rev: rs.Rev(), Dovecot: snap.Protocol.Dovecot(), Record: snapshot.RecordOf(d.Session)}
 }
 
-func (a *Agent) writeAudit(r *audit.Record) {
-	if err := a.audit.Write(r); err != nil {
-		a.log.Error("audit log write failed", "err", err)
-	}
-}
+func (a *Agent) writeAudit(r *audit.Record) { a.auditErr(a.audit.Write(r)) }
 
-func (a *Agent) flushAudit() {
-	if err := a.audit.Flush(); err != nil {
-		a.log.Error("audit log flush failed", "err", err)
+// flushAudit writes the queued records, those a failed write left
+// included (see audit.Log).
+func (a *Agent) flushAudit() { a.auditErr(a.audit.Flush()) }
+
+func (a *Agent) syncAudit() { a.auditErr(a.audit.Sync()) }
+
+// auditLogEvery limits the audit failure log: a full disk fails every
+// write of every cycle.
+const auditLogEvery = time.Minute
+
+// auditErr counts an audit failure and logs it at most once per
+// auditLogEvery; the first success after failures is logged too.
+func (a *Agent) auditErr(err error) {
+	st := &a.st
+	if err == nil {
+		if st.auditFailing && a.audit.Err() == nil {
+			st.auditFailing = false
+			a.log.Info("audit log writes recovered; the queued records are written", "failures_not_logged", st.auditSuppressed)
+			st.auditSuppressed = 0
+		}
+		return
 	}
+	a.m.auditErrors.Inc()
+	if errors.Is(err, audit.ErrDropped) {
+		a.m.auditDropped.Inc()
+	}
+	now := a.now()
+	if st.auditFailing && now.Sub(st.auditLogged) < auditLogEvery {
+		st.auditSuppressed++
+		return
+	}
+	st.auditFailing = true
+	a.log.Error("audit log write failed; records are queued and retried every cycle (logged at most once a minute)",
+		"err", err, "queued", a.audit.Pending(), "failures_not_logged", st.auditSuppressed)
+	st.auditLogged, st.auditSuppressed = now, 0
 }
 
 func addr(s *anvil.Session) string {

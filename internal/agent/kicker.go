@@ -18,8 +18,34 @@ type AnvilKicker struct {
 	Settle time.Duration
 }
 
+// intentKicker is a Kicker that calls before with the sessions it is about
+// to kick, before any signal or KICK-USER goes out, so that the agent
+// audits its intent first. A Kicker without it gets every selected session
+// announced before Kick is called.
+type intentKicker interface {
+	KickIntent(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool, before func([]*anvil.Session)) ([]kick.Result, error)
+}
+
+var _ intentKicker = (*AnvilKicker)(nil)
+
 // Kick plans and runs the kick of the selected sessions.
 func (k *AnvilKicker) Kick(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool) ([]kick.Result, error) {
+	return k.KickIntent(ctx, snap, selected, nil)
+}
+
+// KickIntent is Kick, calling before (if not nil) with the sessions of the
+// units that go out (not those refused as collateral) before they do.
+func (k *AnvilKicker) KickIntent(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool, before func([]*anvil.Session)) ([]kick.Result, error) {
 	plan := kick.NewPlan(snap, selected)
-	return kick.Run(ctx, k.Conn, k.Signal, plan, kick.Options{Settle: k.Settle})
+	opt := kick.Options{Settle: k.Settle}
+	if before != nil {
+		opt.BeforeSend = func(units []*kick.Unit) {
+			var ss []*anvil.Session
+			for _, u := range units {
+				ss = append(ss, u.Targets...)
+			}
+			before(ss)
+		}
+	}
+	return kick.Run(ctx, k.Conn, k.Signal, plan, opt)
 }

@@ -30,6 +30,8 @@ type Metrics struct {
 	lastCycleTime  prometheus.Gauge
 	expiredRules   prometheus.Gauge
 	drainRemaining *prometheus.GaugeVec
+	auditErrors    prometheus.Counter
+	auditDropped   prometheus.Counter
 
 	// decisionGauges are the kickagent_decisions series of the last cycle,
 	// kept so that a cycle sets them without looking labels up again.
@@ -107,6 +109,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "YAML rules past their expires time (inactive)."}),
 		drainRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_drain_remaining_sessions",
 			Help: "Sessions a drain rule still has to kick, by rule."}, []string{"rule"}),
+		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "kickagent_audit_write_errors_total",
+			Help: "Failed audit log writes (the records are queued and retried every cycle)."}),
+		auditDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "kickagent_audit_records_dropped_total",
+			Help: "Audit records lost because the queue of unwritten records was full."}),
 	}
 	// Every reason is a fixed anvil.BadKinds value: the series exist at 0
 	// from the start, so a rate() sees the first bad line.
@@ -118,5 +124,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.sessions, m.cycles, m.cycleDuration, m.anvilErrors, m.anvilBadLines, m.decisions, m.kicks,
 		m.repeatKicks, m.reloads, m.allowRemoved, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
 		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
+	reg.MustRegister(m.auditErrors, m.auditDropped)
 	return m
 }

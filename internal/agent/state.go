@@ -32,7 +32,29 @@ type state struct {
 	// badLogged: the kinds of malformed anvil line already logged (once
 	// per kind for the agent's life; the metric counts every one).
 	badLogged map[string]bool
+	// retries: session id → the last outcome of a kick that did not
+	// close it (failed, still-connected, refused-collateral) and when
+	// it is tried again.
+	retries map[string]*retry
+	// auditFailing: audit writes are failing; auditLogged: when that was
+	// last logged, auditSuppressed: failures since (see Agent.auditErr).
+	auditFailing    bool
+	auditLogged     time.Time
+	auditSuppressed int
 }
+
+// retry is the backoff of a session whose kick did not close it.
+type retry struct {
+	result, rule string
+	wait         time.Duration
+	next         time.Time
+}
+
+// retryCap bounds the backoff of an unkickable session: a session whose
+// kick keeps failing is still tried every retryCap (or every interval if
+// that is longer), so that it is kicked soon after whatever stood in the
+// way (a collateral session, a stuck process) is gone.
+const retryCap = 2 * time.Minute
 
 // bucket is a token bucket for one paced rule.
 type bucket struct {
@@ -49,6 +71,7 @@ func (s *state) init() {
 	s.cutoffs = map[time.Time]time.Time{}
 	s.decisionCounts = map[ruleAction]int{}
 	s.badLogged = map[string]bool{}
+	s.retries = map[string]*retry{}
 }
 
 // refill adds the kicks each paced rule has earned since the last cycle.
@@ -113,7 +136,50 @@ func (s *state) observe(sessions []anvil.Session, now time.Time) {
 			delete(s.decidedAt, id)
 		}
 	}
+	for id := range s.retries {
+		if !s.seen.present(id) {
+			delete(s.retries, id)
+		}
+	}
 }
+
+// notKicked records an outcome other than kicked of session id's kick by
+// rule and sets its next try: one interval after a new outcome, then
+// doubling up to retryCap. It reports whether the outcome is new for the
+// session (to be audited and logged; a repeat is not).
+func (s *state) notKicked(id, rule, result string, now time.Time, interval time.Duration) bool {
+	r := s.retries[id]
+	if r == nil {
+		r = &retry{}
+		s.retries[strings.Clone(id)] = r // see seenTable.observe
+	}
+	isNew := r.result != result || r.rule != rule
+	if isNew {
+		r.result, r.rule, r.wait = result, strings.Clone(rule), interval
+	} else {
+		r.wait = min(2*r.wait, max(retryCap, interval))
+	}
+	r.next = now.Add(r.wait)
+	return isNew
+}
+
+// backingOff reports whether session id's kick by rule waits for its next
+// try. Cycles start about an interval apart, give or take: half an
+// interval early counts as on time.
+func (s *state) backingOff(id, rule string, now time.Time, interval time.Duration) bool {
+	r := s.retries[id]
+	return r != nil && r.rule == rule && now.Before(r.next.Add(-interval/2))
+}
+
+// retrying reports whether session id's kick by rule was tried before and
+// its intent audited then.
+func (s *state) retrying(id, rule string) bool {
+	r := s.retries[id]
+	return r != nil && r.rule == rule
+}
+
+// kickedNow forgets the backoff of a session that was kicked.
+func (s *state) kickedNow(id string) { delete(s.retries, id) }
 
 // once reports whether (id, result, rule) is new since the last call, so
 // that a long-lived session in dry-run or held back is audited once, not

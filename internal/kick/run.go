@@ -59,6 +59,10 @@ type Options struct {
 	// Parallel is how many admin connections carry kicks at once when
 	// the Conn can open them (KickOpener); 1 kicks one at a time on it.
 	Parallel int
+	// BeforeSend, if set, is called once with the units about to be
+	// kicked (signalled or sent KICK-USER), before any of them is: the
+	// agent records its intent there, so a crash mid-kick leaves a trace.
+	BeforeSend func(units []*Unit)
 }
 
 func (o *Options) defaults() {
@@ -94,12 +98,23 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 	errs := make([]error, len(plan.Units))
 	var todo []int // units to KICK-USER, sent together below
 	viaAnvil := make([]bool, len(plan.Units))
+	var sending []*Unit
 	for i, u := range plan.Units {
 		switch {
 		case len(u.Collateral) > 0 && !opt.Force:
 			outcomes[i] = RefusedCollateral
 		case opt.DryRun:
 			outcomes[i] = DryRun
+		default:
+			sending = append(sending, u)
+		}
+	}
+	if opt.BeforeSend != nil && len(sending) > 0 {
+		opt.BeforeSend(sending)
+	}
+	for i, u := range plan.Units {
+		switch {
+		case outcomes[i] != "":
 		case plan.Protocol == anvil.Proto23:
 			if errs[i] = sig.Terminate(u.PID, u.Service); errors.Is(errs[i], ErrGone) {
 				errs[i] = nil
