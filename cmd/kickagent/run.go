@@ -159,7 +159,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := agent.NewMetrics(reg)
-	src := &agent.AnvilSource{Client: &anvil.Client{Path: c.AnvilSocket}}
+	src := &agent.AnvilSource{Client: &anvil.Client{Path: c.AnvilSocket, Limits: c.Limits.Anvil()}}
 	defer src.Close()
 	interval := c.Interval.Duration
 	if interval == 0 {
