@@ -57,13 +57,13 @@ func (l Limits) withDefaults() Limits {
 func (c *Conn) dumpTooLarge(got int) error {
 	c.nc.Close() // the rest of the reply would be read as the next one's
 	return fmt.Errorf("anvil %s: %w: dump exceeds %d bytes (limits.dump_max_bytes; %d received): "+
-		"a runaway anvil, or a server larger than the bound", c.path, ErrTooLarge, c.lim.MaxDumpBytes, got)
+		"a runaway anvil, or a server larger than the bound (then raise it)", c.path, ErrTooLarge, c.lim.MaxDumpBytes, got)
 }
 
 func (c *Conn) tooManySessions() error {
 	c.nc.Close()
 	return fmt.Errorf("anvil %s: %w: dump exceeds %d sessions (limits.dump_max_sessions): "+
-		"a runaway anvil, or a server larger than the bound", c.path, ErrTooLarge, c.lim.MaxSessions)
+		"a runaway anvil, or a server larger than the bound (then raise it)", c.path, ErrTooLarge, c.lim.MaxSessions)
 }
 
 // headerTooLong is the error of a 2.4 header longer than max bytes.
