@@ -64,7 +64,7 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var results []kick.Result
 	var runErr error
 	if plan := kick.NewPlan(snap, filter.Match); len(plan.Units) > 0 || len(plan.Skipped) > 0 {
-		results, runErr = kick.Run(ctx, conn, kick.ProcSignaler{}, plan, opts)
+		results, runErr = kick.Run(ctx, conn, kick.ForSocket(af.socket), plan, opts)
 	}
 	// Dovecot 2.3 keeps proxied sessions out of anvil; its ipc socket
 	// lists and kicks them.

@@ -159,7 +159,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := agent.NewMetrics(reg)
-	src := &agent.AnvilSource{Client: &anvil.Client{Path: c.AnvilSocket}}
+	src := &agent.AnvilSource{Client: &anvil.Client{Path: c.AnvilSocket, Limits: c.Limits.Anvil()}}
 	defer src.Close()
 	interval := c.Interval.Duration
 	if interval == 0 {
@@ -169,7 +169,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	a := agent.New(agent.Settings{Interval: interval, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
 		BreakerFraction: c.Limits.BreakerFraction, BreakerMinSessions: c.Limits.BreakerMinSessions,
 		RepeatThreshold: c.Limits.RepeatThreshold},
-		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ProcSignaler{}, Settle: min(2*time.Second, interval/3)},
+		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ForSocket(c.AnvilSocket), Settle: min(2*time.Second, interval/3)},
 			Load:  func(ctx context.Context) (*engine.Ruleset, error) { return engine.Load(ctx, sources()) },
 			Jobs:  jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}},
 			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv()})

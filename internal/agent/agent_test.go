@@ -343,6 +343,7 @@ kickagent_anvil_bad_lines_total{reason="dest_ip"} 2
 kickagent_anvil_bad_lines_total{reason="fields"} 0
 kickagent_anvil_bad_lines_total{reason="guid"} 0
 kickagent_anvil_bad_lines_total{reason="ident"} 0
+kickagent_anvil_bad_lines_total{reason="line_too_long"} 0
 kickagent_anvil_bad_lines_total{reason="pid"} 2
 kickagent_anvil_bad_lines_total{reason="refcount"} 0
 kickagent_anvil_bad_lines_total{reason="service"} 0

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/kick"
@@ -65,7 +66,8 @@ func (a *AnvilSource) dump(ctx context.Context, each func(int, *anvil.Session)) 
 			return snap, nil
 		}
 		a.drop()
-		if try > 0 || ctx.Err() != nil {
+		// A dump over the bounds would only be over them again.
+		if try > 0 || ctx.Err() != nil || errors.Is(err, anvil.ErrTooLarge) {
 			return nil, err
 		}
 	}

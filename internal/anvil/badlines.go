@@ -17,12 +17,14 @@ const (
 	BadGUID       = "guid"        // 2.4: the connection GUID is not 32 hex digits
 	BadClientIP   = "client_ip"   // not an IP (see parseAddr for zones)
 	BadDestIP     = "dest_ip"     // 2.4: not an IP
+	// BadLineTooLong: longer than Limits.MaxLineBytes; read past, not kept.
+	BadLineTooLong = "line_too_long"
 )
 
 // BadKinds lists every BadLine.Kind, for metrics that want each series to
 // exist from the start.
 var BadKinds = []string{BadFields, BadAltColumns, BadPID, BadRefcount, BadIdent, BadService,
-	BadGUID, BadClientIP, BadDestIP}
+	BadGUID, BadClientIP, BadDestIP, BadLineTooLong}
 
 // BadLine is one kind of malformed session line met in a dump, with the
 // first line of that kind as its example.
@@ -85,12 +87,14 @@ func (b *BadLines) add(line int, text, reason string) {
 	b.Problems = append(b.Problems, BadLine{Kind: kind, Reason: reason, Line: line, Text: shorten(text), Count: 1})
 }
 
+// maxBadText is how much of a bad line a report keeps.
+const maxBadText = 120
+
 // shorten cuts a line for an error or a report and copies it out of
 // whatever buffer it is in.
 func shorten(text string) string {
-	const max = 120
-	if len(text) > max {
-		return strings.Clone(text[:max]) + "…"
+	if len(text) > maxBadText {
+		return strings.Clone(text[:maxBadText]) + "…"
 	}
 	return strings.Clone(text)
 }
@@ -115,6 +119,8 @@ func badKind(reason string) string {
 		return BadDestIP
 	case strings.Contains(reason, "alt columns"):
 		return BadAltColumns
+	case strings.HasPrefix(reason, "line longer than"):
+		return BadLineTooLong
 	}
 	return BadFields
 }

@@ -41,6 +41,8 @@ type Client struct {
 	Protocol Protocol
 	// GreetTimeout overrides DefaultGreetTimeout.
 	GreetTimeout time.Duration
+	// Limits bound a dump; zero fields take the defaults.
+	Limits Limits
 }
 
 // Conn is one handshaken connection to anvil. Commands on a Conn run one at
@@ -52,7 +54,8 @@ type Conn struct {
 	pace    *pacedReader // under r
 	proto   Protocol
 	minor   int
-	guessed bool // 2.3 was assumed because no greeting came in time
+	lim     Limits // with defaults
+	guessed bool   // 2.3 was assumed because no greeting came in time
 	// since is when the current exchange began, for a timeout to say how
 	// long anvil had: the connect for the handshake and the first
 	// command, else the command (fresh: no command was sent yet).
@@ -97,7 +100,7 @@ func (cl *Client) open(ctx context.Context, force Protocol) (*Conn, error) {
 		return nil, dialError(path, err)
 	}
 	pace := newPacedReader(nc)
-	c := &Conn{path: path, nc: nc, r: bufio.NewReaderSize(pace, 64<<10), pace: pace}
+	c := &Conn{path: path, nc: nc, r: bufio.NewReaderSize(pace, 64<<10), pace: pace, lim: cl.Limits.withDefaults()}
 	if err := c.handshake(ctx, force, cl.greetWait(path, force)); err != nil {
 		nc.Close()
 		return nil, err
@@ -161,7 +164,10 @@ func (c *Conn) readGreeting(ctx context.Context, wait time.Duration) (string, er
 		deadline = d
 	}
 	_ = c.nc.SetReadDeadline(deadline)
-	line, err := c.r.ReadString('\n')
+	line, err := c.readShort()
+	if errors.Is(err, ErrTooLarge) {
+		return "", err
+	}
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && ctxErr(ctx) == nil && line == "" && c.r.Buffered() == 0 {
@@ -193,6 +199,18 @@ func (c *Conn) greeted(line string) error {
 	}
 	c.proto, c.minor = Proto24, minor
 	return c.write("VERSION\tanvil-client\t2\t0\n\n")
+}
+
+// readShort reads one line of a short reply (a greeting, a count), LF
+// included. A line that does not fit the read buffer (64 KiB) closes the
+// connection with ErrTooLarge: no such reply anvil sends comes near it.
+func (c *Conn) readShort() (string, error) {
+	line, err := c.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		c.nc.Close()
+		return "", fmt.Errorf("anvil %s: %w: a line over %d bytes where a short reply was due", c.path, ErrTooLarge, c.r.Size())
+	}
+	return string(line), err
 }
 
 func (c *Conn) write(s string) error {
@@ -250,13 +268,30 @@ func (c *Conn) readDump(ctx context.Context, each func(int, *Session)) (*dumpPar
 	p := newDumpParser(c.proto, min(c.lastDump/dumpLineGuess, 1024))
 	p.copyOut, p.each = true, each
 	lineStart, scan, before := 0, 0, 0 // before: bytes moved out of buf
+	maxLine := c.lim.MaxLineBytes
+	// skipping: the rest of a line longer than maxLine is read and
+	// dropped, up to its LF.
+	skipping := false
 	// A bad header is reported once the reply has ended, as when the reply
 	// was read whole first: a reply cut short is a closed connection,
 	// whatever came before, and the connection stays in step. (A bad
 	// session line is not an error: the parser skips and records it.)
 	var perr error
+	tooLong := func(line []byte) {
+		if !p.tooLong(unsafe.String(unsafe.SliceData(line), min(len(line), maxBadText+1)), maxLine) && perr == nil {
+			perr = headerTooLong(maxLine)
+		}
+	}
 	for {
-		for {
+		if skipping {
+			if i := bytes.IndexByte(buf[scan:], '\n'); i >= 0 {
+				scan += i + 1
+				lineStart, skipping = scan, false
+			} else {
+				lineStart, scan = len(buf), len(buf)
+			}
+		}
+		for !skipping {
 			i := bytes.IndexByte(buf[scan:], '\n')
 			if i < 0 {
 				break
@@ -273,13 +308,22 @@ func (c *Conn) readDump(ctx context.Context, each func(int, *Session)) (*dumpPar
 					return nil, 0, protoErr(0, string(buf[scan:min(len(buf), scan+80)]), "unexpected data after the dump")
 				}
 				c.lastDump = before + len(buf)
+				if c.lastDump > c.lim.MaxDumpBytes {
+					return nil, 0, c.dumpTooLarge(c.lastDump)
+				}
 				if perr != nil {
 					return nil, 0, fmt.Errorf("anvil %s: %w", c.path, perr)
 				}
 				return p, c.lastDump, nil
 			}
-			if perr == nil {
+			switch {
+			case len(line) > maxLine:
+				tooLong(line)
+			case perr == nil:
 				perr = p.line(unsafe.String(unsafe.SliceData(line), len(line)))
+				if p.sessions() > c.lim.MaxSessions {
+					return nil, 0, c.tooManySessions()
+				}
 			}
 			lineStart = scan
 			if p.n == 1000 && c.lastDump > 0 && perr == nil {
@@ -288,12 +332,21 @@ func (c *Conn) readDump(ctx context.Context, each func(int, *Session)) (*dumpPar
 				p.expect(int(float64(c.lastDump) * 1.02 / float64(before+lineStart) * float64(p.n)))
 			}
 		}
+		if !skipping && len(buf)-lineStart > maxLine {
+			// A line already too long and not ended: what follows of it
+			// is read past, not kept.
+			tooLong(buf[lineStart:])
+			lineStart, scan, skipping = len(buf), len(buf), true
+		}
 		// The parsed lines are done with: the cut line moves to the start.
 		if lineStart > 0 {
 			n := copy(buf, buf[lineStart:])
 			before += lineStart
 			scan -= lineStart
 			buf, lineStart = buf[:n], 0
+		}
+		if got := before + len(buf); got > c.lim.MaxDumpBytes {
+			return nil, 0, c.dumpTooLarge(got)
 		}
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, cap(buf)) // a line longer than the buffer

@@ -360,7 +360,8 @@ func TestConnReuse(t *testing.T) {
 	}
 }
 
-// Lines longer than the client's read buffer (64 KiB) are reassembled.
+// Lines longer than the client's read buffer (64 KiB) are reassembled,
+// up to Limits.MaxLineBytes (limits_test.go has the lines beyond).
 func TestClientLongLines(t *testing.T) {
 	user := strings.Repeat("u", 200<<10)
 	for _, proto := range []anvil.Protocol{anvil.Proto23, anvil.Proto24} {
@@ -373,7 +374,8 @@ func TestClientLongLines(t *testing.T) {
 				d = anvil.FormatDump24([]string{long}, []anvil.Session{s, s})
 			}
 			srv := anviltest.New(t, proto, anviltest.WithDump(d), anviltest.WithHint23())
-			snap, err := (&anvil.Client{Path: srv.Path}).Dump(testCtx(t, 10*time.Second))
+			cl := &anvil.Client{Path: srv.Path, Limits: anvil.Limits{MaxLineBytes: 1 << 20}}
+			snap, err := cl.Dump(testCtx(t, 10*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}

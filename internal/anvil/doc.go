@@ -7,5 +7,7 @@
 // into one normalized Snapshot and runs the commands it is given. It never
 // decides what to kick. Everything read from the wire is untrusted: fields
 // are tab-unescaped as Dovecot's strescape.c does and validated, and a
-// malformed dump is an error, never a partial snapshot.
+// malformed dump is an error, never a partial snapshot. What a reply may
+// make the reader hold is bounded (Limits): an over-long line is read past
+// and skipped, an oversized dump fails with ErrTooLarge.
 package anvil

@@ -130,6 +130,20 @@ func (p *dumpParser) line(line string) error {
 	return nil
 }
 
+// tooLong records a line longer than max bytes, of which text is the
+// start, as skipped; false when it is the 2.4 header, which cannot be.
+func (p *dumpParser) tooLong(text string, max int) bool {
+	p.n++
+	if p.proto == Proto24 && p.n == 1 {
+		return false
+	}
+	p.bad.add(p.n, text, lineTooLong(max))
+	return true
+}
+
+// sessions is how many sessions the dump has so far.
+func (p *dumpParser) sessions() int { return p.inDone + len(p.chunk) }
+
 // keep copies the strings of s out of the line into text blocks.
 func (p *dumpParser) keep(s *Session) {
 	if svc := knownService(s.Service); svc != "" {

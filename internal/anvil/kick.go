@@ -77,7 +77,10 @@ func (c *Conn) kick(ctx context.Context, fields []string) (int, error) {
 	if err := c.write(line); err != nil {
 		return 0, err
 	}
-	reply, err := c.r.ReadString('\n')
+	reply, err := c.readShort()
+	if errors.Is(err, ErrTooLarge) {
+		return 0, err
+	}
 	if err != nil {
 		return 0, c.ioError(ctx, fields[0], err)
 	}
@@ -99,7 +102,7 @@ type Kicker interface {
 // connection's: anvil may answer KICK-* out of order on one connection, so
 // parallel kicks need a connection each.
 func (c *Conn) OpenKicker(ctx context.Context) (Kicker, error) {
-	k, err := (&Client{Path: c.path, Protocol: c.proto}).Open(ctx)
+	k, err := (&Client{Path: c.path, Protocol: c.proto, Limits: c.lim}).Open(ctx)
 	if err != nil {
 		return nil, err
 	}

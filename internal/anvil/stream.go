@@ -30,29 +30,50 @@ func (c *Conn) stream(ctx context.Context, p *dumpParser, begin func(p Protocol,
 	if err := c.write("CONNECT-DUMP\n"); err != nil {
 		return err
 	}
+	maxLine := c.lim.MaxLineBytes
+	total := 0         // bytes of the reply read so far
 	var scratch []byte // holds a line longer than bufio's buffer
-	readLine := func() ([]byte, error) {
-		line, err := c.r.ReadSlice('\n')
+	// readLine returns the next line without its LF; a line longer than
+	// maxLine is read past and only its start returned, with long set.
+	readLine := func() (line []byte, long bool, err error) {
+		line, err = c.r.ReadSlice('\n')
+		total += len(line)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			scratch = append(scratch[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
+			for errors.Is(err, bufio.ErrBufferFull) && total <= c.lim.MaxDumpBytes {
 				line, err = c.r.ReadSlice('\n')
-				scratch = append(scratch, line...)
+				total += len(line)
+				if long = long || len(scratch)+len(line) > maxLine+1; !long {
+					scratch = append(scratch, line...)
+				}
 			}
 			line = scratch
 		}
-		if err != nil {
-			return nil, c.ioError(ctx, "CONNECT-DUMP", err)
+		if total > c.lim.MaxDumpBytes {
+			return nil, false, c.dumpTooLarge(total)
 		}
-		return line[:len(line)-1], nil
+		if err != nil {
+			return nil, false, c.ioError(ctx, "CONNECT-DUMP", err)
+		}
+		if long {
+			return line[:min(len(line), maxBadText+1)], true, nil
+		}
+		line = line[:len(line)-1]
+		if len(line) > maxLine {
+			return line[:min(len(line), maxBadText+1)], true, nil
+		}
+		return line, false, nil
 	}
 	n := 0
 	if c.proto == Proto24 {
-		h, err := readLine()
+		h, long, err := readLine()
 		if err != nil {
 			return err
 		}
 		n++
+		if long {
+			return fmt.Errorf("anvil %s: %w", c.path, headerTooLong(maxLine))
+		}
 		// The header outlives its line: copy it.
 		if err := p.line(string(h)); err != nil {
 			return fmt.Errorf("anvil %s: %w", c.path, err)
@@ -61,8 +82,9 @@ func (c *Conn) stream(ctx context.Context, p *dumpParser, begin func(p Protocol,
 	// One Session for the whole stream: each gets its address, and a
 	// Session per line would be 100,000 heap allocations per listing.
 	var s Session
+	sessions := 0
 	for {
-		line, err := readLine()
+		line, long, err := readLine()
 		if err != nil {
 			if c.guessed && n == 0 {
 				return errLateGreeting
@@ -79,6 +101,10 @@ func (c *Conn) stream(ctx context.Context, p *dumpParser, begin func(p Protocol,
 			}
 			begin = nil
 		}
+		if long {
+			p.bad.add(n, string(line), lineTooLong(maxLine))
+			continue
+		}
 		if len(line) == 0 {
 			return nil
 		}
@@ -88,6 +114,9 @@ func (c *Conn) stream(ctx context.Context, p *dumpParser, begin func(p Protocol,
 		if reason := p.session(text, &s); reason != "" {
 			p.bad.add(n, text, reason)
 			continue
+		}
+		if sessions++; sessions > c.lim.MaxSessions {
+			return c.tooManySessions()
 		}
 		if err := each(&s); err != nil {
 			return err

@@ -6,6 +6,8 @@ import (
 	"math"
 	"net"
 	"time"
+
+	"github.com/kickagent/kickagent/internal/anvil"
 )
 
 // Bounds of the agent's settings. CONFIGURATION.md ("Bounds") gives the
@@ -22,6 +24,14 @@ const (
 	MaxInterval = time.Hour
 	// MinRepeatThreshold: a threshold of 1 would call every kick a loop.
 	MinRepeatThreshold = 2
+	// MinDumpMaxLineBytes: anvil's own lines reach about 1 KiB (its input
+	// buffer) plus escapes; a lower bound would skip real sessions.
+	MinDumpMaxLineBytes = 4 << 10
+	// MaxDumpMaxLineBytes: a line up to the bound is held whole.
+	MaxDumpMaxLineBytes = 16 << 20
+	// MinDumpMaxBytes: about 20,000 sessions; below, a small server's dump
+	// would fail.
+	MinDumpMaxBytes = 1 << 20
 )
 
 // ParseDuration is time.ParseDuration with an error that says what is
@@ -77,6 +87,33 @@ func CheckBreakerMinSessions(n int) error {
 func CheckRepeatThreshold(n int) error {
 	if n < MinRepeatThreshold {
 		return fmt.Errorf("%d: want at least %d kicks within an hour (1 would report every kick as a loop)", n, MinRepeatThreshold)
+	}
+	return nil
+}
+
+// CheckDumpMaxLineBytes wants a line bound in [MinDumpMaxLineBytes,
+// MaxDumpMaxLineBytes].
+func CheckDumpMaxLineBytes(n int) error {
+	if n < MinDumpMaxLineBytes || n > MaxDumpMaxLineBytes {
+		return fmt.Errorf("%d: want %d to %d bytes (anvil's own lines are about 1 KiB; leave it out for the default %d)",
+			n, MinDumpMaxLineBytes, MaxDumpMaxLineBytes, anvil.DefaultMaxLineBytes)
+	}
+	return nil
+}
+
+// CheckDumpMaxBytes wants a dump bound of at least MinDumpMaxBytes.
+func CheckDumpMaxBytes(n int) error {
+	if n < MinDumpMaxBytes {
+		return fmt.Errorf("%d: want at least %d bytes (a dump is about 50 bytes per session; leave it out for the default %d)",
+			n, MinDumpMaxBytes, anvil.DefaultMaxDumpBytes)
+	}
+	return nil
+}
+
+// CheckDumpMaxSessions wants at least 1.
+func CheckDumpMaxSessions(n int) error {
+	if n < 1 {
+		return fmt.Errorf("%d: want at least 1 (leave it out for the default %d)", n, anvil.DefaultMaxSessions)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
@@ -66,6 +67,18 @@ type Limits struct {
 	// RepeatThreshold: a user kicked this many times within an hour is
 	// reported as looping (default 3; CheckRepeatThreshold).
 	RepeatThreshold int `yaml:"repeat_threshold"`
+	// DumpMaxLineBytes, DumpMaxBytes and DumpMaxSessions bound what one
+	// anvil dump may make the agent hold (defaults: anvil.Default*;
+	// CheckDumpMax*): a longer line is skipped, a larger dump fails the
+	// cycle.
+	DumpMaxLineBytes int `yaml:"dump_max_line_bytes"`
+	DumpMaxBytes     int `yaml:"dump_max_bytes"`
+	DumpMaxSessions  int `yaml:"dump_max_sessions"`
+}
+
+// Anvil is the dump bounds for anvil.Client (zero: the default).
+func (l Limits) Anvil() anvil.Limits {
+	return anvil.Limits{MaxLineBytes: l.DumpMaxLineBytes, MaxDumpBytes: l.DumpMaxBytes, MaxSessions: l.DumpMaxSessions}
 }
 
 // Duration is a time.Duration written as "5s", "1m30s".
@@ -193,6 +206,12 @@ func (l *Limits) set(key string, v *yaml.Node) error {
 		return integer(v, &l.BreakerMinSessions, CheckBreakerMinSessions)
 	case "repeat_threshold":
 		return integer(v, &l.RepeatThreshold, CheckRepeatThreshold)
+	case "dump_max_line_bytes":
+		return integer(v, &l.DumpMaxLineBytes, CheckDumpMaxLineBytes)
+	case "dump_max_bytes":
+		return integer(v, &l.DumpMaxBytes, CheckDumpMaxBytes)
+	case "dump_max_sessions":
+		return integer(v, &l.DumpMaxSessions, CheckDumpMaxSessions)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
@@ -34,6 +35,9 @@ limits:
   breaker_fraction: 1
   breaker_min_sessions: 1
   repeat_threshold: 2
+  dump_max_line_bytes: 4096
+  dump_max_bytes: 1048576
+  dump_max_sessions: 1
 `)
 	c, err := Load(path)
 	if err != nil {
@@ -43,7 +47,8 @@ limits:
 	want := Config{AnvilSocket: filepath.Join(dir, "run/anvil"), Rules: []string{filepath.Join(dir, "rules.yaml"), "/etc/r.d"},
 		RulesDir: filepath.Join(dir, "rules.d"), Policies: []string{filepath.Join(dir, "policy")},
 		Interval: Duration{2 * time.Second}, AuditLog: "-", Metrics: ":9868", DryRun: true,
-		Limits: Limits{MaxKicksPerCycle: 1000000, BreakerFraction: 1, BreakerMinSessions: 1, RepeatThreshold: 2}}
+		Limits: Limits{MaxKicksPerCycle: 1000000, BreakerFraction: 1, BreakerMinSessions: 1, RepeatThreshold: 2,
+			DumpMaxLineBytes: 4096, DumpMaxBytes: 1 << 20, DumpMaxSessions: 1}}
 	if got := *c; !equal(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
@@ -80,8 +85,13 @@ func TestLoadInvalid(t *testing.T) {
 		{"limits:\n  breaker_fraction: half\n", `:2: limits.breaker_fraction: "half" is not a number`},
 		{"limits:\n  breaker_min_sessions: -3\n", ":2: limits.breaker_min_sessions: -3: want at least 1"},
 		{"limits:\n  repeat_threshold: 1\n", ":2: limits.repeat_threshold: 1: want at least 2"},
-		{"limits: 5\n", ":1: limits: want a mapping with the keys max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold"},
-		{"limits:\n  max_kick_per_cycle: 5\n", `:2: limits: unknown key "max_kick_per_cycle" (known: max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold)`},
+		{"limits:\n  dump_max_line_bytes: 4095\n", ":2: limits.dump_max_line_bytes: 4095: want 4096 to 16777216 bytes (anvil's own lines are about 1 KiB; leave it out for the default 65536)"},
+		{"limits:\n  dump_max_line_bytes: 16777217\n", ":2: limits.dump_max_line_bytes: 16777217: want 4096 to 16777216 bytes"},
+		{"limits:\n  dump_max_line_bytes: 64KiB\n", `:2: limits.dump_max_line_bytes: "64KiB" is not a whole number`},
+		{"limits:\n  dump_max_bytes: 1048575\n", ":2: limits.dump_max_bytes: 1048575: want at least 1048576 bytes (a dump is about 50 bytes per session; leave it out for the default 134217728)"},
+		{"limits:\n  dump_max_sessions: 0\n", ":2: limits.dump_max_sessions: 0: want at least 1 (leave it out for the default 1000000)"},
+		{"limits: 5\n", ":1: limits: want a mapping with the keys max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions"},
+		{"limits:\n  max_kick_per_cycle: 5\n", `:2: limits: unknown key "max_kick_per_cycle" (known: max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions)`},
 		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, audit_log, metrics_listen, dry_run, limits)`},
 		{"interval: 5s\ninterval: 6s\n", `:2: key "interval" given twice`},
 		{"metrics_listen: 9868\n", `:1: metrics_listen: "9868": want HOST:PORT or off (missing port in address)`},
@@ -145,6 +155,10 @@ func TestChecks(t *testing.T) {
 		if err := CheckMetricsListen(s); err != nil {
 			t.Errorf("CheckMetricsListen(%q): %v", s, err)
 		}
+	}
+	l := Limits{DumpMaxLineBytes: 4096, DumpMaxBytes: 1 << 20, DumpMaxSessions: 7}
+	if got := l.Anvil(); got != (anvil.Limits{MaxLineBytes: 4096, MaxDumpBytes: 1 << 20, MaxSessions: 7}) {
+		t.Errorf("Limits.Anvil() = %+v", got)
 	}
 	if CheckTimeout(0) == nil || CheckTimeout(-time.Second) == nil || CheckTimeout(time.Millisecond) != nil {
 		t.Error("CheckTimeout: want > 0")

@@ -2,6 +2,7 @@ package kick
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/kickagent/kickagent/internal/anvil"
 )
 
 // ErrGone means the process had already exited: not a failure of a kick.
@@ -19,11 +22,23 @@ var ErrGone = errors.New("process is gone")
 const maxPID = 4194304
 
 // ProcSignaler sends SIGTERM to Dovecot processes after checking, through
-// /proc, that the pid still is the Dovecot process anvil named: pids are
-// reused, and a wrong SIGTERM would hit an unrelated program.
+// /proc, that the pid still is a Dovecot process of the service anvil
+// named, and a child of the master of the Dovecot whose anvil named it:
+// pids are reused, an anvil entry may be stale, and a wrong SIGTERM would
+// hit an unrelated program or another Dovecot instance on the host.
 type ProcSignaler struct {
 	// Proc is the procfs mount, "/proc" when empty.
 	Proc string
+	// BaseDir is the Dovecot base_dir (the anvil socket's directory), seen
+	// from this process: its master.pid names the only master whose
+	// children may be signalled. Empty refuses every signal.
+	BaseDir string
+}
+
+// ForSocket is the ProcSignaler for the Dovecot whose anvil socket is
+// path ("" means anvil.DefaultSocket).
+func ForSocket(path string) ProcSignaler {
+	return ProcSignaler{BaseDir: filepath.Dir(cmp.Or(path, anvil.DefaultSocket))}
 }
 
 // Terminate signals pid if it is a Dovecot process of service.
@@ -59,7 +74,7 @@ func (p ProcSignaler) root() string {
 
 // verify checks the process title ("<instance>/<service>", Dovecot's
 // process title, possibly followed by " [user ip]") and that the parent is
-// a dovecot master.
+// this Dovecot's master (checkMaster).
 func (p ProcSignaler) verify(pid int64, service string) error {
 	dir := filepath.Join(p.root(), strconv.FormatInt(pid, 10))
 	cmd, err := os.ReadFile(filepath.Join(dir, "cmdline"))
@@ -84,9 +99,46 @@ func (p ProcSignaler) verify(pid int64, service string) error {
 	if i < 0 || len(f) < 2 {
 		return fmt.Errorf("pid %d: unreadable stat", pid)
 	}
-	exe, err := os.Readlink(filepath.Join(p.root(), f[1], "exe"))
+	return p.checkMaster(pid, f[1])
+}
+
+// checkMaster checks that ppid, pid's parent, is this Dovecot's master:
+// the pid in BaseDir/master.pid, a dovecot binary whose working directory
+// is BaseDir (the master changes into base_dir at start, so a stale
+// master.pid whose pid now belongs to another program or another Dovecot
+// does not pass). Every Dovecot 2.3 and 2.4 service process is a child of
+// its master.
+func (p ProcSignaler) checkMaster(pid int64, ppid string) error {
+	if p.BaseDir == "" {
+		return fmt.Errorf("pid %d: no Dovecot base_dir to find its master in; not signalled", pid)
+	}
+	pidFile := filepath.Join(p.BaseDir, "master.pid")
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return fmt.Errorf("pid %d: cannot tell this Dovecot's master: %w; not signalled", pid, err)
+	}
+	master := strings.TrimSpace(string(data))
+	if n, err := strconv.Atoi(master); err != nil || n <= 1 {
+		return fmt.Errorf("pid %d: %s holds %q, not a master pid; not signalled", pid, pidFile, master)
+	}
+	if ppid != master {
+		return fmt.Errorf("pid %d: its parent is pid %s, not this Dovecot's master %s (%s): "+
+			"another Dovecot's process, or a stale anvil entry; not signalled", pid, ppid, master, pidFile)
+	}
+	mdir := filepath.Join(p.root(), master)
+	exe, err := os.Readlink(filepath.Join(mdir, "exe"))
 	if err != nil || filepath.Base(exe) != "dovecot" {
-		return fmt.Errorf("pid %d: parent %s is not a dovecot master (%q); not signalled", pid, f[1], exe)
+		return fmt.Errorf("pid %d: parent %s (from %s) is not a dovecot master (%q); not signalled", pid, master, pidFile, exe)
+	}
+	cwd, err1 := os.Stat(filepath.Join(mdir, "cwd"))
+	base, err2 := os.Stat(p.BaseDir)
+	if err := cmp.Or(err1, err2); err != nil {
+		return fmt.Errorf("pid %d: cannot compare master %s's directory with base_dir %s: %w; not signalled", pid, master, p.BaseDir, err)
+	}
+	if !os.SameFile(cwd, base) {
+		wd, _ := os.Readlink(filepath.Join(mdir, "cwd"))
+		return fmt.Errorf("pid %d: master %s runs in %q, not in base_dir %s (stale %s?), so it is not this Dovecot's master; not signalled",
+			pid, master, wd, p.BaseDir, pidFile)
 	}
 	return nil
 }

@@ -62,19 +62,35 @@ func (f *fakeProc) proc(pid int, cmdline, comm string, ppid int) {
 	}
 }
 
-// master adds a process whose exe links to exe (the target need not exist).
-func (f *fakeProc) master(pid int, exe string) {
+// master adds a process whose exe links to exe (the target need not
+// exist) and whose cwd links to a new base_dir holding its master.pid,
+// which it returns.
+func (f *fakeProc) master(pid int, exe string) string {
 	f.proc(pid, exe+"\x00-c\x00/etc/dovecot/dovecot.conf\x00", filepath.Base(exe), 1)
-	if err := os.Symlink(exe, filepath.Join(f.dir, strconv.Itoa(pid), "exe")); err != nil {
-		f.t.Fatal(err)
+	base := f.t.TempDir()
+	writeFile(f.t, filepath.Join(base, "master.pid"), strconv.Itoa(pid)+"\n")
+	d := filepath.Join(f.dir, strconv.Itoa(pid))
+	for name, target := range map[string]string{"exe": exe, "cwd": base} {
+		if err := os.Symlink(target, filepath.Join(d, name)); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return base
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func TestVerify(t *testing.T) {
 	f := newFakeProc(t)
-	f.master(900, "/usr/sbin/dovecot")
-	f.master(901, "/work/.dovecot/trixie/usr/sbin/dovecot") // 2.4 in a chroot, seen from the host
+	base := f.master(900, "/usr/sbin/dovecot")
+	base24 := f.master(901, "/work/.dovecot/trixie/usr/sbin/dovecot") // 2.4 in a chroot, seen from the host
 	f.master(902, "/usr/bin/bash")
+	f.master(904, "/usr/sbin/dovecot") // another Dovecot instance on the host
 	f.proc(1000, "ka-v23/imap\x00", "imap", 900)
 	f.proc(1001, "ka-v24proxy/imap-login [127.0.0.2 proxy]\x00", "imap-login", 901)
 	// Dovecot overwrites argv in place: the title may be padded with NULs
@@ -86,38 +102,78 @@ func TestVerify(t *testing.T) {
 	f.proc(1006, "ka-v23/imap\x00", "imap", 903)           // parent gone
 	f.proc(1007, "", "kworker", 2)                         // kernel thread or zombie: empty cmdline
 	f.proc(1008, "ka-v23/imap-hibernate\x00", "imap-hibernate", 900)
-	p := ProcSignaler{Proc: f.dir}
+	f.proc(1009, "ka-other/imap\x00", "imap", 904) // the other instance's imap
+	f.proc(1010, "ka-v23/imap\x00", "imap", 1)     // orphaned: its master died
+
+	// base_dir whose master.pid is stale: pid 904 now is another
+	// Dovecot's master, which runs in its own base_dir.
+	stale := t.TempDir()
+	writeFile(t, filepath.Join(stale, "master.pid"), "904\n")
+	// master.pid names pid 902, a bash in that directory.
+	bashBase := t.TempDir()
+	writeFile(t, filepath.Join(bashBase, "master.pid"), "902\n")
+	if err := os.Remove(filepath.Join(f.dir, "902", "cwd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bashBase, filepath.Join(f.dir, "902", "cwd")); err != nil {
+		t.Fatal(err)
+	}
+	garbled := t.TempDir()
+	writeFile(t, filepath.Join(garbled, "master.pid"), "dovecot\n")
+
 	tests := []struct {
+		base    string
 		pid     int64
 		service string
 		ok      bool
 		gone    bool
 		msg     string
 	}{
-		{1000, "imap", true, false, ""},
-		{1001, "imap-login", true, false, ""},
-		{1002, "pop3", true, false, ""},
-		{1000, "pop3", false, false, "not a Dovecot pop3 process"},
-		{1003, "imap", false, false, "pid reused"},
-		{1004, "imap", false, false, "not a dovecot master"},
-		{1005, "imap", true, false, ""},
-		{1006, "imap", false, false, "not a dovecot master"},
-		{1007, "imap", false, false, "not a Dovecot imap process"},
-		{1008, "imap", true, false, ""},
-		{1999, "imap", false, true, ""},
+		{base, 1000, "imap", true, false, ""},
+		{base24, 1001, "imap-login", true, false, ""},
+		{base, 1002, "pop3", true, false, ""},
+		{base, 1000, "pop3", false, false, "not a Dovecot pop3 process"},
+		{base, 1003, "imap", false, false, "pid reused"},
+		{base, 1004, "imap", false, false, "parent is pid 902, not this Dovecot's master 900"},
+		{bashBase, 1004, "imap", false, false, "not a dovecot master"},
+		{base, 1005, "imap", true, false, ""},
+		{base, 1006, "imap", false, false, "parent is pid 903, not this Dovecot's master 900"},
+		{base, 1007, "imap", false, false, "not a Dovecot imap process"},
+		{base, 1008, "imap", true, false, ""},
+		{base, 1999, "imap", false, true, ""},
+		// Issue 12 item 18: a Dovecot process, but of another instance.
+		{base, 1009, "imap", false, false, "parent is pid 904, not this Dovecot's master 900"},
+		{base24, 1000, "imap", false, false, "not this Dovecot's master 901"},
+		{stale, 1009, "imap", false, false, "not in base_dir " + stale},
+		{base, 1010, "imap", false, false, "parent is pid 1, not this Dovecot's master 900"},
+		{t.TempDir(), 1000, "imap", false, false, "cannot tell this Dovecot's master"},
+		{garbled, 1000, "imap", false, false, `holds "dovecot", not a master pid`},
+		{"", 1000, "imap", false, false, "no Dovecot base_dir"},
 	}
 	for _, tc := range tests {
+		p := ProcSignaler{Proc: f.dir, BaseDir: tc.base}
 		err := p.verify(tc.pid, tc.service)
 		switch {
 		case tc.ok && err != nil:
-			t.Errorf("verify(%d, %s): %v", tc.pid, tc.service, err)
+			t.Errorf("verify(%d, %s) in %s: %v", tc.pid, tc.service, tc.base, err)
 		case !tc.ok && err == nil:
-			t.Errorf("verify(%d, %s) accepted", tc.pid, tc.service)
+			t.Errorf("verify(%d, %s) in %s accepted", tc.pid, tc.service, tc.base)
 		case !tc.ok && errors.Is(err, ErrGone) != tc.gone:
 			t.Errorf("verify(%d, %s): %v; ErrGone %v, want %v", tc.pid, tc.service, err, !tc.gone, tc.gone)
 		case !tc.ok && !strings.Contains(err.Error(), tc.msg):
 			t.Errorf("verify(%d, %s): %v; want it to say %q", tc.pid, tc.service, err, tc.msg)
+		case !tc.ok && !tc.gone && !strings.Contains(err.Error(), "not signalled"):
+			t.Errorf("verify(%d, %s): %v; want it to say it did not signal", tc.pid, tc.service, err)
 		}
+	}
+}
+
+func TestForSocket(t *testing.T) {
+	if got := ForSocket("").BaseDir; got != "/run/dovecot" {
+		t.Errorf("ForSocket(\"\").BaseDir = %q, want /run/dovecot", got)
+	}
+	if got := ForSocket("/srv/dovecot/run/anvil").BaseDir; got != "/srv/dovecot/run" {
+		t.Errorf("ForSocket.BaseDir = %q, want /srv/dovecot/run", got)
 	}
 }
 
@@ -134,8 +190,7 @@ func TestTerminate(t *testing.T) {
 		return cmd
 	}
 	f := newFakeProc(t)
-	f.master(900, "/usr/sbin/dovecot")
-	p := ProcSignaler{Proc: f.dir}
+	p := ProcSignaler{Proc: f.dir, BaseDir: f.master(900, "/usr/sbin/dovecot")}
 
 	victim := start()
 	f.proc(victim.Process.Pid, "ka-v23/imap\x00", "imap", 900)

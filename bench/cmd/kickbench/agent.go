@@ -64,7 +64,7 @@ func agentCmd(args []string) error {
 			conn = poolConn{tc}
 		}
 		a := agent.New(agent.Settings{Interval: 5 * time.Second, MaxKicksPerCycle: 1000000, BreakerFraction: 0.9},
-			agent.Deps{Source: td, Kicker: &resultKicker{k: &agent.AnvilKicker{Conn: conn, Signal: kick.ProcSignaler{}, Settle: 5 * time.Second / 3}, still: &still},
+			agent.Deps{Source: td, Kicker: &resultKicker{k: &agent.AnvilKicker{Conn: conn, Signal: kick.ForSocket(*socket), Settle: 5 * time.Second / 3}, still: &still},
 				Metrics: agent.NewMetrics(prometheus.NewRegistry()), Load: func(context.Context) (*engine.Ruleset, error) { return rs, nil },
 				Logger: slog.New(slog.DiscardHandler)})
 		start := time.Now()

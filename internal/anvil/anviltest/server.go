@@ -64,6 +64,14 @@ func WithCloseMidDump(n int) Option { return func(s *Server) { s.closeAfter = n 
 // (about 100 MB/s for Dovecot 2.4). For benchmarks of reading while parsing.
 func WithDumpRate(bytesPerSec int) Option { return func(s *Server) { s.rate = bytesPerSec } }
 
+// WithEndlessDump makes the server answer CONNECT-DUMP with prefix and
+// then repeat, over and over, until the client or the server closes the
+// connection: a runaway anvil. A repeat without "\n" is a line that never
+// ends; a session line repeated is a dump that never ends.
+func WithEndlessDump(prefix, repeat string) Option {
+	return func(s *Server) { s.endless, s.dump = repeat, prefix }
+}
+
 // WithStallDump makes the server never answer CONNECT-DUMP; the
 // connection stays open until the client or the server closes it.
 func WithStallDump() Option { return func(s *Server) { s.stall = true } }
@@ -101,6 +109,7 @@ type Server struct {
 	closeAfter int
 	rate       int
 	stall      bool
+	endless    string
 	silent     bool
 	hint23     bool
 	hint24     bool
@@ -375,6 +384,9 @@ func (s *Server) serveDump(c net.Conn) bool {
 	if s.rate > 0 {
 		return writePaced(c, dump, s.rate)
 	}
+	if s.endless != "" {
+		return writeEndless(c, dump, s.endless)
+	}
 	_, err := c.Write([]byte(dump))
 	return err == nil
 }
@@ -394,6 +406,20 @@ func writePaced(c net.Conn, data string, rate int) bool {
 		}
 	}
 	return true
+}
+
+// writeEndless writes prefix, then repeat in pieces of about 64 KB until a
+// write fails; it always returns false (the connection is done).
+func writeEndless(c net.Conn, prefix, repeat string) bool {
+	piece := []byte(strings.Repeat(repeat, max(1, (64<<10)/len(repeat))))
+	if _, err := io.WriteString(c, prefix); err != nil {
+		return false
+	}
+	for {
+		if _, err := c.Write(piece); err != nil {
+			return false
+		}
+	}
 }
 
 // versionOK checks the client's VERSION line as version_string_verify does:

@@ -196,6 +196,27 @@ func TestServerStallDump(t *testing.T) {
 	srv.Close() // must not hang with a stalled connection
 }
 
+func TestServerEndlessDump(t *testing.T) {
+	srv := New(t, anvil.Proto24, WithEndlessDump("\n", "x"))
+	c, r := dial(t, srv)
+	if l := readLine(t, r); l != Greeting24 {
+		t.Fatalf("greeting %q", l)
+	}
+	send(t, c, Handshake24+"\n\nCONNECT-DUMP\n")
+	if l := readLine(t, r); l != "\n" {
+		t.Fatalf("header %q, want the empty prefix line", l)
+	}
+	// Far more than any buffer on the way: the server keeps writing.
+	b := make([]byte, 4<<20)
+	if _, err := io.ReadFull(r, b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Trim(string(b), "x") != "" {
+		t.Error("the endless line holds other bytes than the repeat")
+	}
+	srv.Close() // must not hang while the server is writing
+}
+
 func TestServerHints(t *testing.T) {
 	srv := New(t, anvil.Proto24, WithHint24())
 	if fi, err := os.Stat(filepath.Join(srv.Dir, "srv.imap")); err != nil || !fi.IsDir() {
