@@ -53,7 +53,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
 
 	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now, Prepared: a.prep,
-		FirstSeen:     a.st.seen.firstSeen,
+		FirstSeen:     a.st.firstSeen,
 		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
 	if err != nil {
 		a.m.cycles.WithLabelValues("error").Inc()
@@ -61,6 +61,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 		a.st.status = "evaluation failed: " + err.Error()
 		return err
 	}
+	a.saveState()
 	counts := a.st.decisionCounts
 	defer clear(counts)
 	var kicks []*engine.Decision
