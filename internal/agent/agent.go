@@ -253,6 +253,7 @@ func (a *Agent) swap(rs *engine.Ruleset) {
 		a.log.Warn("the Rego policy is evaluated for every session every cycle (no decision cache)", "why", why)
 	}
 	a.rules.Store(rs)
+	a.m.forgetRules(rs)
 	a.m.reloadOK.Set(1)
 	a.m.reloadTime.Set(float64(a.now().Unix()))
 	a.m.rulesLoaded.Set(float64(rs.RuleCount()))

@@ -247,7 +247,7 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 			kicked++
 			rec.Repeat = a.st.kicked(d.Session.User, now)
 			if rec.Repeat >= a.set.RepeatThreshold {
-				a.m.repeatKicks.WithLabelValues(d.Rule).Inc()
+				a.m.countRepeat(d)
 				a.log.Warn("user kicked repeatedly: the client reconnects with valid credentials; block it in the passdb or flush the auth cache",
 					"user", d.Session.User, "kicks_last_hour", rec.Repeat, "rule", d.Rule)
 			}
@@ -255,7 +255,7 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 		} else {
 			a.log.Warn("session not kicked", "result", res, "rule", d.Rule, "user", d.Session.User, "err", rec.Error)
 		}
-		a.m.kicks.WithLabelValues(d.Rule, res).Inc()
+		a.m.countKick(d, res)
 		a.writeAudit(rec)
 	}
 	return kicked
@@ -341,7 +341,7 @@ func (a *Agent) report(d *engine.Decision, result string, snap *anvil.Snapshot, 
 	if !a.st.onceAt(i, d.ID, result, d.Rule) {
 		return
 	}
-	a.m.kicks.WithLabelValues(d.Rule, result).Inc()
+	a.m.countKick(d, result)
 	a.writeAudit(a.record(d, result, snap, rs, now))
 }
 
