@@ -2,8 +2,10 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 	"github.com/kickagent/kickagent/internal/testrig"
 )
 
-// The state tests use client addresses 127.0.0.71-127.0.0.74 and alice.
+// The state tests use client addresses 127.0.0.71-127.0.0.79 and alice.
 
 // TestFaultStateResetRestart: a reset survives restarts of the agent. The
 // first agent runs in dry run, so the session from before the reset is
@@ -99,4 +101,63 @@ func waitStateSessions(t *testing.T, dir string, n int, within time.Duration) {
 		}
 	}
 	t.Fatalf("state file %s: want 1 reset and %d sessions within %v; last: %s", path, n, within, last)
+}
+
+// TestFaultStateMetricsForgetBlocks: per-address blocks (fail2ban's way)
+// that kicked and were lifted leave no kickagent_kicks_total or
+// kickagent_repeat_kicks_total series behind: before, every block ever
+// made kept its series until the agent restarted.
+func TestFaultStateMetricsForgetBlocks(t *testing.T) {
+	for _, name := range []string{testrig.V23, testrig.V24} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			inst := instance(t, name)
+			ctx := testCtx(t)
+			a := startAgent(t, inst, agentOpts{rules: noRules})
+			a.waitHealthy(t, 5*time.Second)
+			var ls []login
+			for i := 75; i <= 79; i++ {
+				ls = append(ls, login{"alice", fmt.Sprintf("127.0.0.%d", i), "imap"})
+			}
+			cs := holdListed(t, ctx, inst, ls...)
+			start := time.Now()
+			for _, l := range ls {
+				a.mustJob(t, ctx, "block", l.src)
+			}
+			for _, c := range cs {
+				closeTime(t, ctx, c, start, 2*agentInterval+5*time.Second)
+			}
+			// Five kicks of alice: repeats from the third (repeat_threshold 3).
+			waitBlockSeries(t, a, "kickagent_kicks_total{", len(ls))
+			waitBlockSeries(t, a, "kickagent_repeat_kicks_total{", len(ls)-2)
+			for _, l := range ls {
+				a.mustJob(t, ctx, "unblock", l.src)
+			}
+			waitBlockSeries(t, a, "kickagent_kicks_total{", 0)
+			waitBlockSeries(t, a, "kickagent_repeat_kicks_total{", 0)
+		})
+	}
+}
+
+// waitBlockSeries waits until /metrics has n series of metric (its name
+// and "{") labelled with a block rule, and fails after 5s.
+func waitBlockSeries(t *testing.T, a *agentProc, metric string, n int) {
+	t.Helper()
+	var got []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, body, err := a.get("/metrics")
+		if err != nil {
+			t.Fatalf("%s: /metrics: %v", a.inst.Name, err)
+		}
+		got = got[:0]
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, metric) && strings.Contains(l, `rule="kickagent-block-`) {
+				got = append(got, l)
+			}
+		}
+		if len(got) == n {
+			return
+		}
+	}
+	t.Fatalf("%s: %d %s…} series of block rules, want %d:\n%s", a.inst.Name, len(got), metric, n, strings.Join(got, "\n"))
 }
