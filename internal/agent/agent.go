@@ -115,7 +115,7 @@ func New(set Settings, d Deps) *Agent {
 		var p *persisted
 		a.store, p = openStateStore(d.StateDir, d.StateAnvil, a.log)
 		if p != nil {
-			a.st.restore(p, a.now())
+			a.st.restore(p, a.now(), a.log)
 		}
 	}
 	return a

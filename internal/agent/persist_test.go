@@ -69,7 +69,7 @@ func TestResetSurvivesRestart(t *testing.T) {
 			}
 			r.src.snap.Sessions = append(r.src.snap.Sessions, tc.nw)
 			log := r.restart(t, state)
-			if !strings.Contains(log.String(), "reset state restored") {
+			if !strings.Contains(log.String(), "reset state restored") || !strings.Contains(log.String(), "reset cutoff restored") {
 				t.Errorf("no restore logged:\n%s", log)
 			}
 			if n := r.at(t, 11500*time.Millisecond); n != 1 {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -25,6 +26,9 @@ type resetState struct {
 	dirty bool
 	// tooMany: kept was last too large to persist (logged once).
 	tooMany bool
+	// taken: the reset times whose cutoff this cycle took, to log (the
+	// audit trail of a reset kick names the rule; the log, its cutoff).
+	taken []time.Time
 }
 
 // snapshotAfter returns the first snapshot time at or after t: the cutoff
@@ -42,6 +46,7 @@ func (s *state) snapshotAfter(t, now time.Time) (time.Time, bool) {
 		c = &cutoff{at: now}
 		s.cutoffs[k] = c
 		s.resets.dirty = true
+		s.resets.taken = append(s.resets.taken, k)
 		if now.After(s.resets.maxCut) {
 			s.resets.maxCut = now
 		}
@@ -99,9 +104,10 @@ func (s *state) observeResets(restored map[string]time.Time, now time.Time) {
 }
 
 // restore takes the previous run's state; its cutoffs count as used now.
-func (s *state) restore(p *persisted, now time.Time) {
+func (s *state) restore(p *persisted, now time.Time, log *slog.Logger) {
 	for _, r := range p.Resets {
 		s.cutoffs[r.LoggedInBefore.UTC()] = &cutoff{at: r.Cutoff, asked: now}
+		log.Info("reset cutoff restored: sessions first seen later are new", "logged_in_before", r.LoggedInBefore, "cutoff", r.Cutoff)
 	}
 	if len(p.Sessions) > 0 {
 		s.seen.restored = make(map[string]time.Time, len(p.Sessions))
@@ -135,6 +141,10 @@ func (s *state) persisted() (p *persisted, tooMany bool) {
 // cycle's kicks: a crash during them finds the cutoff already saved.
 func (a *Agent) saveState() {
 	r := &a.st.resets
+	for _, t := range r.taken {
+		a.log.Info("reset cutoff taken: sessions first seen later are new", "logged_in_before", t, "cutoff", a.st.cutoffs[t].at)
+	}
+	r.taken = r.taken[:0]
 	if !r.dirty || a.store == nil {
 		r.dirty = false
 		return
