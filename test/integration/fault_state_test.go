@@ -80,7 +80,7 @@ func (a *agentProc) kill(t *testing.T) {
 }
 
 // waitStateSessions waits until the state file in dir holds one reset and
-// n sessions.
+// at least n sessions (a session of alice left by another test counts).
 func waitStateSessions(t *testing.T, dir string, n int, within time.Duration) {
 	t.Helper()
 	path := filepath.Join(dir, "resets.json")
@@ -96,11 +96,11 @@ func waitStateSessions(t *testing.T, dir string, n int, within time.Duration) {
 			Resets   []json.RawMessage `json:"resets"`
 			Sessions []json.RawMessage `json:"sessions"`
 		}
-		if json.Unmarshal(data, &st) == nil && len(st.Resets) == 1 && len(st.Sessions) == n {
+		if json.Unmarshal(data, &st) == nil && len(st.Resets) == 1 && len(st.Sessions) >= n {
 			return
 		}
 	}
-	t.Fatalf("state file %s: want 1 reset and %d sessions within %v; last: %s", path, n, within, last)
+	t.Fatalf("state file %s: want 1 reset and at least %d sessions within %v; last: %s", path, n, within, last)
 }
 
 // TestFaultStateMetricsForgetBlocks: per-address blocks (fail2ban's way)
