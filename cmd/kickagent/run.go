@@ -53,6 +53,7 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 	fs.Var(checked(&f.Interval.Duration, config.ParseDuration, config.CheckInterval), "interval", "cycle interval")
 	fs.Var(checked(&f.Metrics, parseString, config.CheckMetricsListen), "metrics", "metrics listen address")
 	fs.Var(checked(&f.AuditLog, parseString, nil), "audit-log", "audit log file")
+	fs.Var(checked(&f.StateDir, parseString, config.CheckStateDir), "state-dir", "state directory")
 	dryRun := fs.Bool("dry-run", false, "kick nothing")
 	once := fs.Bool("once", false, "one cycle")
 	fs.Var(checked(&f.Limits.MaxKicksPerCycle, parseInt, config.CheckMaxKicksPerCycle), "max-kicks-per-cycle", "cap")
@@ -85,6 +86,10 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 	set(&c.RulesDir, f.RulesDir)
 	set(&c.Metrics, f.Metrics)
 	set(&c.AuditLog, f.AuditLog)
+	set(&c.StateDir, f.StateDir)
+	if c.StateDir == "" {
+		c.StateDir = config.DefaultStateDir
+	}
 	c.Rules = append(c.Rules, rules...)
 	c.Policies = append(c.Policies, policies...)
 	if f.Interval.Duration != 0 {
@@ -107,6 +112,14 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 		c.Metrics = defaultMetrics
 	}
 	return rs, exitOK, true
+}
+
+// stateDir is the agent's state directory, "" for off (memory only).
+func stateDir(s string) string {
+	if s == "off" {
+		return ""
+	}
+	return s
 }
 
 // printErr prints a command's error. A config file's problems are printed
@@ -172,7 +185,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ForSocket(c.AnvilSocket), Settle: min(2*time.Second, interval/3)},
 			Load:  func(ctx context.Context) (*engine.Ruleset, error) { return engine.Load(ctx, sources()) },
 			Jobs:  jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}},
-			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv()})
+			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv(),
+			StateDir: stateDir(c.StateDir), StateAnvil: c.AnvilSocket})
+	defer a.Close()
 
 	if rs.once {
 		if err := a.Run(ctx, nil, true); err != nil {

@@ -1,7 +1,7 @@
 package main
 
 var runUsage = `Usage: kickagent run [-c config] [-a anvil_socket_path] [--rules PATH]... [--rules-dir DIR] [--policy DIR]...
-                     [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--dry-run] [--once]
+                     [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--state-dir DIR] [--dry-run] [--once]
                      [--max-kicks-per-cycle N] [--breaker-fraction F] [--log-level info] [--log-json]
 
 The agent. Every interval it takes one anvil snapshot, evaluates the YAML
@@ -38,6 +38,10 @@ The flags are:
   --audit-log FILE     append one JSON line per decision acted on ("-": stdout);
                        reopened on SIGHUP (logrotate); a write that fails is
                        queued and retried, and /healthz answers 503 meanwhile
+  --state-dir DIR      where the cutoffs of active resets survive restarts
+                       (default /var/lib/kickagent; "off": memory only, so
+                       a restart kicks again sessions logged in after a
+                       reset); one agent per directory
   --dry-run            decide and audit, kick nothing
   --once               run one cycle and exit (cron, tests)
   --max-kicks-per-cycle N

@@ -76,6 +76,8 @@ type Agent struct {
 
 	st   state            // owned by the loop goroutine
 	prep *engine.Prepared // the cycle's per-session work done during the dump
+
+	store *stateStore // nil: reset state in memory only
 }
 
 // Deps are what New wires together.
@@ -92,6 +94,9 @@ type Deps struct {
 	// deletes, and the other rule sources it must never delete; zero: no
 	// drop-in directory, nothing is deleted.
 	Jobs jobs.Dir
+	// StateDir keeps the reset state across restarts (persist.go; "": in
+	// memory only). StateAnvil names the anvil socket the state is about.
+	StateDir, StateAnvil string
 }
 
 // New returns an agent; it does not load rules yet.
@@ -106,8 +111,18 @@ func New(set Settings, d Deps) *Agent {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	a.st.init()
+	if d.StateDir != "" {
+		var p *persisted
+		a.store, p = openStateStore(d.StateDir, d.StateAnvil, a.log)
+		if p != nil {
+			a.st.restore(p, a.now(), a.log)
+		}
+	}
 	return a
 }
+
+// Close releases the state directory; the agent must not run after.
+func (a *Agent) Close() error { return a.store.Close() }
 
 // Rules returns the active ruleset.
 func (a *Agent) Rules() *engine.Ruleset { return a.rules.Load() }
@@ -238,6 +253,7 @@ func (a *Agent) swap(rs *engine.Ruleset) {
 		a.log.Warn("the Rego policy is evaluated for every session every cycle (no decision cache)", "why", why)
 	}
 	a.rules.Store(rs)
+	a.m.forgetRules(rs)
 	a.m.reloadOK.Set(1)
 	a.m.reloadTime.Set(float64(a.now().Unix()))
 	a.m.rulesLoaded.Set(float64(rs.RuleCount()))

@@ -54,7 +54,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
 
 	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now, Prepared: a.prep,
-		FirstSeen:     a.st.seen.firstSeen,
+		FirstSeen:     a.st.firstSeen,
 		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
 	if err != nil {
 		a.m.cycles.WithLabelValues("error").Inc()
@@ -62,6 +62,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 		a.st.status = "evaluation failed: " + err.Error()
 		return err
 	}
+	a.saveState()
 	counts := a.st.decisionCounts
 	defer clear(counts)
 	var kicks []*engine.Decision
@@ -250,7 +251,7 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 			kicked++
 			rec.Repeat = a.st.kicked(d.Session.User, now)
 			if rec.Repeat >= a.set.RepeatThreshold {
-				a.m.repeatKicks.WithLabelValues(d.Rule).Inc()
+				a.m.countRepeat(d)
 				a.log.Warn("user kicked repeatedly: the client reconnects with valid credentials; block it in the passdb or flush the auth cache",
 					"user", d.Session.User, "kicks_last_hour", rec.Repeat, "rule", d.Rule)
 			}
@@ -265,7 +266,7 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 		} else {
 			a.log.Warn("session not kicked; retrying with a backoff (logged once per session and result)", "result", res, "rule", d.Rule, "user", d.Session.User, "err", rec.Error)
 		}
-		a.m.kicks.WithLabelValues(d.Rule, res).Inc()
+		a.m.countKick(d, res)
 		a.writeAudit(rec)
 	}
 	a.flushAudit() // the outcomes, now: the intents are on disk already
@@ -406,7 +407,7 @@ func (a *Agent) report(d *engine.Decision, result string, snap *anvil.Snapshot, 
 	if !a.st.onceAt(i, d.ID, result, d.Rule) {
 		return
 	}
-	a.m.kicks.WithLabelValues(d.Rule, result).Inc()
+	a.m.countKick(d, result)
 	a.writeAudit(a.record(d, result, snap, rs, now))
 }
 

@@ -36,6 +36,66 @@ type Metrics struct {
 	// decisionGauges are the kickagent_decisions series of the last cycle,
 	// kept so that a cycle sets them without looking labels up again.
 	decisionGauges map[ruleAction]prometheus.Gauge
+	// ruleSeries: the rule labels of the kicks_total and
+	// repeat_kicks_total series, and which engines' decisions made them.
+	ruleSeries map[string]engineSet
+}
+
+// engineSet is a set of engine.Engine values.
+type engineSet uint8
+
+const (
+	yamlSeries engineSet = 1 << iota
+	regoSeries
+)
+
+// countKick counts a decision acted on (kickagent_kicks_total).
+func (m *Metrics) countKick(d *engine.Decision, result string) {
+	m.kicks.WithLabelValues(d.Rule, result).Inc()
+	m.noteRule(d)
+}
+
+// countRepeat counts a repeated kick (kickagent_repeat_kicks_total).
+func (m *Metrics) countRepeat(d *engine.Decision) {
+	m.repeatKicks.WithLabelValues(d.Rule).Inc()
+	m.noteRule(d)
+}
+
+func (m *Metrics) noteRule(d *engine.Decision) {
+	e := yamlSeries
+	if d.Engine == engine.EngineRego {
+		e = regoSeries
+	}
+	if m.ruleSeries == nil {
+		m.ruleSeries = map[string]engineSet{}
+	}
+	if m.ruleSeries[d.Rule]&e == 0 {
+		m.ruleSeries[strings.Clone(d.Rule)] |= e // kept across rulesets: see state.once
+	}
+}
+
+// forgetRules deletes the rule-labelled series of the rules rs no longer
+// has, so that rules that come and go (a fail2ban block per address) do
+// not grow the metrics without bound. A Rego rule's series go when no
+// policy is loaded: its rule names are the policy's output, not a list.
+// (kickagent_decisions and kickagent_drain_remaining_sessions hold the
+// last cycle only and lose such series by themselves.)
+func (m *Metrics) forgetRules(rs *engine.Ruleset) {
+	if len(m.ruleSeries) == 0 {
+		return
+	}
+	names := make(map[string]bool, rs.RuleCount())
+	for _, n := range rs.RuleNames() {
+		names[n] = true
+	}
+	for rule, e := range m.ruleSeries {
+		if (e&yamlSeries != 0 && names[rule]) || (e&regoSeries != 0 && rs.HasPolicy()) {
+			continue
+		}
+		m.kicks.DeletePartialMatch(prometheus.Labels{"rule": rule})
+		m.repeatKicks.DeleteLabelValues(rule)
+		delete(m.ruleSeries, rule)
+	}
 }
 
 type ruleAction struct {

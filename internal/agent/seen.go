@@ -36,6 +36,10 @@ type seenTable struct {
 	// key: the GUID form of the id of the last lookup.
 	key    [16]byte
 	isGUID bool
+	// restored: first-seen times read from the state file, for the
+	// first snapshot only (its new entries; then nil): a session of the
+	// previous run keeps the time that run first saw it.
+	restored map[string]time.Time
 }
 
 type seenSlot struct {
@@ -125,7 +129,11 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 			t.at = append(t.at, at)
 			continue
 		}
-		at = t.alloc(seenSlot{first: now, gen: t.gen})
+		first := now
+		if f, ok := t.restored[string(t.buf)]; ok {
+			first = f
+		}
+		at = t.alloc(seenSlot{first: first, gen: t.gen})
 		if t.isGUID {
 			t.guids[t.key] = at
 		} else {
@@ -134,6 +142,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 		t.live++
 		t.at = append(t.at, at)
 	}
+	t.restored = nil
 	if n := len(t.guids) + len(t.index); n > t.live && n-t.live >= n/8 {
 		t.prune()
 	}

@@ -23,9 +23,11 @@ type state struct {
 	status string // one-line summary for systemd STATUS=
 	// buckets pace rules with a rate: kicks allowed so far, per rule.
 	buckets map[string]*bucket
-	// cutoffs: reset time → the first snapshot the agent took at or
-	// after it (see engine.Input.SnapshotAfter).
-	cutoffs map[time.Time]time.Time
+	// cutoffs: reset time (UTC) → the first snapshot the agent took
+	// at or after it (see engine.Input.SnapshotAfter), and the sessions
+	// judged against them, kept across restarts (resets.go).
+	cutoffs map[time.Time]*cutoff
+	resets  resetState
 	// decisionCounts is the cycle's scratch count of decisions by rule
 	// and action (kickagent_decisions), reused between cycles.
 	decisionCounts map[ruleAction]int
@@ -68,7 +70,8 @@ func (s *state) init() {
 	s.decidedAt = map[string]time.Time{}
 	s.kicksOf = map[string][]time.Time{}
 	s.buckets = map[string]*bucket{}
-	s.cutoffs = map[time.Time]time.Time{}
+	s.cutoffs = map[time.Time]*cutoff{}
+	s.resets.kept = map[string]time.Time{}
 	s.decisionCounts = map[ruleAction]int{}
 	s.badLogged = map[string]bool{}
 	s.retries = map[string]*retry{}
@@ -112,24 +115,11 @@ func (s *state) take(rule string, n int) bool {
 	return true
 }
 
-// snapshotAfter returns the first snapshot time at or after t: the cutoff
-// of a logged_in_before rule. The current snapshot (now) is the first one
-// evaluated with t in the past, unless one was recorded before.
-func (s *state) snapshotAfter(t, now time.Time) (time.Time, bool) {
-	if now.Before(t) {
-		return time.Time{}, false
-	}
-	c, ok := s.cutoffs[t]
-	if !ok {
-		c = now
-		s.cutoffs[t] = c
-	}
-	return c, true
-}
-
 // observe records the sessions present now and forgets those gone.
 func (s *state) observe(sessions []anvil.Session, now time.Time) {
+	restored := s.seen.restored
 	s.seen.observe(sessions, now)
+	s.observeResets(restored, now)
 	// The sessions kick rules chose: few, so a pass is cheap.
 	for id := range s.decidedAt {
 		if !s.seen.present(id) {

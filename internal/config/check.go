@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/kickagent/kickagent/internal/anvil"
@@ -138,6 +139,19 @@ func CheckMetricsListen(s string) error {
 func CheckTimeout(d time.Duration) error {
 	if d <= 0 {
 		return fmt.Errorf("%v: want a positive duration", d)
+	}
+	return nil
+}
+
+// DefaultStateDir is systemd's StateDirectory=kickagent.
+const DefaultStateDir = "/var/lib/kickagent"
+
+// CheckStateDir wants "off" or an absolute directory (a config file's
+// relative path is made absolute first): the agent may run from any
+// working directory.
+func CheckStateDir(s string) error {
+	if s != "off" && !filepath.IsAbs(s) {
+		return fmt.Errorf("%q: want an absolute directory or off", s)
 	}
 	return nil
 }

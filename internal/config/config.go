@@ -47,6 +47,9 @@ type Config struct {
 	Metrics string `yaml:"metrics_listen"`
 	// DryRun makes every rule a dry-run rule.
 	DryRun bool `yaml:"dry_run"`
+	// StateDir keeps what must survive a restart: the cutoffs of active
+	// resets (default DefaultStateDir; "off": memory only; CheckStateDir).
+	StateDir string `yaml:"state_dir"`
 	// Limits are the safety valves.
 	Limits Limits `yaml:"limits"`
 }
@@ -123,6 +126,9 @@ func Load(path string) (*Config, error) {
 	}
 	c.AnvilSocket = abs(c.AnvilSocket)
 	c.RulesDir = abs(c.RulesDir)
+	if c.StateDir != "off" {
+		c.StateDir = abs(c.StateDir)
+	}
 	for i := range c.Rules {
 		c.Rules[i] = abs(c.Rules[i])
 	}
@@ -188,6 +194,8 @@ func (c *Config) set(key string, v *yaml.Node) error {
 		}
 	case "dry_run":
 		err = decode(v, &c.DryRun, "true or false")
+	case "state_dir":
+		c.StateDir, err = str(v)
 	}
 	return err
 }

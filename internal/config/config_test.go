@@ -30,6 +30,7 @@ interval: 2s
 audit_log: "-"
 metrics_listen: ":9868"
 dry_run: true
+state_dir: state
 limits:
   max_kicks_per_cycle: 1000000
   breaker_fraction: 1
@@ -47,6 +48,7 @@ limits:
 	want := Config{AnvilSocket: filepath.Join(dir, "run/anvil"), Rules: []string{filepath.Join(dir, "rules.yaml"), "/etc/r.d"},
 		RulesDir: filepath.Join(dir, "rules.d"), Policies: []string{filepath.Join(dir, "policy")},
 		Interval: Duration{2 * time.Second}, AuditLog: "-", Metrics: ":9868", DryRun: true,
+		StateDir: filepath.Join(dir, "state"),
 		Limits: Limits{MaxKicksPerCycle: 1000000, BreakerFraction: 1, BreakerMinSessions: 1, RepeatThreshold: 2,
 			DumpMaxLineBytes: 4096, DumpMaxBytes: 1 << 20, DumpMaxSessions: 1}}
 	if got := *c; !equal(got, want) {
@@ -62,7 +64,8 @@ limits:
 func equal(a, b Config) bool {
 	return a.AnvilSocket == b.AnvilSocket && strings.Join(a.Rules, ",") == strings.Join(b.Rules, ",") &&
 		a.RulesDir == b.RulesDir && strings.Join(a.Policies, ",") == strings.Join(b.Policies, ",") &&
-		a.Interval == b.Interval && a.AuditLog == b.AuditLog && a.Metrics == b.Metrics && a.DryRun == b.DryRun && a.Limits == b.Limits
+		a.Interval == b.Interval && a.AuditLog == b.AuditLog && a.Metrics == b.Metrics && a.DryRun == b.DryRun && a.Limits == b.Limits &&
+		a.StateDir == b.StateDir
 }
 
 // Every bad setting is refused at load with file:line, as a rules file's
@@ -92,10 +95,12 @@ func TestLoadInvalid(t *testing.T) {
 		{"limits:\n  dump_max_sessions: 0\n", ":2: limits.dump_max_sessions: 0: want at least 1 (leave it out for the default 1000000)"},
 		{"limits: 5\n", ":1: limits: want a mapping with the keys max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions"},
 		{"limits:\n  max_kick_per_cycle: 5\n", `:2: limits: unknown key "max_kick_per_cycle" (known: max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions)`},
-		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, audit_log, metrics_listen, dry_run, limits)`},
+		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, audit_log, metrics_listen, dry_run, state_dir, limits)`},
 		{"interval: 5s\ninterval: 6s\n", `:2: key "interval" given twice`},
 		{"metrics_listen: 9868\n", `:1: metrics_listen: "9868": want HOST:PORT or off (missing port in address)`},
 		{"metrics_listen: \"\"\n", ":1: metrics_listen: empty value"},
+		{"state_dir: \"\"\n", ":1: state_dir: empty value"},
+		{"state_dir: [a, b]\n", ":1: state_dir: want a single value"},
 		{"anvil_socket: [a, b]\n", ":1: anvil_socket: want a single value"},
 		{"rules: []\n", ":1: rules: empty list: leave the key out instead"},
 		{"dry_run: maybe\n", `:1: dry_run: "maybe" is not true or false`},
@@ -159,6 +164,14 @@ func TestChecks(t *testing.T) {
 	l := Limits{DumpMaxLineBytes: 4096, DumpMaxBytes: 1 << 20, DumpMaxSessions: 7}
 	if got := l.Anvil(); got != (anvil.Limits{MaxLineBytes: 4096, MaxDumpBytes: 1 << 20, MaxSessions: 7}) {
 		t.Errorf("Limits.Anvil() = %+v", got)
+	}
+	for s, ok := range map[string]bool{"off": true, "/var/lib/kickagent": true, "state": false, "./state": false} {
+		if err := CheckStateDir(s); (err == nil) != ok {
+			t.Errorf("CheckStateDir(%q): %v", s, err)
+		}
+	}
+	if c, err := Load(write(t, "state_dir: off\n")); err != nil || c.StateDir != "off" {
+		t.Errorf("state_dir: off: got %+v, %v", c, err)
 	}
 	if CheckTimeout(0) == nil || CheckTimeout(-time.Second) == nil || CheckTimeout(time.Millisecond) != nil {
 		t.Error("CheckTimeout: want > 0")

@@ -100,7 +100,8 @@ func startAgent(t *testing.T, inst *testrig.Instance, o agentOpts) *agentProc {
 		t.Fatal(err)
 	}
 	args := []string{"run", "-a", inst.Anvil, "--interval", agentInterval.String(),
-		"--rules", a.rules, "--rules-dir", a.rulesD, "--audit-log", a.audit, "--metrics", a.metrics}
+		"--rules", a.rules, "--rules-dir", a.rulesD, "--audit-log", a.audit, "--metrics", a.metrics,
+		"--state-dir", filepath.Join(dir, "state")} // not the host's /var/lib/kickagent
 	if o.config != "" {
 		cfg := filepath.Join(dir, "kickagent.yaml")
 		writeFileT(t, cfg, o.config)
