@@ -11,6 +11,13 @@
 # is always $KA_ROOT/inst/NAME/env). Users alice bob carol jane jano james dave eve "john doe",
 # password "pass". Run test/dovecot/install.sh first.
 set -euo pipefail
+# Dovecot must not inherit the caller's descriptors: a test's output pipe or
+# a lock held across a test run would stay open for as long as the master
+# lives (go test then waits for EOF, the lock is never released).
+for fd in /proc/$$/fd/*; do
+  fd=${fd##*/}
+  [ "$fd" -gt 2 ] 2>/dev/null && [ "$fd" != 255 ] && eval "exec $fd>&-" 2>/dev/null || true
+done
 here=$(cd "$(dirname "$0")" && pwd)
 KA_ROOT=${KA_ROOT:-$here/../../.dovecot}
 mkdir -p "$KA_ROOT/inst"
