@@ -169,6 +169,7 @@ func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy,
 		rego.Strict(true),
 		rego.StrictBuiltinErrors(opt.strictBuiltinErrors),
 		rego.CompilerHook(func(c *ast.Compiler) { compiler = c }),
+		rego.Capabilities(regoCapabilities()), // the sandbox: rego_sandbox.go
 	}
 	for _, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
@@ -176,7 +177,7 @@ func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy,
 	opts = append(opts, p.bi.options()...)
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
-		return nil, astErrors(err, p.name)
+		return nil, explainDenied(astErrors(err, p.name))
 	}
 	p.query = pq
 	if compiler == nil {
@@ -184,6 +185,9 @@ func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy,
 	}
 	p.deps, errs = analyzePolicy(compiler, files)
 	if len(errs) > 0 {
+		return nil, errs
+	}
+	if errs = p.validate(ctx, compiler, opt); len(errs) > 0 {
 		return nil, errs
 	}
 	return p, nil
