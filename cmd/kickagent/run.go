@@ -245,6 +245,10 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, a 
 			http.Error(w, "no cycle completed recently", http.StatusServiceUnavailable)
 			return
 		}
+		if msg := a.Degraded(); msg != "" {
+			http.Error(w, msg, http.StatusServiceUnavailable) // the policy fails; YAML rules enforced
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

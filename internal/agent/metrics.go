@@ -30,6 +30,7 @@ type Metrics struct {
 	lastCycleTime  prometheus.Gauge
 	expiredRules   prometheus.Gauge
 	drainRemaining *prometheus.GaugeVec
+	policy         policyMetrics // policyfail.go
 
 	// decisionGauges are the kickagent_decisions series of the last cycle,
 	// kept so that a cycle sets them without looking labels up again.
@@ -118,5 +119,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.sessions, m.cycles, m.cycleDuration, m.anvilErrors, m.anvilBadLines, m.decisions, m.kicks,
 		m.repeatKicks, m.reloads, m.allowRemoved, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
 		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
+	m.policy = newPolicyMetrics(reg)
 	return m
 }
