@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/metrics"
+	"sync"
 	"time"
 )
 
@@ -70,12 +71,13 @@ func policyError(err error) *PolicyError {
 	return &PolicyError{Reason: reason, Err: err}
 }
 
-// guard returns a context that is cancelled when the budget is exceeded,
+// Guard returns a context that is cancelled when the budget is exceeded,
 // and a stop function that ends the watch and returns ErrPolicyTimeout or
-// ErrPolicyMemory if that is why the context ended. OPA checks the
-// context between evaluation steps, so a runaway policy stops within a
-// step (a single builtin call is not interrupted).
-func (b Budget) guard(ctx context.Context) (context.Context, func() error) {
+// ErrPolicyMemory if that is why the context ended; stop may be called
+// more than once. OPA checks the context between evaluation steps, so a
+// runaway policy stops within a step (a single builtin call is not
+// interrupted).
+func (b Budget) Guard(ctx context.Context) (context.Context, func() error) {
 	timeout := b.Timeout
 	if dl, ok := ctx.Deadline(); ok && timeout <= 0 {
 		timeout = max(time.Until(dl)/2, time.Millisecond)
@@ -93,7 +95,7 @@ func (b Budget) guard(ctx context.Context) (context.Context, func() error) {
 	}
 	done := make(chan struct{})
 	go watchHeap(done, mem, cancel)
-	return ctx, func() error {
+	return ctx, sync.OnceValue(func() error {
 		stopTimer()
 		close(done)
 		cause := context.Cause(ctx)
@@ -102,7 +104,7 @@ func (b Budget) guard(ctx context.Context) (context.Context, func() error) {
 			return cause
 		}
 		return nil
-	}
+	})
 }
 
 const heapMetric = "/memory/classes/heap/objects:bytes"

@@ -214,7 +214,7 @@ func (p *Policy) checkSynthetic(ctx context.Context, c *ast.Compiler) Errors {
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	for _, snap := range syntheticSnapshots() {
 		snap.Taken = now
-		gctx, stop := Budget{Timeout: validateTimeout}.guard(ctx)
+		gctx, stop := Budget{Timeout: validateTimeout}.Guard(ctx)
 		_, err := p.Evaluate(gctx, PolicyInput{Snapshot: snap, Now: now, Allow: &Allow{}})
 		if over := stop(); over != nil && err != nil {
 			err = over

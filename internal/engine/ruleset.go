@@ -133,7 +133,7 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 	if rs.policy == nil {
 		return ys, nil
 	}
-	pctx, stop := in.PolicyBudget.guard(ctx)
+	pctx, stop := in.PolicyBudget.Guard(ctx)
 	pds, err := rs.policy.Evaluate(pctx, PolicyInput{Snapshot: snap, Now: in.Now, FirstSeen: in.FirstSeen, Allow: rs.Allow})
 	if over := stop(); over != nil && err != nil {
 		err = fmt.Errorf("policy %s: %w", rs.policy.name, over) // OPA only says "cancelled"
