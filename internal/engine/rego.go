@@ -49,14 +49,19 @@ import (
 // Policies may call the Go builtins kickagent.in_networks and
 // kickagent.user_match (rego_builtins.go); "kickagent test-policy" runs a
 // policy's *_test.rego files with them (a stock "opa test" lacks them).
+// They may not call OPA's non-deterministic builtins (rego_sandbox.go);
+// a policy that compiles but could never work is refused at load
+// (rego_validate.go); one that fails at run time fails alone, under its
+// own budget, and the YAML rules are enforced (rego_budget.go).
 //
 // Cost and caching (rego_cache.go): a decision is cached per session id
 // and reused while the session's input is unchanged, so a poll cycle
 // evaluates only new (or changed) sessions. That is valid only when a
 // session's decision depends on that session's object alone. LoadPolicy
 // checks the compiled policy and falls back to evaluating every session
-// every cycle (Volatile says why) when it reads input.now/now_ns, calls a
-// non-deterministic builtin such as time.now_ns, or relates sessions. A
+// every cycle (Volatile says why) when it reads input.now/now_ns, or
+// relates sessions (non-deterministic builtins such as time.now_ns are
+// refused: rego_sandbox.go). A
 // policy that may relate sessions (anything but kick rules of the form
 // "some s in input.sessions ... {"session": s.id, ...}", see
 // analyzePolicy) is evaluated in one Eval over the whole snapshot, never
