@@ -157,3 +157,76 @@ func waitAudit(t *testing.T, a *agentProc, within time.Duration, ok func([]audit
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// slowRegoPolicy takes far longer than a cycle whenever jano is logged
+// in: the session data decides whether the policy finishes.
+const slowRegoPolicy = `package kickagent
+
+kick contains {"session": s.id, "rule": "rego-slow", "reason": "never"} if {
+	some s in input.sessions
+	s.user == "jano"
+	some i in numbers.range(1, 100000)
+	some j in numbers.range(1, 100000)
+	i * j == -1
+}
+`
+
+// TestFaultRegoSlowAndBadReload: a policy slow for one user is stopped by
+// its own budget each cycle while the YAML rules are enforced; and a
+// policy that compiles but cannot work (kick := 5) is refused by check
+// and by the reload, which keeps the last good rules. Before, the slow
+// policy timed the whole cycle out (eve stayed), and kick := 5 passed
+// check and reload (config_last_reload_successful 1), then failed every
+// cycle.
+func TestFaultRegoSlowAndBadReload(t *testing.T) {
+	for _, name := range []string{testrig.V23, testrig.V24} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			faultRegoSlow(t, instance(t, name))
+		})
+	}
+}
+
+func faultRegoSlow(t *testing.T, inst *testrig.Instance) {
+	ctx := testCtx(t)
+	cs := holdListed(t, ctx, inst,
+		login{"jano", "127.0.3.11", "imap"}, // makes the policy slow
+		login{"eve", "127.0.3.12", "imap"},  // YAML block
+		login{"bob", "127.0.3.13", "pop3"},  // nobody's
+	)
+	jano, eve, bob := cs[0], cs[1], cs[2]
+	policy := filepath.Join(t.TempDir(), "policy")
+	if err := os.Mkdir(policy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(policy, "slow.rego")
+	writeFileT(t, file, slowRegoPolicy)
+	a := startAgent(t, inst, agentOpts{rules: "rules:\n  - name: block-eve\n    users: [eve]\n", args: []string{"--policy", policy}})
+
+	t.Run("slow policy stopped by its budget, YAML enforced", func(t *testing.T) {
+		closeTime(t, ctx, eve, a.started, 10*time.Second)
+		a.waitMetricMin(t, 1, 10*time.Second, "kickagent_policy_errors_total", "reason", "timeout")
+		a.waitLog(t, "policy evaluation exceeded its time budget", 1, 5*time.Second)
+		assertOpen(t, ctx, jano, bob)
+	})
+
+	t.Run("kick := 5 refused by check and reload", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "bad")
+		if err := os.Mkdir(bad, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFileT(t, filepath.Join(bad, "p.rego"), "package kickagent\n\nkick := 5\n")
+		_, errOut, code := kickagent(t, ctx, "check", "--policy", bad)
+		if code != 78 || !strings.Contains(errOut, "p.rego:3: data.kickagent.kick is number") {
+			t.Errorf("%s: check: exit %d, stderr %q; want 78 and the kick rule's line", inst.Name, code, errOut)
+		}
+		writeFileT(t, file, "package kickagent\n\nkick := 5\n")
+		a.waitMetric(t, 0, 10*time.Second, "kickagent_config_last_reload_successful")
+		a.waitLog(t, "data.kickagent.kick is number", 1, 5*time.Second)
+		// The last good rules still run: a new blocked session is closed.
+		start := time.Now()
+		again := holdListed(t, ctx, inst, login{"eve", "127.0.3.14", "imap"})
+		closeTime(t, ctx, again[0], start, 10*time.Second)
+		assertOpen(t, ctx, jano, bob)
+	})
+}
