@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,6 +47,8 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	snapFile := fs.String("snapshot", "", "recorded snapshot (from kickagent snapshot)")
 	asJSON := fs.Bool("json", false, "JSON output")
 	nowFlag := fs.String("now", "", "evaluate as of this RFC 3339 time")
+	var budget engine.Budget
+	policyBudgetFlags(fs, &budget, 30*time.Second)
 	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
 	}
@@ -71,8 +74,9 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, e := range rs.Expired(now) {
 		fmt.Fprintf(stderr, "%s:%d: rule %q expired at %s: inactive\n", e.File, e.Line, e.Name, e.Expired.Format(time.RFC3339))
 	}
-	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now})
-	if err != nil {
+	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now, PolicyBudget: budget})
+	var pe *engine.PolicyError
+	if err != nil && !errors.As(err, &pe) {
 		fmt.Fprintf(stderr, "kickagent plan: %v\n", err)
 		return exitFailure
 	}
@@ -87,6 +91,12 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kickagent plan: %v\n", err)
+		return exitFailure
+	}
+	if pe != nil {
+		// As the agent does: the YAML decisions are printed (and would
+		// be enforced); the policy's are missing.
+		fmt.Fprintf(stderr, "kickagent plan: %v\nkickagent plan: the Rego policy failed; only the YAML rules' decisions are shown\n", pe)
 		return exitFailure
 	}
 	return exitOK

@@ -270,6 +270,10 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, a 
 			http.Error(w, fmt.Sprintf("audit log not writable (%d records queued): %v", auditLog.Pending(), err), http.StatusServiceUnavailable)
 			return
 		}
+		if msg := a.Degraded(); msg != "" {
+			http.Error(w, msg, http.StatusServiceUnavailable) // the policy fails; YAML rules enforced
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

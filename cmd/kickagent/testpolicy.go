@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
-var testPolicyUsage = `Usage: kickagent test-policy [-v] [--run REGEX] DIR...
+var testPolicyUsage = `Usage: kickagent test-policy [-q] [--run REGEX] [--policy-timeout D] [--policy-memory-mib N] DIR...
 
 Runs the Rego unit tests of the policy in each DIR (test_* rules in
 *_test.rego files, searched recursively) through the embedded OPA tester,
@@ -29,9 +30,17 @@ fail the test instead of being silently undefined.
 Each test is printed with PASS, FAIL or ERROR; failures show the test's
 print() output. Load and compile errors are printed as file:line: message.
 
+Policies and tests run in the agent's sandbox: OPA builtins that reach
+the network, the host, the clock or randomness (http.send,
+net.lookup_ip_addr, time.now_ns, rand.intn …) are refused at load.
+
 The flags are:
   -q          print only failing tests and the summary
   --run REGEX run only the tests whose name matches REGEX
+  --policy-timeout D
+              stop the whole run after D (default 60s)
+  --policy-memory-mib N
+              stop the run when the heap grows by N MiB (default 1024)
 
 Success means every test passed; a test that failed or errored, no test
 found, or a policy that did not load is a failure.
@@ -42,6 +51,8 @@ func runTestPolicy(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlagSet("test-policy", testPolicyUsage, stderr)
 	quiet := fs.Bool("q", false, "print only failures")
 	run := fs.String("run", "", "run only tests matching REGEX")
+	var budget engine.Budget
+	policyBudgetFlags(fs, &budget, 60*time.Second)
 	dirs, err := parseArgs(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -53,6 +64,8 @@ func runTestPolicy(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprint(stderr, "kickagent test-policy: no policy directory given\n\n", testPolicyUsage)
 		return exitUsage
 	}
+	ctx, stop := budget.Guard(ctx)
+	defer stop()
 	ch, err := engine.RunPolicyTests(ctx, dirs, *run)
 	if err != nil {
 		var errs engine.Errors
@@ -73,6 +86,11 @@ func runTestPolicy(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if !r.Pass() && !r.Skip {
 			failed++
 		}
+	}
+	if err := stop(); err != nil {
+		// The tests that were cut short report "cancelled"; say why.
+		fmt.Fprintf(stderr, "kickagent test-policy: %v\n", err)
+		return exitFailure
 	}
 	slices.SortFunc(results, func(a, b *tester.Result) int {
 		return cmp.Or(cmp.Compare(locFile(a), locFile(b)), cmp.Compare(locRow(a), locRow(b)), cmp.Compare(a.Name, b.Name))

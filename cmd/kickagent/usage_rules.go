@@ -24,7 +24,7 @@ The flags are:
   --timeout D   give up after D (default 30s)
 ` + exitStatus(exitOK, exitFailure, exitUsage, exitTempFail)
 
-var planUsage = `Usage: kickagent plan [-c config] [--rules PATH]... [--policy DIR]... [--snapshot snap.json | -a anvil_socket_path] [--json] [--now TIME]
+var planUsage = `Usage: kickagent plan [-c config] [--rules PATH]... [--policy DIR]... [--snapshot snap.json | -a anvil_socket_path] [--json] [--now TIME] [--policy-timeout D] [--policy-memory-mib N]
 
 Prints which sessions the rules would kick, by which rule and why, without
 kicking: one row per session a rule selects, with action kick, dry-run (only
@@ -41,4 +41,11 @@ The flags are:
                   rule, engine (yaml, rego), reason and action
   --now TIME      evaluate as of this RFC 3339 time (rule expiry, policies)
   --timeout D     give up on anvil after D (default 30s)
+  --policy-timeout D
+                  stop the Rego policy's evaluation after D (default 30s)
+  --policy-memory-mib N
+                  stop it when the heap grows by N MiB (default 1024)
+
+A Rego policy that fails or exceeds its bound is reported as a failure,
+after printing the YAML rules' decisions: what the agent would enforce.
 ` + exitStatus(exitOK, exitFailure, exitUsage, exitTempFail, exitConfig)

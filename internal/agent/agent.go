@@ -73,6 +73,7 @@ type Agent struct {
 	notify  *sdnotify.Notifier
 	rules   atomic.Pointer[engine.Ruleset]
 	healthy atomic.Int64 // unix nanos of the last completed cycle
+	policy  policyHealth // a failing Rego policy (policyfail.go)
 
 	st   state            // owned by the loop goroutine
 	prep *engine.Prepared // the cycle's per-session work done during the dump

@@ -56,7 +56,8 @@ func (a *Agent) cycle(ctx context.Context) error {
 	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now, Prepared: a.prep,
 		FirstSeen:     a.st.firstSeen,
 		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
-	if err != nil {
+	// A failing Rego policy is reported and the YAML decisions enforced.
+	if err = a.policyOutcome(err, rs, now); err != nil {
 		a.m.cycles.WithLabelValues("error").Inc()
 		a.log.Error("rule evaluation failed", "err", err, "rev", rs.Rev())
 		a.st.status = "evaluation failed: " + err.Error()
@@ -109,7 +110,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	a.m.cycles.WithLabelValues("ok").Inc()
 	a.healthy.Store(time.Now().UnixNano())
 	a.m.lastCycleTime.Set(float64(now.Unix()))
-	a.st.status = fmt.Sprintf("rules %s: %d sessions, %d to kick, %d kicked%s", rs.Rev(), len(snap.Sessions), len(kicks), kicked, dryRunNote(a.set.DryRun))
+	a.st.status = fmt.Sprintf("rules %s: %d sessions, %d to kick, %d kicked%s", rs.Rev(), len(snap.Sessions), len(kicks), kicked, dryRunNote(a.set.DryRun)+a.policy.note())
 	return nil
 }
 

@@ -32,6 +32,7 @@ type Metrics struct {
 	drainRemaining *prometheus.GaugeVec
 	auditErrors    prometheus.Counter
 	auditDropped   prometheus.Counter
+	policy         policyMetrics // policyfail.go
 
 	// decisionGauges are the kickagent_decisions series of the last cycle,
 	// kept so that a cycle sets them without looking labels up again.
@@ -185,5 +186,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.repeatKicks, m.reloads, m.allowRemoved, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
 		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
 	reg.MustRegister(m.auditErrors, m.auditDropped)
+	m.policy = newPolicyMetrics(reg)
 	return m
 }

@@ -37,10 +37,8 @@ func RunPolicyTests(ctx context.Context, paths []string, run string) (<-chan *te
 		byName[files[i]] = m
 	}
 
-	caps := ast.CapabilitiesForThisVersion()
-	caps.Builtins = append(caps.Builtins, regoBuiltinDecls()...)
 	compiler := ast.NewCompiler().
-		WithCapabilities(caps).
+		WithCapabilities(regoCapabilities()). // the agent's sandbox
 		WithStrict(true).
 		WithEnablePrintStatements(true).
 		WithDefaultRegoVersion(ast.RegoV1)
@@ -67,7 +65,7 @@ func RunPolicyTests(ctx context.Context, paths []string, run string) (<-chan *te
 	ch, err := runner.RunTests(ctx, txn)
 	if err != nil {
 		store.Abort(ctx, txn)
-		return nil, astErrors(err, files[0])
+		return nil, explainDenied(astErrors(err, files[0]))
 	}
 	out := make(chan *tester.Result)
 	go func() {

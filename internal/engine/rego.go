@@ -49,14 +49,19 @@ import (
 // Policies may call the Go builtins kickagent.in_networks and
 // kickagent.user_match (rego_builtins.go); "kickagent test-policy" runs a
 // policy's *_test.rego files with them (a stock "opa test" lacks them).
+// They may not call OPA's non-deterministic builtins (rego_sandbox.go);
+// a policy that compiles but could never work is refused at load
+// (rego_validate.go); one that fails at run time fails alone, under its
+// own budget, and the YAML rules are enforced (rego_budget.go).
 //
 // Cost and caching (rego_cache.go): a decision is cached per session id
 // and reused while the session's input is unchanged, so a poll cycle
 // evaluates only new (or changed) sessions. That is valid only when a
 // session's decision depends on that session's object alone. LoadPolicy
 // checks the compiled policy and falls back to evaluating every session
-// every cycle (Volatile says why) when it reads input.now/now_ns, calls a
-// non-deterministic builtin such as time.now_ns, or relates sessions. A
+// every cycle (Volatile says why) when it reads input.now/now_ns, or
+// relates sessions (non-deterministic builtins such as time.now_ns are
+// refused: rego_sandbox.go). A
 // policy that may relate sessions (anything but kick rules of the form
 // "some s in input.sessions ... {"session": s.id, ...}", see
 // analyzePolicy) is evaluated in one Eval over the whole snapshot, never
@@ -169,6 +174,7 @@ func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy,
 		rego.Strict(true),
 		rego.StrictBuiltinErrors(opt.strictBuiltinErrors),
 		rego.CompilerHook(func(c *ast.Compiler) { compiler = c }),
+		rego.Capabilities(regoCapabilities()), // the sandbox: rego_sandbox.go
 	}
 	for _, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
@@ -176,7 +182,7 @@ func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy,
 	opts = append(opts, p.bi.options()...)
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
-		return nil, astErrors(err, p.name)
+		return nil, explainDenied(astErrors(err, p.name))
 	}
 	p.query = pq
 	if compiler == nil {
@@ -184,6 +190,9 @@ func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy,
 	}
 	p.deps, errs = analyzePolicy(compiler, files)
 	if len(errs) > 0 {
+		return nil, errs
+	}
+	if errs = p.validate(ctx, compiler, opt); len(errs) > 0 {
 		return nil, errs
 	}
 	return p, nil

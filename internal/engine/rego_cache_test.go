@@ -151,7 +151,6 @@ func TestPolicyVolatile(t *testing.T) {
 		{"helper function", head + "\tbad(s)\n}\n\nbad(s) if s.user == \"a\"\n", ""},
 		{"constant lists", head + "\ts.ip in blocked\n}\n\nblocked := {\"192.0.2.1\"}\n", ""},
 		{"input.now", head + "\ts.first_seen_ns < input.now_ns - 3600000000000\n}\n", "p.rego:5: reads input.now_ns"},
-		{"time.now_ns", head + "\ts.first_seen_ns < time.now_ns()\n}\n", "p.rego:5: calls time.now_ns"},
 		{"helper reads now", head + "\told(s)\n}\n\nold(s) if s.first_seen_ns < input.now_ns\n", "reads input.now_ns"},
 		{"all of input", head + "\tobject.get(input, \"x\", 1) == 1\n}\n", "reads all of input"},
 		{"count sessions", head + "\tcount(input.sessions) > 100\n}\n", "reads input.sessions as a whole"},

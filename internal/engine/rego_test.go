@@ -96,6 +96,14 @@ func TestLoadPolicyInvalid(t *testing.T) {
 		{"invalid-rego-no-kick.rego", "testdata/invalid-rego-no-kick.rego:2: no kick rule: the policy must define data.kickagent.kick"},
 		{"invalid-rego-unknown-builtin.rego", "testdata/invalid-rego-unknown-builtin.rego:6: rego_type_error: undefined function kickagent.net_in"},
 		{"invalid-rego-builtin-args.rego", "testdata/invalid-rego-builtin-args.rego:6: rego_type_error: kickagent.in_networks: invalid argument(s)"},
+		// Compiles, but would fail every evaluation (issue 12 item 5).
+		{"invalid-rego-kick-number.rego", `testdata/invalid-rego-kick-number.rego:4: data.kickagent.kick is number; it must be a set of objects {"session": id, "rule": name, "reason": why}`},
+		{"invalid-rego-kick-ids.rego", "testdata/invalid-rego-kick-ids.rego:4: the policy fails on a synthetic Dovecot 2.4 snapshot of 4 sessions: policy testdata/invalid-rego-kick-ids.rego: data.kickagent.kick: element 0123456789abcdef0123456789abcde0: want an object"},
+		{"invalid-rego-bad-cidr-data.rego", `testdata/invalid-rego-bad-cidr-data.rego:7: kickagent.in_networks: data.kickagent.blocked: "203.0.113.0/33": the prefix length must be 0 to 32`},
+		// The sandbox (issue 12 item 6).
+		{"invalid-rego-http-send.rego", "testdata/invalid-rego-http-send.rego:5: builtin http.send is not allowed in kickagent policies: it reaches the network"},
+		{"invalid-rego-lookup.rego", "testdata/invalid-rego-lookup.rego:5: builtin net.lookup_ip_addr is not allowed in kickagent policies: it reaches the network (DNS)"},
+		{"invalid-rego-now-ns.rego", "testdata/invalid-rego-now-ns.rego:5: builtin time.now_ns is not allowed in kickagent policies: it reads the clock; use input.now_ns, the cycle's time"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -308,30 +316,43 @@ kick contains {"session": s.id, "rule": "nets", "reason": "net", "dry_run": fals
 }
 
 // Our builtins fail the evaluation on a bad list even without strict
-// builtin errors; OPA's own are silently undefined unless strict.
+// builtin errors; OPA's own are silently undefined unless strict. A list
+// known at load (a literal, a rule that does not read the input) is
+// checked there; one from the session's data fails at run time, here
+// only for eve, who is not in the load-time synthetic snapshot.
 func TestPolicyBuiltinErrors(t *testing.T) {
 	ctx := context.Background()
-	snap := snapOf(anvil.Proto24, sess24("a", "alice@example.com", "192.0.2.1"))
+	s := sess24("a", "eve@example.com", "192.0.2.1")
+	s.SetAlt([]string{"user_nets"}, []string{"192.0.2.0/33"})
+	snap := snapOf(anvil.Proto24, s)
 	tests := []struct {
 		name, body string
 		strict     bool
-		want       string // "" for no error
+		load, want string // errors expected at load, at Evaluate ("" for none)
 	}{
-		{"bad cidr", `kickagent.in_networks(s.ip, ["192.0.2.0/33"])`, false, `p.rego:5: kickagent.in_networks: "192.0.2.0/33": the prefix length must be 0 to 32`},
-		{"bad cidr strict", `kickagent.in_networks(s.ip, ["192.0.2.0/33"])`, true, `p.rego:5: kickagent.in_networks: "192.0.2.0/33": the prefix length must be 0 to 32`},
-		{"not a list of strings", `kickagent.in_networks(s.ip, [s.pid])`, false, `kickagent.in_networks: list element 100: want string`},
-		{"empty mask", `kickagent.user_match(["alice*", ""], s.user)`, false, `p.rego:5: kickagent.user_match: empty user mask`},
-		{"bad ip", `kickagent.in_networks(s.user, ["192.0.2.0/24"])`, false, `kickagent.in_networks: ip "alice@example.com": not an address`},
+		{"bad cidr literal", `kickagent.in_networks(s.ip, ["192.0.2.0/33"])`, false, `p.rego:6: kickagent.in_networks: the list: "192.0.2.0/33": the prefix length must be 0 to 32`, ""},
+		{"bad cidr literal strict", `kickagent.in_networks(s.ip, ["192.0.2.0/33"])`, true, `p.rego:6: kickagent.in_networks: the list: "192.0.2.0/33": the prefix length must be 0 to 32`, ""},
+		{"bad cidr in a rule", "kickagent.in_networks(s.ip, blocked)\n}\n\nblocked := {\"10.0.0.0/8\", \"192.0.2.0/33\"", false, `p.rego:6: kickagent.in_networks: data.kickagent.blocked: "192.0.2.0/33": the prefix length must be 0 to 32`, ""},
+		{"empty mask literal", `kickagent.user_match(["alice*", ""], s.user)`, false, `p.rego:6: kickagent.user_match: the list: empty user mask`, ""},
+		{"bad cidr in session data", `kickagent.in_networks(s.ip, s.alt.user_nets)`, false, "", `p.rego:6: kickagent.in_networks: "192.0.2.0/33": the prefix length must be 0 to 32`},
+		{"not a list of strings", `kickagent.in_networks(s.ip, [s.pid])`, false, "", `kickagent.in_networks: list element 100: want string`},
+		{"bad ip", `kickagent.in_networks(s.user, ["192.0.2.0/24"])`, false, "", `kickagent.in_networks: ip "eve@example.com": not an address`},
 		// Pitfall: OPA's net.cidr_contains on a bad CIDR is undefined, so
 		// the rule never fires, silently, unless StrictBuiltinErrors.
-		{"opa builtin silent", `net.cidr_contains("192.0.2.0/33", s.ip)`, false, ""},
-		{"opa builtin strict", `net.cidr_contains("192.0.2.0/33", s.ip)`, true, `net.cidr_contains: invalid CIDR`},
+		{"opa builtin silent", `net.cidr_contains("192.0.2.0/33", s.ip)`, false, "", ""},
+		{"opa builtin strict", `net.cidr_contains("192.0.2.0/33", s.ip)`, true, "", `net.cidr_contains: invalid CIDR`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			src := "package kickagent\n\nkick contains {\"session\": s.id, \"rule\": \"r\", \"reason\": \"x\"} if {\n\tsome s in input.sessions\n\t" + tc.body + "\n}\n"
+			src := "package kickagent\n\nkick contains {\"session\": s.id, \"rule\": \"r\", \"reason\": \"x\"} if {\n\tsome s in input.sessions\n\ts.user == \"eve@example.com\"\n\t" + tc.body + "\n}\n"
 			dir := mustWritePolicy(t, map[string]string{"p.rego": src})
 			p, err := loadPolicy(ctx, []string{dir}, policyOptions{strictBuiltinErrors: tc.strict})
+			if tc.load != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.load) {
+					t.Errorf("load: err = %v, want %q", err, tc.load)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -81,6 +82,9 @@ type Input struct {
 	// Prepared, if set, holds per-session work done during the dump
 	// (Ruleset.Prepare).
 	Prepared *Prepared
+	// PolicyBudget bounds the Rego policy's evaluation (zero: half the
+	// context's remaining time, DefaultPolicyMemory).
+	PolicyBudget Budget
 }
 
 // RuleRef names a YAML rule and where it is defined.
@@ -105,6 +109,11 @@ func (rs *Ruleset) DrainRules() []RuleRef {
 // ActionKick (the first such YAML rule in load order, else the first Rego
 // result); one only dry-run rules select gets ActionDryRun; either becomes
 // ActionAllowed when the allow list covers the session.
+//
+// When the Rego policy fails (an error, or its Budget exceeded), Evaluate
+// returns the YAML rules' decisions, complete, with a *PolicyError: the
+// caller enforces them and reports the policy failure (rego_budget.go).
+// Any other error comes with no decisions.
 func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 	snap := in.Snapshot
 	if in.SnapshotAfter != nil {
@@ -124,9 +133,13 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 	if rs.policy == nil {
 		return ys, nil
 	}
-	pds, err := rs.policy.Evaluate(ctx, PolicyInput{Snapshot: snap, Now: in.Now, FirstSeen: in.FirstSeen, Allow: rs.Allow})
+	pctx, stop := in.PolicyBudget.Guard(ctx)
+	pds, err := rs.policy.Evaluate(pctx, PolicyInput{Snapshot: snap, Now: in.Now, FirstSeen: in.FirstSeen, Allow: rs.Allow})
+	if over := stop(); over != nil && err != nil {
+		err = fmt.Errorf("policy %s: %w", rs.policy.name, over) // OPA only says "cancelled"
+	}
 	if err != nil {
-		return nil, err
+		return ys, policyError(err)
 	}
 	return rs.merge(ys, pds), nil
 }
