@@ -67,7 +67,8 @@ func waitAuditFor(t *testing.T, a *agentProc, user string, within time.Duration)
 	for {
 		a.alive(t)
 		for _, r := range a.auditLog(t) {
-			if r.User == user {
+			// The outcome, not the kick-intent line written before it.
+			if r.User == user && r.Result != "kick-intent" {
 				return r
 			}
 		}

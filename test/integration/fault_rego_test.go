@@ -119,7 +119,7 @@ func faultRego(t *testing.T, inst *testrig.Instance) {
 		a.waitMetric(t, 0, 5*time.Second, "kickagent_policy_failing")
 		a.waitHealthy(t, 5*time.Second)
 		// The audit log is flushed at the end of the cycle that kicked.
-		recs := waitAudit(t, a, 5*time.Second, func(recs []auditRec) bool {
+		recs := waitAuditWhere(t, a, 5*time.Second, func(recs []auditRec) bool {
 			return containsAll(results(recs, "kicked"), []string{"rego-carol carol 127.0.3.3 kicked"})
 		})
 		if got := results(recs, "policy-recovered"); len(got) != 1 {
@@ -142,8 +142,8 @@ func containsAll(have, want []string) bool {
 	return true
 }
 
-// waitAudit reads the audit log until ok holds, or fails the test.
-func waitAudit(t *testing.T, a *agentProc, within time.Duration, ok func([]auditRec) bool) []auditRec {
+// waitAuditWhere reads the audit log until ok holds, or fails the test.
+func waitAuditWhere(t *testing.T, a *agentProc, within time.Duration, ok func([]auditRec) bool) []auditRec {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
