@@ -178,7 +178,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		BreakerFraction: c.Limits.BreakerFraction, BreakerMinSessions: c.Limits.BreakerMinSessions,
 		RepeatThreshold: c.Limits.RepeatThreshold},
 		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ProcSignaler{}, Settle: min(2*time.Second, interval/3)},
-			Load:  func(ctx context.Context) (*engine.Ruleset, error) { return engine.Load(ctx, sources()) },
+			LoadKeeping: func(ctx context.Context, prev *engine.Ruleset) (*engine.Ruleset, error) {
+				return engine.LoadKeeping(ctx, sources(), prev)
+			},
 			Jobs:  jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}},
 			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv()})
 

@@ -258,7 +258,7 @@ func (a *Agent) apply(rs *engine.Ruleset, err error) bool {
 	}
 	cur := a.rules.Load()
 	if cur != nil && cur.Rev() == rs.Rev() {
-		a.m.reloadOK.Set(1)
+		a.m.reloadOK.Set(okGauge(rs))
 		a.m.reloads.WithLabelValues("unchanged").Inc()
 		a.log.Debug("reload: rules unchanged", "rev", rs.Rev())
 		return false
@@ -280,9 +280,33 @@ func (a *Agent) apply(rs *engine.Ruleset, err error) bool {
 			"removed_users", users, "removed_networks", nets, "active_rev", cur.Rev(), "rev", rs.Rev())
 	}
 	a.swap(rs)
-	a.m.reloads.WithLabelValues("ok").Inc()
+	if len(rs.Rejected()) > 0 {
+		a.m.reloads.WithLabelValues("partial").Inc()
+	} else {
+		a.m.reloads.WithLabelValues("ok").Inc()
+	}
 	a.log.Info("rules reloaded", "rev", rs.Rev(), "yaml_rules", rs.RuleCount(), "policy", rs.HasPolicy())
 	return true
+}
+
+// okGauge is kickagent_config_last_reload_successful for rs: 0 while a
+// drop-in file with errors is left out or held at its last good version.
+func okGauge(rs *engine.Ruleset) float64 {
+	if len(rs.Rejected()) > 0 {
+		return 0
+	}
+	return 1
+}
+
+// logRejected says, loudly, which drop-in files rs does not load as they
+// are on disk and what the agent does instead.
+func (a *Agent) logRejected(rs *engine.Ruleset) {
+	a.m.rejectedFiles.Set(float64(len(rs.Rejected())))
+	if len(rs.Rejected()) == 0 {
+		return
+	}
+	a.log.Error("reload failed for drop-in files: each is left out, or kept at its last good version (kept); the other rules apply",
+		"err", rs.Rejected(), "kept", rs.Kept(), "rev", rs.Rev())
 }
 
 func (a *Agent) swap(rs *engine.Ruleset) {
@@ -290,7 +314,8 @@ func (a *Agent) swap(rs *engine.Ruleset) {
 		a.log.Warn("the Rego policy is evaluated for every session every cycle (no decision cache)", "why", why)
 	}
 	a.rules.Store(rs)
-	a.m.reloadOK.Set(1)
+	a.logRejected(rs)
+	a.m.reloadOK.Set(okGauge(rs))
 	a.m.reloadTime.Set(float64(a.now().Unix()))
 	a.m.rulesLoaded.Set(float64(rs.RuleCount()))
 	if rs.HasPolicy() {

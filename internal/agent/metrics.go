@@ -22,6 +22,7 @@ type Metrics struct {
 	repeatKicks    *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
+	rejectedFiles  prometheus.Gauge // drop-ins not loaded as on disk (engine.LoadKeeping)
 	allowRemoved   *prometheus.CounterVec
 	reloadTime     prometheus.Gauge
 	rulesLoaded    prometheus.Gauge
@@ -118,5 +119,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.sessions, m.cycles, m.cycleDuration, m.anvilErrors, m.anvilBadLines, m.decisions, m.kicks,
 		m.repeatKicks, m.reloads, m.allowRemoved, m.reloadOK, m.reloadTime, m.rulesLoaded, m.policyLoaded,
 		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
+	m.rejectedFiles = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_files_rejected",
+		Help: "Drop-in rules files with errors in the active ruleset: each left out, or loaded at its last good version."})
+	reg.MustRegister(m.rejectedFiles)
 	return m
 }
