@@ -88,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Kicks of a user already kicked repeat_threshold times within an hour (a client looping on valid credentials)."},
 			[]string{"rule"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_reloads_total",
-			Help: "Rule reloads, by result (ok, unchanged, error)."}, []string{"result"}),
+			Help: "Rule reloads, by result (ok, partial: a drop-in file rejected, unchanged, error)."}, []string{"result"}),
 		allowRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_allow_entries_removed_total",
 			Help: "Allow list entries (users, networks) present in the running rules and missing from the rules a reload brought in."},
 			[]string{"list"}),
