@@ -81,9 +81,14 @@ func install(ctx context.Context, fs *flag.FlagSet, j *jobFlags, job jobs.Job, s
 		printErr(stderr, fmt.Sprint(job.Kind), err)
 		return exitConfig
 	}
-	path, err := d.Install(ctx, job, time.Now())
+	path, others, err := d.InstallChecked(ctx, job, time.Now())
 	if err != nil {
 		return jobError(stderr, string(job.Kind), err)
+	}
+	// Another drop-in is broken: the job is installed all the same (the
+	// agent leaves that file out), but someone must fix it.
+	for _, e := range others {
+		fmt.Fprintf(stderr, "kickagent %s: warning: %v (the agent leaves this file out, or keeps its last good version)\n", job.Kind, e)
 	}
 	fmt.Fprintf(stdout, "%s: %s (the running agent picks it up within a second)\n", job.Kind, path)
 	return exitOK

@@ -179,11 +179,13 @@ func TestBlockRefusedLeavesNothing(t *testing.T) {
 	}
 	path := only(t, dir).Path
 	old, _ := os.ReadFile(path)
-	if err := os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte("rules: [{name: b}]\n"), 0o600); err != nil {
+	// A broken main file (a broken drop-in does not refuse the block:
+	// TestBlockDespiteBrokenDropIn).
+	if err := os.WriteFile(main, []byte("rules: [{name: b}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := runCmd(t, "block", "198.51.100.2", "--for", "5h", "-c", cfg); code != exitConfig {
-		t.Errorf("block with a broken set: exit %d", code)
+		t.Errorf("block with a broken main file: exit %d", code)
 	}
 	if now, err := os.ReadFile(path); err != nil || string(now) != string(old) {
 		t.Errorf("the block in force changed:\n%s\nwas:\n%s (%v)", now, old, err)

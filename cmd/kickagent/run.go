@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -178,12 +179,21 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if interval == 0 {
 		interval = 5 * time.Second
 	}
-	sources := func() engine.Sources { return engine.Sources{Rules: c.RuleSources(), Policies: c.Policies} }
+	// The drop-in directory is loaded even when missing (RuleSources would
+	// skip it): a deleted rules.d then fails the reload, keeping its rules,
+	// instead of silently dropping every block it held.
+	ruleSources := slices.Clone(c.Rules)
+	if c.RulesDir != "" {
+		ruleSources = append(ruleSources, c.RulesDir)
+	}
+	sources := func() engine.Sources { return engine.Sources{Rules: ruleSources, Policies: c.Policies} }
 	a := agent.New(agent.Settings{Interval: interval, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
 		BreakerFraction: c.Limits.BreakerFraction, BreakerMinSessions: c.Limits.BreakerMinSessions,
 		RepeatThreshold: c.Limits.RepeatThreshold},
 		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ForSocket(c.AnvilSocket), Settle: min(2*time.Second, interval/3)},
-			Load:  func(ctx context.Context) (*engine.Ruleset, error) { return engine.Load(ctx, sources()) },
+			LoadKeeping: func(ctx context.Context, prev *engine.Ruleset) (*engine.Ruleset, error) {
+				return engine.LoadKeeping(ctx, sources(), prev)
+			},
 			Jobs:  jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}},
 			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv(),
 			StateDir: stateDir(c.StateDir), StateAnvil: c.AnvilSocket})

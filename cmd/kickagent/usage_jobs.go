@@ -9,8 +9,11 @@ block writes a drop-in rule into the running agent's rules directory (found
 from its config file, default /etc/kickagent/kickagent.yaml, or --rules-dir):
 every session from NETWORK, or of users matching USER_MASK, is kicked on every cycle until the rule expires (--for, default
 24h); the agent deletes expired block files. The new file is checked
-together with the agent's other rules first and is not installed if the set
-would not load. unblock removes it; blocks lists active and expired blocks,
+together with the agent's other rules first, as the agent loads them, and
+is not installed (a configuration error) if it has errors or the main rules files or
+policies do not load; another drop-in file with errors is printed as a
+warning (file:line) and does not stop the block, since the agent leaves
+that file out. unblock removes it; blocks lists active and expired blocks,
 resets and drains.
 
 The target is read as who and kick read it: a network when it parses as

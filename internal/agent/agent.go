@@ -59,12 +59,18 @@ type Kicker interface {
 // Loader builds a complete new ruleset.
 type Loader func(ctx context.Context) (*engine.Ruleset, error)
 
+// KeepLoader builds a complete new ruleset given the active one (nil at
+// startup), from which a broken drop-in file's last good version is kept
+// (engine.LoadKeeping).
+type KeepLoader func(ctx context.Context, prev *engine.Ruleset) (*engine.Ruleset, error)
+
 // Agent is the loop. Create it with New; run it with Run.
 type Agent struct {
 	set     Settings
 	src     SessionSource
 	kicker  Kicker
 	load    Loader
+	keep    KeepLoader
 	jobs    jobs.Dir
 	audit   *audit.Log
 	m       *Metrics
@@ -83,14 +89,16 @@ type Agent struct {
 
 // Deps are what New wires together.
 type Deps struct {
-	Source  SessionSource
-	Kicker  Kicker
-	Load    Loader
-	Audit   *audit.Log // nil: no audit file
-	Metrics *Metrics
-	Logger  *slog.Logger
-	Now     func() time.Time // nil: time.Now
-	Notify  *sdnotify.Notifier
+	Source SessionSource
+	Kicker Kicker
+	Load   Loader
+	// LoadKeeping, when set, is used instead of Load.
+	LoadKeeping KeepLoader
+	Audit       *audit.Log // nil: no audit file
+	Metrics     *Metrics
+	Logger      *slog.Logger
+	Now         func() time.Time // nil: time.Now
+	Notify      *sdnotify.Notifier
 	// Jobs is the drop-in directory whose finished job files the agent
 	// deletes, and the other rule sources it must never delete; zero: no
 	// drop-in directory, nothing is deleted.
@@ -103,7 +111,7 @@ type Deps struct {
 // New returns an agent; it does not load rules yet.
 func New(set Settings, d Deps) *Agent {
 	set.Defaults()
-	a := &Agent{set: set, src: d.Source, kicker: d.Kicker, load: d.Load, jobs: d.Jobs, audit: d.Audit,
+	a := &Agent{set: set, src: d.Source, kicker: d.Kicker, load: d.Load, keep: d.LoadKeeping, jobs: d.Jobs, audit: d.Audit,
 		m: d.Metrics, log: d.Logger, now: d.Now, notify: d.Notify}
 	if a.now == nil {
 		a.now = time.Now
@@ -141,8 +149,13 @@ var ErrNoRules = errors.New("no valid rules")
 // Run loads the rules and runs cycles until ctx ends. A value on reload
 // (SIGHUP, file watcher) reloads the rules; once=true runs one cycle and
 // returns.
+//
+// A reload loads and compiles on its own goroutine while cycles go on with
+// the active rules (a big rules file or policy takes seconds); the loop
+// swaps the result in when it is done. Reload requests meanwhile are
+// folded into one more load after it.
 func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) error {
-	rs, err := a.load(ctx)
+	rs, err := a.loadRules(ctx, nil)
 	if err != nil {
 		a.m.reloadOK.Set(0)
 		a.m.reloads.WithLabelValues("error").Inc()
@@ -170,6 +183,25 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 			_ = a.notify.Send("STATUS=" + a.st.status)
 		}
 	}
+	type result struct {
+		rs  *engine.Ruleset
+		err error
+	}
+	loaded := make(chan result, 1) // buffered: a load ending after Run does not block
+	loading, again := false, false
+	startLoad := func() {
+		if loading {
+			again = true
+			return
+		}
+		loading = true
+		_ = a.notify.Reloading()
+		prev := a.rules.Load() // only this goroutine swaps
+		go func() {
+			rs, err := a.loadRules(ctx, prev)
+			loaded <- result{rs, err}
+		}()
+	}
 	runCycle()
 	for {
 		select {
@@ -184,13 +216,19 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 				_ = a.notify.Send("WATCHDOG=1")
 			}
 		case <-reload:
-			_ = a.notify.Reloading()
-			changed := a.Reload(ctx)
+			startLoad()
+		case r := <-loaded:
+			loading = false
+			changed := a.apply(r.rs, r.err)
 			_ = a.notify.Send("READY=1")
 			if changed {
 				// A new block takes effect now, not at the next tick.
 				runCycle()
 				t.Reset(a.set.Interval)
+			}
+			if again {
+				again = false
+				startLoad()
 			}
 		}
 	}
@@ -201,7 +239,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 // by one; the agent itself runs cycles with Run.
 func (a *Agent) Step(ctx context.Context) error {
 	if a.rules.Load() == nil {
-		rs, err := a.load(ctx)
+		rs, err := a.loadRules(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrNoRules, err)
 		}
@@ -210,10 +248,24 @@ func (a *Agent) Step(ctx context.Context) error {
 	return a.cycle(ctx)
 }
 
+// loadRules builds a new ruleset with the keeping loader when there is one.
+func (a *Agent) loadRules(ctx context.Context, prev *engine.Ruleset) (*engine.Ruleset, error) {
+	if a.keep != nil {
+		return a.keep(ctx, prev)
+	}
+	return a.load(ctx)
+}
+
 // Reload builds a new ruleset and swaps it in when it is valid and
 // different. It reports whether the active rules changed.
 func (a *Agent) Reload(ctx context.Context) bool {
-	rs, err := a.load(ctx)
+	rs, err := a.loadRules(ctx, a.rules.Load())
+	return a.apply(rs, err)
+}
+
+// apply swaps in rs, the result of a load, when it is valid and
+// different, and reports whether the active rules changed.
+func (a *Agent) apply(rs *engine.Ruleset, err error) bool {
 	if err != nil {
 		a.m.reloadOK.Set(0)
 		a.m.reloads.WithLabelValues("error").Inc()
@@ -222,7 +274,7 @@ func (a *Agent) Reload(ctx context.Context) bool {
 	}
 	cur := a.rules.Load()
 	if cur != nil && cur.Rev() == rs.Rev() {
-		a.m.reloadOK.Set(1)
+		a.m.reloadOK.Set(okGauge(rs))
 		a.m.reloads.WithLabelValues("unchanged").Inc()
 		a.log.Debug("reload: rules unchanged", "rev", rs.Rev())
 		return false
@@ -244,9 +296,33 @@ func (a *Agent) Reload(ctx context.Context) bool {
 			"removed_users", users, "removed_networks", nets, "active_rev", cur.Rev(), "rev", rs.Rev())
 	}
 	a.swap(rs)
-	a.m.reloads.WithLabelValues("ok").Inc()
+	if len(rs.Rejected()) > 0 {
+		a.m.reloads.WithLabelValues("partial").Inc()
+	} else {
+		a.m.reloads.WithLabelValues("ok").Inc()
+	}
 	a.log.Info("rules reloaded", "rev", rs.Rev(), "yaml_rules", rs.RuleCount(), "policy", rs.HasPolicy())
 	return true
+}
+
+// okGauge is kickagent_config_last_reload_successful for rs: 0 while a
+// drop-in file with errors is left out or held at its last good version.
+func okGauge(rs *engine.Ruleset) float64 {
+	if len(rs.Rejected()) > 0 {
+		return 0
+	}
+	return 1
+}
+
+// logRejected says, loudly, which drop-in files rs does not load as they
+// are on disk and what the agent does instead.
+func (a *Agent) logRejected(rs *engine.Ruleset) {
+	a.m.rejectedFiles.Set(float64(len(rs.Rejected())))
+	if len(rs.Rejected()) == 0 {
+		return
+	}
+	a.log.Error("reload failed for drop-in files: each is left out, or kept at its last good version (kept); the other rules apply",
+		"err", rs.Rejected(), "kept", rs.Kept(), "rev", rs.Rev())
 }
 
 func (a *Agent) swap(rs *engine.Ruleset) {
@@ -255,7 +331,8 @@ func (a *Agent) swap(rs *engine.Ruleset) {
 	}
 	a.rules.Store(rs)
 	a.m.forgetRules(rs)
-	a.m.reloadOK.Set(1)
+	a.logRejected(rs)
+	a.m.reloadOK.Set(okGauge(rs))
 	a.m.reloadTime.Set(float64(a.now().Unix()))
 	a.m.rulesLoaded.Set(float64(rs.RuleCount()))
 	if rs.HasPolicy() {

@@ -22,6 +22,7 @@ type Metrics struct {
 	repeatKicks    *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
+	rejectedFiles  prometheus.Gauge // drop-ins not loaded as on disk (engine.LoadKeeping)
 	allowRemoved   *prometheus.CounterVec
 	reloadTime     prometheus.Gauge
 	rulesLoaded    prometheus.Gauge
@@ -150,7 +151,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Kicks of a user already kicked repeat_threshold times within an hour (a client looping on valid credentials)."},
 			[]string{"rule"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_reloads_total",
-			Help: "Rule reloads, by result (ok, unchanged, error)."}, []string{"result"}),
+			Help: "Rule reloads, by result (ok, partial: a drop-in file rejected, unchanged, error)."}, []string{"result"}),
 		allowRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_allow_entries_removed_total",
 			Help: "Allow list entries (users, networks) present in the running rules and missing from the rules a reload brought in."},
 			[]string{"list"}),
@@ -187,5 +188,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
 	reg.MustRegister(m.auditErrors, m.auditDropped)
 	m.policy = newPolicyMetrics(reg)
+	m.rejectedFiles = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_files_rejected",
+		Help: "Drop-in rules files with errors in the active ruleset: each left out, or loaded at its last good version."})
+	reg.MustRegister(m.rejectedFiles)
 	return m
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -30,49 +28,25 @@ import (
 // neither by other events nor by the poll; SIGHUP, which does not come
 // through here, still forces one. Elsewhere, and if the second inotify
 // instance cannot be had, write events are debounced as before.
+//
+// Only events that can change what the load reads count (watchSet.relevant):
+// the agent's own log in a watched directory would otherwise reload it in
+// a loop. A rules directory that disappears is a warning; one made again
+// or swapped through a symlink is watched again at once (watchSet.resync).
 func Watch(ctx context.Context, paths []string, debounce, poll time.Duration, out chan<- struct{}, log *slog.Logger) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	var dirs []string
-	files := map[string]bool{}    // rule files named in paths
-	ruleDirs := map[string]bool{} // directories named in paths
-	for _, p := range paths {
-		p = filepath.Clean(p)
-		dir := p
-		if st, err := os.Stat(p); err != nil || !st.IsDir() {
-			dir = filepath.Dir(p)
-			files[p] = true
-		} else {
-			ruleDirs[p] = true
-		}
-		if !slices.Contains(dirs, dir) {
-			dirs = append(dirs, dir)
-		}
-	}
-	for _, d := range dirs {
-		if err := w.Add(d); err != nil {
-			log.Warn("cannot watch directory; relying on the periodic check", "dir", d, "err", err, "poll", poll)
-		}
-	}
-	ww, err := newWriteWatcher(dirs)
+	ws := newWatchSet(w, paths, log)
+	ww, err := newWriteWatcher(ws.contentDirs())
 	if err != nil {
 		log.Debug("no close-after-write events; debouncing writes instead", "err", err)
 	}
 	defer ww.Close()
-	// A rules file is one the load reads; a write to anything else in
-	// these directories (an editor's swap file) holds nothing back.
-	isRules := func(name string) bool {
-		name = filepath.Clean(name)
-		if files[name] {
-			return true
-		}
-		base := filepath.Base(name)
-		return ruleDirs[filepath.Dir(name)] && !strings.HasPrefix(base, ".") &&
-			(strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml") || strings.HasSuffix(base, ".rego"))
-	}
+	ws.ww = ww
+	ws.start()
 	// open: rules files written to and not closed since.
 	open := map[string]bool{}
 	held := false
@@ -110,9 +84,15 @@ func Watch(ctx context.Context, paths []string, debounce, poll time.Duration, ou
 			if !ok {
 				return nil
 			}
-			switch {
-			case ev.Op == fsnotify.Chmod:
+			if ev.Op == fsnotify.Chmod || !ws.relevant(ev.Name) {
 				continue
+			}
+			if ws.isAnchor(ev.Name) || !ws.isRules(ev.Name) {
+				// A directory made, removed or swapped: its watch
+				// follows the inode it was added on.
+				ws.resync()
+			}
+			switch {
 			case ev.Op == fsnotify.Write && ww != nil:
 				continue // the close after it counts (ww)
 			case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
@@ -124,6 +104,7 @@ func Watch(ctx context.Context, paths []string, debounce, poll time.Duration, ou
 		case ev, ok := <-ww.Events():
 			if !ok {
 				ww = nil // closed under us: fall back to write events
+				ws.ww = nil
 				clear(open)
 				continue
 			}
@@ -131,10 +112,11 @@ func Watch(ctx context.Context, paths []string, debounce, poll time.Duration, ou
 			case ev.overflow:
 				log.Warn("file watch queue overflowed; reloading")
 				clear(open)
+				ws.resync()
+			case !ws.isRules(ev.name):
+				continue // a log or any other file: not read by the load
 			case !ev.closed:
-				if isRules(ev.name) {
-					open[filepath.Clean(ev.name)] = true
-				}
+				open[filepath.Clean(ev.name)] = true
 				continue
 			default:
 				delete(open, filepath.Clean(ev.name))
@@ -149,6 +131,7 @@ func Watch(ctx context.Context, paths []string, debounce, poll time.Duration, ou
 			fire = nil
 			send()
 		case <-tick.C:
+			ws.resync()
 			send()
 		}
 	}

@@ -15,6 +15,7 @@ type writeWatcher struct {
 	events chan writeEvent
 	done   chan struct{}
 	closer io.Closer
+	add    func(dir string) // (re)watches dir, replacing its previous watch
 }
 
 // Events returns the events, nil (never ready) for a nil watcher.
@@ -23,6 +24,15 @@ func (w *writeWatcher) Events() <-chan writeEvent {
 		return nil
 	}
 	return w.events
+}
+
+// Add watches dir, or watches it again after it was made again or its
+// symlink swapped; a nil watcher is a no-op.
+func (w *writeWatcher) Add(dir string) {
+	if w == nil || w.add == nil {
+		return
+	}
+	w.add(dir)
 }
 
 // Close stops the watcher; a nil watcher is a no-op.

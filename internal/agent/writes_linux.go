@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 )
 
@@ -21,20 +22,51 @@ func newWriteWatcher(dirs []string) (*writeWatcher, error) {
 	}
 	// Non-blocking: os.File uses the poller, so Close ends a pending Read.
 	f := os.NewFile(uintptr(fd), "inotify")
-	wds := map[int32]string{}
+	wds := &inotifyDirs{fd: fd, dirs: map[int32]string{}, wds: map[string]int32{}}
 	for _, d := range dirs {
-		wd, err := syscall.InotifyAddWatch(fd, d, syscall.IN_MODIFY|syscall.IN_CLOSE_WRITE|syscall.IN_ONLYDIR)
-		if err != nil {
-			continue // fsnotify's Add fails too and says so
-		}
-		wds[int32(wd)] = d
+		wds.add(d)
 	}
-	w := &writeWatcher{events: make(chan writeEvent), done: make(chan struct{}), closer: f}
+	w := &writeWatcher{events: make(chan writeEvent), done: make(chan struct{}), closer: f, add: wds.add}
 	go w.read(f, wds)
 	return w, nil
 }
 
-func (w *writeWatcher) read(f *os.File, wds map[int32]string) {
+// inotifyDirs are the watched directories by watch descriptor; add runs
+// on Watch's goroutine while read looks names up.
+type inotifyDirs struct {
+	mu   sync.Mutex
+	fd   int
+	dirs map[int32]string
+	wds  map[string]int32
+}
+
+// add watches dir, dropping its previous watch: after a directory is made
+// again or its symlink swapped, the old watch is on an inode that is no
+// longer dir (or gone, and then already dropped by the kernel).
+func (d *inotifyDirs) add(dir string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.wds[dir]; ok {
+		_, _ = syscall.InotifyRmWatch(d.fd, uint32(old))
+		delete(d.dirs, old)
+		delete(d.wds, dir)
+	}
+	wd, err := syscall.InotifyAddWatch(d.fd, dir, syscall.IN_MODIFY|syscall.IN_CLOSE_WRITE|syscall.IN_ONLYDIR)
+	if err != nil {
+		return // fsnotify's Add fails too and says so
+	}
+	d.dirs[int32(wd)] = dir
+	d.wds[dir] = int32(wd)
+}
+
+func (d *inotifyDirs) lookup(wd int32) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dir, ok := d.dirs[wd]
+	return dir, ok
+}
+
+func (w *writeWatcher) read(f *os.File, wds *inotifyDirs) {
 	defer close(w.events)
 	var buf [syscall.SizeofInotifyEvent * 1024]byte
 	for {
@@ -52,7 +84,7 @@ func (w *writeWatcher) read(f *os.File, wds map[int32]string) {
 				name = name[:len(name)-1]
 			}
 			var ev writeEvent
-			switch dir, ok := wds[wd]; {
+			switch dir, ok := wds.lookup(wd); {
 			case mask&syscall.IN_Q_OVERFLOW != 0:
 				ev.overflow = true
 			case !ok || mask&(syscall.IN_MODIFY|syscall.IN_CLOSE_WRITE) == 0 || len(name) == 0:

@@ -26,6 +26,10 @@ type Sources struct {
 	// is loaded in its place in name order. It lets a change to the rules
 	// be checked with everything it joins before it is written.
 	Staged map[string][]byte
+	// MaxRulesFileBytes and MaxPolicyBytes bound a rules file and the
+	// .rego files of a policy path; zero: the defaults (limits.go).
+	MaxRulesFileBytes int64
+	MaxPolicyBytes    int64
 }
 
 // Empty reports whether nothing is to be loaded.
@@ -94,64 +98,131 @@ func (s Sources) addStaged(files []string, start int, dir string) []string {
 // found, each with file and line; on any error the Ruleset is nil, so
 // nothing of a broken file set is ever used.
 func Load(ctx context.Context, src Sources) (*Ruleset, error) {
+	return load(ctx, src, nil, false)
+}
+
+// LoadKeeping is Load for the running agent: a drop-in file (a file of a
+// directory in Rules) with errors does not fail the load. Its version in
+// prev, the active rules, is loaded instead when prev had one that still
+// loads with the others; otherwise it is left out. Either way the problem
+// is in the Ruleset's Rejected and changes its Rev. Main rules files and
+// policies stay strict: any error in them fails the load, as in Load.
+//
+// Each drop-in file is thus wholly new or wholly as before, never half
+// applied; one broken file (a typo in an unrelated drop-in) no longer
+// stops a new block from taking effect.
+func LoadKeeping(ctx context.Context, src Sources, prev *Ruleset) (*Ruleset, error) {
+	return load(ctx, src, prev, true)
+}
+
+// fileRules is what one rules file contributes, compiled.
+type fileRules struct {
+	rules      []*rule
+	allowUsers []string
+	allowNets  []match.Network
+	main       mainFile
+}
+
+// compileFile parses and compiles one rules file on its own; names holds
+// the rules of the files before it, for duplicate names.
+func compileFile(f string, data []byte, names map[string]*rule) (*fileRules, Errors) {
+	spec, errs := parseRulesFile(f, data)
+	if spec == nil {
+		return nil, errs
+	}
+	fr := &fileRules{main: mainFile{entries: len(spec.Rules) + len(spec.AllowUsers) + len(spec.AllowNetworks), rulesList: spec.rulesList}}
+	for i, u := range spec.AllowUsers {
+		if u == "" {
+			errs = append(errs, &Error{File: f, Line: itemLine(spec.allowLines["users"], i, 0), Msg: "allow.users: empty mask"})
+		}
+		fr.allowUsers = append(fr.allowUsers, u)
+	}
+	for i, n := range spec.AllowNetworks {
+		p, err := parseNetwork(n)
+		if err != nil {
+			errs = append(errs, &Error{File: f, Line: itemLine(spec.allowLines["networks"], i, 0), Msg: "allow.networks: " + err.Error()})
+			continue
+		}
+		fr.allowNets = append(fr.allowNets, p)
+	}
+	own := map[string]*rule{}
+	for _, s := range spec.Rules {
+		r, rerrs := compileRule(f, s)
+		errs = append(errs, rerrs...)
+		if len(rerrs) > 0 {
+			continue
+		}
+		prev, dup := names[r.name]
+		if !dup {
+			prev, dup = own[r.name]
+		}
+		if dup {
+			errs = append(errs, &Error{File: f, Line: r.line, Rule: r.name,
+				Msg: fmt.Sprintf("duplicate rule name (first defined at %s:%d)", prev.file, prev.line)})
+			continue
+		}
+		own[r.name] = r
+		fr.rules = append(fr.rules, r)
+	}
+	return fr, errs
+}
+
+func load(ctx context.Context, src Sources, prev *Ruleset, keep bool) (*Ruleset, error) {
 	files, errs := src.ruleFiles()
-	rs := &Ruleset{cache: newYAMLCache(), mains: map[string]mainFile{}}
+	rs := &Ruleset{cache: newYAMLCache(), mains: map[string]mainFile{}, dropIns: map[string][]byte{}}
 	h := sha256.New()
 	names := map[string]*rule{}
 	var allowUsers []string
 	var allowNets []match.Network
 	for _, f := range files {
-		data, staged := src.Staged[f]
-		var err error
-		if !staged {
-			data, err = os.ReadFile(f)
-		}
+		main := slices.Contains(src.Rules, f)
+		data, err := src.read(f)
+		var fr *fileRules
+		var ferrs Errors
 		if err != nil {
-			errs = append(errs, &Error{File: f, Msg: fmt.Sprintf("cannot read: %v", err)})
+			ferrs = Errors{err}
+		} else {
+			fr, ferrs = compileFile(f, data, names)
+		}
+		if len(ferrs) > 0 && keep && !main {
+			// A broken drop-in: its last good version, or nothing.
+			rs.rejected = append(rs.rejected, ferrs...)
+			sum := sha256.Sum256(data)
+			fmt.Fprintf(h, "rejected %s %x\n", f, sum)
+			fr, ferrs = nil, nil
+			if old, ok := prev.dropIn(f); ok {
+				if ofr, oerrs := compileFile(f, old, names); len(oerrs) == 0 {
+					fr, data = ofr, old
+					rs.kept = append(rs.kept, f)
+				}
+			}
+			if fr == nil {
+				continue
+			}
+		}
+		errs = append(errs, ferrs...)
+		if fr == nil || len(ferrs) > 0 {
 			continue
 		}
 		fmt.Fprintf(h, "rules %s %d\n", f, len(data))
 		h.Write(data)
-		spec, ferrs := parseRulesFile(f, data)
-		errs = append(errs, ferrs...)
-		if spec == nil {
-			continue
-		}
-		for i, u := range spec.AllowUsers {
-			if u == "" {
-				errs = append(errs, &Error{File: f, Line: itemLine(spec.allowLines["users"], i, 0), Msg: "allow.users: empty mask"})
-			}
-			allowUsers = append(allowUsers, u)
-		}
-		for i, n := range spec.AllowNetworks {
-			p, err := parseNetwork(n)
-			if err != nil {
-				errs = append(errs, &Error{File: f, Line: itemLine(spec.allowLines["networks"], i, 0), Msg: "allow.networks: " + err.Error()})
-				continue
-			}
-			allowNets = append(allowNets, p)
-		}
-		for _, s := range spec.Rules {
-			r, rerrs := compileRule(f, s)
-			errs = append(errs, rerrs...)
-			if len(rerrs) > 0 {
-				continue
-			}
-			if prev, dup := names[r.name]; dup {
-				errs = append(errs, &Error{File: f, Line: r.line, Rule: r.name,
-					Msg: fmt.Sprintf("duplicate rule name (first defined at %s:%d)", prev.file, prev.line)})
-				continue
-			}
+		for _, r := range fr.rules {
 			names[r.name] = r
 			r.order = len(rs.rules)
 			rs.rules = append(rs.rules, r)
 		}
+		allowUsers = append(allowUsers, fr.allowUsers...)
+		allowNets = append(allowNets, fr.allowNets...)
 		rs.files = append(rs.files, f)
-		if slices.Contains(src.Rules, f) {
-			rs.mains[f] = mainFile{entries: len(spec.Rules) + len(spec.AllowUsers) + len(spec.AllowNetworks), rulesList: spec.rulesList}
+		if main {
+			rs.mains[f] = fr.main
+		} else {
+			rs.dropIns[f] = data
 		}
 	}
-	if len(src.Policies) > 0 {
+	if err := src.checkPolicySize(); err != nil {
+		errs = append(errs, err)
+	} else if len(src.Policies) > 0 {
 		p, err := LoadPolicy(ctx, src.Policies)
 		if err != nil {
 			if es, ok := err.(Errors); ok {

@@ -22,6 +22,12 @@ type Ruleset struct {
 	// mains: what each rules path given as a file (not a directory or a
 	// drop-in in one) defined; see Replaces.
 	mains map[string]mainFile
+	// dropIns: the content of each drop-in file loaded, the version a
+	// broken edit falls back to (LoadKeeping); rejected and kept say
+	// which drop-ins were not loaded as they are on disk (keep.go).
+	dropIns  map[string][]byte
+	rejected Errors
+	kept     []string
 	// cache remembers static rule matches per session (yaml_cache.go);
 	// the one mutable part, guarded by its own lock.
 	cache *yamlCache

@@ -42,25 +42,52 @@ func (d Dir) Load(ctx context.Context) (*engine.Ruleset, error) {
 }
 
 // Install writes j's file, replacing the same job's previous one, once the
-// agent's whole rule set is known to load with it. A refused job is an
-// ErrInvalid listing the loader's errors, and leaves the directory as it
-// was; the file appears in one rename, so neither the agent nor a failure
-// halfway ever sees part of it. It returns the file's path.
+// agent is known to load it (InstallChecked); warnings about other files
+// are dropped. It returns the file's path.
 func (d Dir) Install(ctx context.Context, j Job, now time.Time) (string, error) {
+	path, _, err := d.InstallChecked(ctx, j, now)
+	return path, err
+}
+
+// InstallChecked writes j's file, replacing the same job's previous one,
+// once the agent is known to load it: the rule set is loaded as the
+// running agent loads it (engine.LoadKeeping), with the new file staged.
+// The job is refused, an ErrInvalid listing the loader's errors, when the
+// new file itself has errors (a rule name taken elsewhere) or the main
+// rules files or policies do not load (the agent then keeps its whole last
+// good rule set, and would not pick the job up). Another drop-in file with
+// errors does not refuse it: the agent leaves that file out (or keeps its
+// last good version) and loads the job, so its problems are returned as
+// warnings. A refused job leaves the directory as it was; the file appears
+// in one rename, so neither the agent nor a failure halfway ever sees part
+// of it. It returns the file's path.
+func (d Dir) InstallChecked(ctx context.Context, j Job, now time.Time) (string, engine.Errors, error) {
 	if err := os.MkdirAll(d.Path, 0o750); err != nil {
-		return "", fmt.Errorf("jobs: %w", err)
+		return "", nil, fmt.Errorf("jobs: %w", err)
 	}
 	data, err := render(j, now)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	path := filepath.Join(d.Path, FileName(j.Kind, j.Target))
 	src := d.sources()
 	src.Staged = map[string][]byte{path: data}
-	if _, err := engine.Load(ctx, src); err != nil {
-		return "", fmt.Errorf("%w, nothing changed:\n%w", ErrInvalid, err)
+	rs, err := engine.LoadKeeping(ctx, src, nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w, nothing changed:\n%w", ErrInvalid, err)
 	}
-	return path, put(path, data)
+	var own, others engine.Errors
+	for _, e := range rs.Rejected() {
+		if e.File == path {
+			own = append(own, e)
+		} else {
+			others = append(others, e)
+		}
+	}
+	if len(own) > 0 {
+		return "", nil, fmt.Errorf("%w, nothing changed:\n%w", ErrInvalid, own)
+	}
+	return path, others, put(path, data)
 }
 
 // List reads the managed files of kind (every kind when empty), in name

@@ -152,12 +152,15 @@ func TestInstallRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	old, _ := os.ReadFile(path)
-	if err := os.WriteFile(filepath.Join(d.Path, "broken.yaml"), []byte("rules: [{name: b}]\n"), 0o600); err != nil {
+	// A broken main file: the agent keeps its whole last good set and
+	// would not pick the job up. (A broken drop-in does not refuse it:
+	// TestInstallDespiteBrokenDropIn.)
+	if err := os.WriteFile(main, []byte("rules: [{name: b}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	j2.Rule.Expires = RFC3339Up(now.Add(5 * time.Hour))
 	if _, err := d.Install(context.Background(), j2, now); !errors.Is(err, ErrInvalid) {
-		t.Errorf("install with a broken set: %v", err)
+		t.Errorf("install with a broken main file: %v", err)
 	}
 	if cur, err := os.ReadFile(path); err != nil || string(cur) != string(old) {
 		t.Errorf("the job in force changed:\n%s\nwas:\n%s (%v)", cur, old, err)
