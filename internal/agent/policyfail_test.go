@@ -83,7 +83,7 @@ kickagent_policy_failing 1
 	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "kickagent_policy_errors_total", "kickagent_policy_failing"); err != nil {
 		t.Error(err)
 	}
-	if got := r.results(t); !slices.Equal(got, []string{":policy-failed:", "eve:kicked:block-eve"}) {
+	if got := r.results(t); !slices.Equal(got, []string{":policy-failed:", "eve:kick-intent:block-eve", "eve:kicked:block-eve"}) {
 		t.Errorf("audit %q, want eve kicked and one policy-failed", got)
 	}
 
