@@ -28,7 +28,7 @@
 # RSS_WINDOW=300 (s; at most a third of SOAK_SECS), RSS_GROWTH=20 (%), AGENT_ARGS= (more flags
 # for kickagent run). GOMEMLIMIT, if set, reaches the agent (the systemd unit sets 75MiB).
 # The logs, samples and summary stay in the work directory printed at the start.
-set -euo pipefail
+set -eEuo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 SOAK_SECS=${SOAK_SECS:-3600} VER=${VER:-2.4} SESSIONS=${SESSIONS:-100000} SEED=${SEED:-1}
@@ -39,6 +39,7 @@ RSS_WINDOW=${RSS_WINDOW:-300} RSS_GROWTH=${RSS_GROWTH:-20} AGENT_ARGS=${AGENT_AR
 inst=test/dovecot/instance.sh
 log() { echo "$(date +%T) soak: $*" >&2; }
 die() { log "$*"; exit 1; }
+trap 'log "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 case $VER in 2.3) I=b23 ;; 2.4) I=b24 ;; *) die "VER must be 2.3 or 2.4, not '$VER'" ;; esac
 ((RULES >= 3)) || die "RULES must be at least 3"
 command -v jq >/dev/null || die "needs jq"
@@ -187,11 +188,12 @@ restart() {
   log "restart $(wc -l <"$W/restarts.tsv"): instance ${st}s, agent cycling again after ${back}s, synth ${ss}s"
 }
 # edit N: edit number N; odd: 10-renamed.yaml replaced by rename, even: 20-inplace.yaml
-# rewritten in place. Appends "epoch kind reloaded_within_s" to edits.tsv (-1: no reload seen
-# within 10 s).
+# rewritten in place. Appends "epoch kind reloaded_within_s rules_loaded" to edits.tsv
+# (reloaded_within_s -1: no reload seen within 10 s; rules_loaded: kickagent_rules_loaded then,
+# RULES unless a file was read half-written).
 edits=0
 edit() {
-  local n=$1 kind a i before seen=-1
+  local n=$1 kind a i before seen=-1 loaded=-1
   scrape >"$W/metrics.txt" || true
   before=$(metric 'kickagent_reloads_total{result="ok"}')
   if ((n % 2)); then
@@ -209,12 +211,13 @@ edit() {
     sleep 0.1
     scrape >"$W/metrics.txt" || continue
     if [ "$(metric 'kickagent_reloads_total{result="ok"}')" -gt "$before" ]; then
-      seen=$(awk -v a="$a" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
+      seen=$(since "$a")
+      loaded=$(metric kickagent_rules_loaded)
       break
     fi
   done
-  echo "$a $kind $seen" >>"$W/edits.tsv"
-  log "edit $n ($kind): reload seen after ${seen}s"
+  echo "$a $kind $seen $loaded" >>"$W/edits.tsv"
+  log "edit $n ($kind): reload seen after ${seen}s, $loaded rules loaded"
 }
 # probe N: a real IMAP login of PROBE_USER from 127.9.x.y (one address per probe); appends
 # "N exit probe-output" to probes.txt.
@@ -232,7 +235,7 @@ probe() {
 # next EVERY NEXT NOW: the first multiple of EVERY after NOW on NEXT's schedule (events
 # delayed by a restart are not made up in a burst).
 next() { echo $(($2 + $1 * (($3 - $2) / $1 + 1))); }
-t0=$EPOCHREALTIME s0=$SECONDS
+t0=$EPOCHREALTIME s0=$SECONDS load0=$(cut -d' ' -f1-3 /proc/loadavg)
 nr=$((RESTART_EVERY > 0 ? RESTART_EVERY : SOAK_SECS + 1))
 ne=$((EDIT_EVERY > 0 ? EDIT_EVERY : SOAK_SECS + 1))
 np=$((PROBE_EVERY > 0 ? PROBE_EVERY / 3 + 1 : SOAK_SECS + 1))
@@ -287,11 +290,11 @@ rss_ok=$(awk -v a="$rm1" -v b="$rm2" -v g="$RSS_GROWTH" -v n1="$rn1" -v n2="$rn2
 
 # Failed cycles: the agent's log lines for them (after the first cycle), each explained when
 # within a restart window [start - 1 s, end of synth + RESTART_GRACE].
-grep -E 'msg="(anvil snapshot failed|rule evaluation failed)' "$W/agent.log" |
+{ grep -E 'msg="(anvil snapshot failed|rule evaluation failed)' "$W/agent.log" || true; } |
   sed 's/^time=\([^ ]*\) .*/\1/' | { date -f - +%s.%3N 2>/dev/null || true; } |
   awk -v t0="$t0" '$1 >= t0' >"$W/failed-cycles.txt"
 nfail=$(wc -l <"$W/failed-cycles.txt")
-unexpl=$(awk -v g="$RESTART_GRACE" 'NR == FNR {a[NR] = $1 - 1; b[NR] = $2 + g; n = NR; next}
+unexpl=$(awk -v g="$RESTART_GRACE" 'FILENAME == ARGV[1] {a[NR] = $1 - 1; b[NR] = $2 + g; n = NR; next}
   {ok = 0; for (i = 1; i <= n; i++) if ($1 >= a[i] && $1 <= b[i]) ok = 1; if (!ok) u++} END {print u + 0}' \
   "$W/restarts.tsv" "$W/failed-cycles.txt")
 ok1=$(metric 'kickagent_cycles_total{result="ok"}') err1=$(metric 'kickagent_cycles_total{result="error"}')
@@ -301,26 +304,33 @@ cdur=$(awk '/^kickagent_cycle_duration_seconds_sum/ {s = $2} /^kickagent_cycle_d
 # Probes: closed, and each closed one matched by a kicked audit record from its address.
 nprobe=$(wc -l <"$W/probes.txt")
 nclosed=$(awk '$2 == 0' "$W/probes.txt" | wc -l)
-jq -r 'select(.result == "kicked") | .ip' "$W/audit.log" 2>/dev/null | sort -u >"$W/kicked-ips.txt" || true
-naud=$(awk 'NR == FNR {k[$1] = 1; next} $2 == 0 {sub(/^src=/, "", $3); if ($3 in k) n++} END {print n + 0}' "$W/kicked-ips.txt" "$W/probes.txt")
+# The audit log parsed once: a line that is not JSON fails the audit criterion, and the
+# records before it are used.
+ajson=1
+AU=$W/audit.log
+[ -e "$AU" ] || AU=/dev/null # no record ever written
+jq -c . "$AU" >"$W/audit.jsonl" 2>"$W/audit-jq.err" || ajson=0
+jq -r 'select(.result == "kicked") | .ip' "$W/audit.jsonl" | sort -u >"$W/kicked-ips.txt"
+naud=$(awk 'FILENAME == ARGV[1] {k[$1] = 1; next} $2 == 0 {sub(/^src=/, "", $3); if ($3 in k) n++} END {print n + 0}' "$W/kicked-ips.txt" "$W/probes.txt")
 pmed=$(awk '$2 == 0 {for (i = 3; i <= NF; i++) if ($i ~ /^after_s=/) {sub(/^after_s=/, "", $i); print $i}}' "$W/probes.txt" |
   sort -g | awk '{v[NR] = $1} END {if (NR) printf "median %.2f s, max %.2f s", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[NR]; else print "-"}')
 
 # Kicks: agent log, audit log, metric; intents before outcomes; nothing but the probes.
 klog=$(grep -c 'msg="session kicked"' "$W/agent.log" || true)
-kaud=$(jq -r 'select(.result == "kicked") | 1' "$W/audit.log" 2>/dev/null | wc -l)
+kaud=$(jq -r 'select(.result == "kicked") | 1' "$W/audit.jsonl" | wc -l)
 kmet=$(metric 'kickagent_kicks_total{result="kicked",rule="soak-probe"}')
 kall=$(awk '/^kickagent_kicks_total\{/ && /result="kicked"/ {s += $NF} END {printf "%.0f", s}' "$W/metrics.txt")
-noint=$(jq -r '[.result, .user, .ip, (.pid | tostring), .conn_guid] | @tsv' "$W/audit.log" 2>/dev/null |
+noint=$(jq -r '[.result, .user, .ip, (.pid | tostring), .conn_guid] | @tsv' "$W/audit.jsonl" |
   awk -F'\t' '{k = $2 FS $3 FS $4 FS $5} $1 == "kick-intent" {i[k] = 1} $1 == "kicked" && !(k in i) {n++} END {print n + 0}')
-other=$(jq -r --arg u "$PROBE_USER" 'select(.rule != "soak-probe" or .user != $u or (.ip | startswith("127.9.") | not)) | 1' "$W/audit.log" 2>/dev/null | wc -l)
-jq -r '.result' "$W/audit.log" 2>/dev/null | sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1} END {print ""}' >"$W/audit-results.txt"
+other=$(jq -r --arg u "$PROBE_USER" 'select(.rule != "soak-probe" or .user != $u or (.ip | startswith("127.9.") | not)) | 1' "$W/audit.jsonl" | wc -l)
+jq -r '.result' "$W/audit.jsonl" | sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1} END {print ""}' >"$W/audit-results.txt"
 awerr=$(metric kickagent_audit_write_errors_total) adrop=$(metric kickagent_audit_records_dropped_total)
 
 # Reloads against edits.
 rok=$(($(metric 'kickagent_reloads_total{result="ok"}') - rok0)) rerr=$(($(metric 'kickagent_reloads_total{result="error"}') - rerr0))
 nedit=$(wc -l <"$W/edits.tsv")
 emiss=$(awk '$3 < 0' "$W/edits.tsv" | wc -l)
+epart=$(awk -v r="$RULES" '$4 != r' "$W/edits.tsv" | wc -l)
 emax=$(awk 'BEGIN {m = 0} $3 > m {m = $3} END {print m}' "$W/edits.tsv")
 nrest=$(wc -l <"$W/restarts.tsv")
 # range COLUMN: "min–max s" of a column of restarts.tsv.
@@ -338,14 +348,14 @@ b() { "$@" && echo 1 || echo 0; }
   echo "$(b test "$rback" = 0) the agent cycling again within 30 s of every restart"
   echo "$(b test "$nprobe" -gt 0 -a "$nclosed" = "$nprobe" -a "$naud" = "$nclosed") every probe closed by the agent, audited"
   echo "$(b test "$klog" = "$kaud" -a "$kaud" = "$kall" -a "$noint" = 0) an audit line for every kick, each after its intent"
-  echo "$(b test "$other" = 0 -a "$awerr" = 0 -a "$adrop" = 0) nothing else audited or kicked; no audit write error"
-  echo "$(b test "$rok" = "$nedit" -a "$rerr" = 0 -a "$emiss" = 0) every edit reloaded, none failed"
+  echo "$(b test "$other" = 0 -a "$awerr" = 0 -a "$adrop" = 0 -a "$ajson" = 1) nothing else audited or kicked; no audit write error; every audit line JSON"
+  echo "$(b test "$rok" = "$nedit" -a "$rerr" = 0 -a "$emiss" = 0 -a "$epart" = 0) every edit reloaded whole, none failed"
   echo "$alive agent alive to the end"
 } >"$W/criteria.txt"
 {
   echo "## Soak: Dovecot $VER ($I), $SESSIONS sessions, $RULES rules, interval $INTERVAL"
   echo
-  echo "kickagent $kver; $(date -u '+%Y-%m-%d %H:%M UTC'); load at end $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "kickagent $kver; GOMEMLIMIT ${GOMEMLIMIT:-unset}; $(date -u '+%Y-%m-%d %H:%M UTC'); load at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "\`SOAK_SECS=$SOAK_SECS VER=$VER SESSIONS=$SESSIONS RULES=$RULES INTERVAL=$INTERVAL RESTART_EVERY=$RESTART_EVERY EDIT_EVERY=$EDIT_EVERY PROBE_EVERY=$PROBE_EVERY bench/soak.sh\`"
   echo
   echo "| Measure | Figure |"
@@ -357,8 +367,8 @@ b() { "$@" && echo 1 || echo 0; }
   echo "| RSS (VmRSS, every ${RSS_EVERY} s) | first ${RSS_WINDOW} s median $rm1 MB ($rn1 samples), last ${RSS_WINDOW} s median $rm2 MB ($rn2), max $rmax MB ($rna samples) |"
   echo "| Probes ($PROBE_USER, IMAP) closed within ${PROBE_TIMEOUT} s | $nclosed / $nprobe ($pmed after login); $naud of the closed matched by a kicked audit record of their address |"
   echo "| Kicks | agent log $klog, audit kicked $kaud, kicks_total{result=kicked} $kall (soak-probe $kmet); kicked without an earlier intent: $noint |"
-  echo "| Audit records | $(cat "$W/audit-results.txt"); for other sessions than the probes: $other; write errors $awerr, dropped $adrop |"
-  echo "| Edits → reloads | $nedit edits ($(awk '$2 == "rename"' "$W/edits.tsv" | wc -l) rename, $(awk '$2 == "in-place"' "$W/edits.tsv" | wc -l) in place), reloads ok $rok, failed $rerr; slowest reload seen after ${emax} s, $emiss not within 10 s |"
+  echo "| Audit records | $(cat "$W/audit-results.txt"); for other sessions than the probes: $other; write errors $awerr, dropped $adrop; $([ "$ajson" = 1 ] && echo "every line JSON" || echo "**not JSON: $(head -c 200 "$W/audit-jq.err")**") |"
+  echo "| Edits → reloads | $nedit edits ($(awk '$2 == "rename"' "$W/edits.tsv" | wc -l) rename, $(awk '$2 == "in-place"' "$W/edits.tsv" | wc -l) in place), reloads ok $rok, failed $rerr; slowest reload seen after ${emax} s, $emiss not within 10 s; $epart with other than $RULES rules loaded after |"
   echo "| Agent | $([ "$alive" = 1 ] && echo "alive at the end, exited 0 on SIGTERM" || echo "**died or failed to stop**") |"
   echo
   echo "| Criterion | |"
