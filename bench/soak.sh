@@ -6,10 +6,12 @@
 #   - RSS flat: the median of the last RSS_WINDOW s at most RSS_GROWTH % above the first's;
 #   - no unexplained failed cycle: every failed cycle falls between a Dovecot restart's start
 #     and RESTART_GRACE s after its synthetic sessions were registered again;
-#   - every probe closed by the agent within PROBE_TIMEOUT s, with an audited kick of it;
+#   - every probe closed within PROBE_TIMEOUT s, by a kick the agent audited (a kick-intent
+#     record from the probe's address); the outcomes recorded for them are reported;
 #   - every kick audited: "session kicked" log lines = kicked audit lines = kicks_total, each
-#     kicked line preceded by a kick-intent line for the same session; no audit record for any
-#     other session (synthetic sessions are never selected); no audit write error;
+#     kicked line preceded by a kick-intent line for the same session, each intent followed by
+#     an outcome; no audit record for any other session (synthetic sessions are never
+#     selected); every audit line JSON; no audit write error;
 #   - every edit reloaded (reloads ok = edits, none failed); the agent alive at the end.
 # Needs root, jq and test/dovecot/install.sh. Uses only the benchmark instance b23 or b24 of
 # test/dovecot/instance.sh (refuses to run if it is already up, restarts it as it goes, stops
@@ -301,7 +303,8 @@ ok1=$(metric 'kickagent_cycles_total{result="ok"}') err1=$(metric 'kickagent_cyc
 mfail=$((err1 - err0))
 cdur=$(awk '/^kickagent_cycle_duration_seconds_sum/ {s = $2} /^kickagent_cycle_duration_seconds_count/ {n = $2} END {if (n) printf "%.3f", s / n}' "$W/metrics.txt")
 
-# Probes: closed, and each closed one matched by a kicked audit record from its address.
+# Probes: closed, and each closed one explained by a kick-intent record from its address (the
+# agent sent a kick); the outcomes recorded for them, by result.
 nprobe=$(wc -l <"$W/probes.txt")
 nclosed=$(awk '$2 == 0' "$W/probes.txt" | wc -l)
 # The audit log parsed once: a line that is not JSON fails the audit criterion, and the
@@ -310,8 +313,12 @@ ajson=1
 AU=$W/audit.log
 [ -e "$AU" ] || AU=/dev/null # no record ever written
 jq -c . "$AU" >"$W/audit.jsonl" 2>"$W/audit-jq.err" || ajson=0
-jq -r 'select(.result == "kicked") | .ip' "$W/audit.jsonl" | sort -u >"$W/kicked-ips.txt"
-naud=$(awk 'FILENAME == ARGV[1] {k[$1] = 1; next} $2 == 0 {sub(/^src=/, "", $3); if ($3 in k) n++} END {print n + 0}' "$W/kicked-ips.txt" "$W/probes.txt")
+jq -r 'select(.result == "kick-intent") | .ip' "$W/audit.jsonl" | sort -u >"$W/intent-ips.txt"
+naud=$(awk 'FILENAME == ARGV[1] {k[$1] = 1; next} $2 == 0 {sub(/^src=/, "", $3); if ($3 in k) n++} END {print n + 0}' "$W/intent-ips.txt" "$W/probes.txt")
+# The last outcome recorded for each probe's address.
+jq -r 'select(.result != "kick-intent") | [.ip, .result] | @tsv' "$W/audit.jsonl" >"$W/outcomes.tsv"
+pout=$(awk -F'\t' 'FILENAME == ARGV[1] {o[$1] = $2; next} {split($0, f, " "); sub(/^src=/, "", f[3]); c[(f[3] in o) ? o[f[3]] : "none"]++}
+  END {for (r in c) printf "%s %d\n", r, c[r]}' "$W/outcomes.tsv" "$W/probes.txt" | sort | paste -sd, | sed 's/,/, /g')
 pmed=$(awk '$2 == 0 {for (i = 3; i <= NF; i++) if ($i ~ /^after_s=/) {sub(/^after_s=/, "", $i); print $i}}' "$W/probes.txt" |
   sort -g | awk '{v[NR] = $1} END {if (NR) printf "median %.2f s, max %.2f s", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[NR]; else print "-"}')
 
@@ -320,8 +327,14 @@ klog=$(grep -c 'msg="session kicked"' "$W/agent.log" || true)
 kaud=$(jq -r 'select(.result == "kicked") | 1' "$W/audit.jsonl" | wc -l)
 kmet=$(metric 'kickagent_kicks_total{result="kicked",rule="soak-probe"}')
 kall=$(awk '/^kickagent_kicks_total\{/ && /result="kicked"/ {s += $NF} END {printf "%.0f", s}' "$W/metrics.txt")
-noint=$(jq -r '[.result, .user, .ip, (.pid | tostring), .conn_guid] | @tsv' "$W/audit.jsonl" |
-  awk -F'\t' '{k = $2 FS $3 FS $4 FS $5} $1 == "kick-intent" {i[k] = 1} $1 == "kicked" && !(k in i) {n++} END {print n + 0}')
+# Per session (user, ip, pid, conn_guid): kicked lines without an earlier intent, and intents
+# without a later outcome (kicked, still-connected, refused-collateral, failed).
+read -r noint noout < <(jq -r '[.result, .user, .ip, (.pid | tostring), .conn_guid] | @tsv' "$W/audit.jsonl" |
+  awk -F'\t' '{k = $2 FS $3 FS $4 FS $5}
+    $1 == "kick-intent" {i[k] = 1; open[k] = 1}
+    $1 == "kicked" && !(k in i) {n++}
+    $1 ~ /^(kicked|still-connected|refused-collateral|failed)$/ {delete open[k]}
+    END {for (k in open) m++; print n + 0, m + 0}')
 other=$(jq -r --arg u "$PROBE_USER" 'select(.rule != "soak-probe" or .user != $u or (.ip | startswith("127.9.") | not)) | 1' "$W/audit.jsonl" | wc -l)
 jq -r '.result' "$W/audit.jsonl" | sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1} END {print ""}' >"$W/audit-results.txt"
 awerr=$(metric kickagent_audit_write_errors_total) adrop=$(metric kickagent_audit_records_dropped_total)
@@ -346,8 +359,8 @@ b() { "$@" && echo 1 || echo 0; }
   echo "$rss_ok RSS flat: last median ≤ first median + ${RSS_GROWTH} %"
   echo "$(b test "$unexpl" = 0 -a "$nfail" = "$mfail") 0 unexplained failed cycles (and log = metric)"
   echo "$(b test "$rback" = 0) the agent cycling again within 30 s of every restart"
-  echo "$(b test "$nprobe" -gt 0 -a "$nclosed" = "$nprobe" -a "$naud" = "$nclosed") every probe closed by the agent, audited"
-  echo "$(b test "$klog" = "$kaud" -a "$kaud" = "$kall" -a "$noint" = 0) an audit line for every kick, each after its intent"
+  echo "$(b test "$nprobe" -gt 0 -a "$nclosed" = "$nprobe" -a "$naud" = "$nclosed") every probe closed by an audited kick"
+  echo "$(b test "$klog" = "$kaud" -a "$kaud" = "$kall" -a "$noint" = 0 -a "$noout" = 0) an audit line for every kick, each after its intent; every intent has an outcome"
   echo "$(b test "$other" = 0 -a "$awerr" = 0 -a "$adrop" = 0 -a "$ajson" = 1) nothing else audited or kicked; no audit write error; every audit line JSON"
   echo "$(b test "$rok" = "$nedit" -a "$rerr" = 0 -a "$emiss" = 0 -a "$epart" = 0) every edit reloaded whole, none failed"
   echo "$alive agent alive to the end"
@@ -365,8 +378,8 @@ b() { "$@" && echo 1 || echo 0; }
   echo "| Failed cycles in the agent log | $nfail: $((nfail - unexpl)) within a restart window, $unexpl unexplained |"
   echo "| Dovecot restarts | $nrest: instance.sh start $(range 3); the agent's next good cycle $(range 4) after; re-registering the sessions $(range 5) |"
   echo "| RSS (VmRSS, every ${RSS_EVERY} s) | first ${RSS_WINDOW} s median $rm1 MB ($rn1 samples), last ${RSS_WINDOW} s median $rm2 MB ($rn2), max $rmax MB ($rna samples) |"
-  echo "| Probes ($PROBE_USER, IMAP) closed within ${PROBE_TIMEOUT} s | $nclosed / $nprobe ($pmed after login); $naud of the closed matched by a kicked audit record of their address |"
-  echo "| Kicks | agent log $klog, audit kicked $kaud, kicks_total{result=kicked} $kall (soak-probe $kmet); kicked without an earlier intent: $noint |"
+  echo "| Probes ($PROBE_USER, IMAP) closed within ${PROBE_TIMEOUT} s | $nclosed / $nprobe ($pmed after login); $naud of the closed with a kick-intent record from their address; last outcome recorded: $pout |"
+  echo "| Kicks | agent log $klog, audit kicked $kaud, kicks_total{result=kicked} $kall (soak-probe $kmet); kicked without an earlier intent: $noint; intents without an outcome: $noout |"
   echo "| Audit records | $(cat "$W/audit-results.txt"); for other sessions than the probes: $other; write errors $awerr, dropped $adrop; $([ "$ajson" = 1 ] && echo "every line JSON" || echo "**not JSON: $(head -c 200 "$W/audit-jq.err")**") |"
   echo "| Edits → reloads | $nedit edits ($(awk '$2 == "rename"' "$W/edits.tsv" | wc -l) rename, $(awk '$2 == "in-place"' "$W/edits.tsv" | wc -l) in place), reloads ok $rok, failed $rerr; slowest reload seen after ${emax} s, $emiss not within 10 s; $epart with other than $RULES rules loaded after |"
   echo "| Agent | $([ "$alive" = 1 ] && echo "alive at the end, exited 0 on SIGTERM" || echo "**died or failed to stop**") |"
