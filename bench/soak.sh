@@ -142,11 +142,15 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 [ -n "$port" ] || die "agent did not start: $(cat "$W/agent.log")"
-scrape() { curl -sf --max-time 5 "http://127.0.0.1:$port/metrics"; }
+# scrape: /metrics into metrics.txt; on a failed scrape metrics.txt keeps the last good one.
+scrape() {
+  curl -sf --max-time 5 "http://127.0.0.1:$port/metrics" >"$W/metrics.tmp" && mv "$W/metrics.tmp" "$W/metrics.txt"
+}
 # metric NAME_AND_LABELS: its value in the last scrape (0 when absent), summed over matches.
 metric() { awk -v m="$1" 'index($0, m) == 1 && substr($0, length(m) + 1, 1) ~ /[ {]/ {s += $NF} END {printf "%.0f", s}' "$W/metrics.txt"; }
+: >"$W/metrics.txt"
 for ((i = 0; i < 300; i++)); do
-  scrape >"$W/metrics.txt" 2>/dev/null || true
+  scrape || true
   [ "$(metric 'kickagent_cycles_total{result="ok"}')" -ge 1 ] && break
   sleep 0.1
 done
@@ -174,11 +178,11 @@ restart() {
   "$inst" start "$I" >>"$W/instance.log" 2>&1 || die "$I did not restart: $(tail -5 "$W/instance.log")"
   st=$(since "$a")
   up=$EPOCHREALTIME
-  scrape >"$W/metrics.txt" || true
+  scrape || true
   ok=$(metric 'kickagent_cycles_total{result="ok"}')
   for ((i = 0; i < 300; i++)); do
     sleep 0.1
-    scrape >"$W/metrics.txt" || continue
+    scrape || continue
     if [ "$(metric 'kickagent_cycles_total{result="ok"}')" -gt "$ok" ]; then
       back=$(since "$up")
       break
@@ -196,7 +200,7 @@ restart() {
 edits=0
 edit() {
   local n=$1 kind a i before seen=-1 loaded=-1
-  scrape >"$W/metrics.txt" || true
+  scrape || true
   before=$(metric 'kickagent_reloads_total{result="ok"}')
   if ((n % 2)); then
     kind=rename
@@ -211,7 +215,7 @@ edit() {
   fi
   for ((i = 0; i < 100; i++)); do
     sleep 0.1
-    scrape >"$W/metrics.txt" || continue
+    scrape || continue
     if [ "$(metric 'kickagent_reloads_total{result="ok"}')" -gt "$before" ]; then
       seen=$(since "$a")
       loaded=$(metric kickagent_rules_loaded)
@@ -267,7 +271,7 @@ done
 t1=$EPOCHREALTIME
 kill "$spid" 2>/dev/null || true
 spid=
-scrape >"$W/metrics.txt" || true
+scrape || true
 cp "$W/metrics.txt" "$W/metrics-end.txt"
 if [ "$alive" = 1 ]; then
   kill "$apid"
