@@ -4,10 +4,11 @@
 # make bench      bench/run.sh (benchmarks against doveadm; BENCHMARKS.md)
 # make profile    bench/profile.sh (CPU profiles of the hot paths; BENCHMARKS.md)
 # make compare BEFORE=<commit> [AFTER=<commit>]   bench/compare.sh (before/after; BENCHMARKS.md)
+# make soak       bench/soak.sh (1-hour soak of a running agent, VER=2.4 or 2.3; RELIABILITY.md)
 PREFIX ?= /usr/local
 GO ?= go
 
-.PHONY: build test install bench profile compare
+.PHONY: build test install bench profile compare soak
 build:
 	$(GO) build -o kickagent ./cmd/kickagent
 
@@ -22,6 +23,9 @@ profile:
 
 compare:
 	bench/compare.sh
+
+soak:
+	bench/soak.sh
 
 install: build
 	install -D -m 0755 kickagent $(DESTDIR)$(PREFIX)/bin/kickagent
