@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,6 +30,7 @@ import (
 // records what the audit file held then.
 type outcomeKicker struct {
 	outcome kick.Outcome
+	err     error // of every result
 	intent  bool
 	file    func() string
 	calls   int
@@ -44,7 +47,7 @@ func (k *outcomeKicker) KickIntent(_ context.Context, snap *anvil.Snapshot, sele
 	for i := range snap.Sessions {
 		if s := &snap.Sessions[i]; selected(s) {
 			ss = append(ss, s)
-			res = append(res, kick.Result{Session: s, Outcome: k.outcome, Method: "fake"})
+			res = append(res, kick.Result{Session: s, Outcome: k.outcome, Method: "fake", Err: k.err})
 		}
 	}
 	if before != nil && k.intent && k.outcome != kick.RefusedCollateral {
@@ -258,5 +261,55 @@ func TestIntentWithoutResultFails(t *testing.T) {
 	out := buf.String()
 	if !strings.Contains(out, `"result":"kick-intent"`) || !strings.Contains(out, `"result":"failed"`) || !strings.Contains(out, "connection reset") {
 		t.Fatalf("audit after anvil failed mid-kick:\n%s\nwant the intent and a failed outcome naming the error", out)
+	}
+}
+
+// A kick that went out but was not seen to work in its cycle (the soak
+// found it: at 1 s and 100,000 sessions the confirming dump did not fit,
+// and the closed session stayed audited as failed) is audited as kicked
+// when a later snapshot no longer lists the session; a kick that never
+// went out is not.
+func TestLeftAfterKickAudited(t *testing.T) {
+	unconfirmed := fmt.Errorf("%w: no complete dump within 167ms", kick.ErrUnconfirmed)
+	for _, c := range []struct {
+		name    string
+		outcome kick.Outcome
+		err     error
+		want    []string
+	}{
+		{"still listed", kick.StillConnected, nil, []string{"kick-intent", "still-connected", "kicked"}},
+		{"unconfirmed", kick.Failed, unconfirmed, []string{"kick-intent", "failed", "kicked"}},
+		{"never sent", kick.Failed, errors.New("pid 7: not this Dovecot's master; not signalled"), []string{"kick-intent", "failed"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			k := &outcomeKicker{outcome: c.outcome, err: c.err, intent: true, file: func() string { return "" }}
+			r := newClockRig(t, `rules: [{name: bad, users: [mallory]}]`, sessions(2, func(i int) string { return []string{"alice", "mallory"}[i] }), k, &buf)
+			r.cycles(t, 1)
+			r.a.src.(*fakeSource).snap = sessions(1, func(int) string { return "alice" })
+			r.cycles(t, 2)
+			var got []string
+			var last audit.Record
+			for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+				last = audit.Record{}
+				if err := json.Unmarshal([]byte(l), &last); err != nil {
+					t.Fatalf("audit line %q: %v", l, err)
+				}
+				got = append(got, last.Result)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("audit results %v, want %v", got, c.want)
+			}
+			if last.Result == audit.Kicked && (last.User != "mallory" || last.Rule != "bad" || last.Note != "left after the kick" || last.Error != "") {
+				t.Errorf("late kicked record %+v", last)
+			}
+			kicked := testutil.ToFloat64(r.a.m.kicks.WithLabelValues("bad", audit.Kicked))
+			if want := float64(len(c.want) - 2); kicked != want {
+				t.Errorf("kicks_total{bad,kicked} = %v, want %v", kicked, want)
+			}
+			if len(r.a.st.retries) != 0 || len(r.a.st.leftAfterKick) != 0 {
+				t.Errorf("state kept after the session left: %v %v", r.a.st.retries, r.a.st.leftAfterKick)
+			}
+		})
 	}
 }

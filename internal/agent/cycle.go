@@ -47,6 +47,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	a.badLines(snap.BadLines)
 	rs := a.rules.Load()
 	a.st.observe(snap.Sessions, now)
+	a.auditLeftAfterKick(now)
 	a.m.sessions.Reset()
 	for _, c := range countServices(snap.Sessions) {
 		a.m.sessions.WithLabelValues(c.service).Set(float64(c.n))
@@ -258,7 +259,7 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 			}
 			a.log.Info("session kicked", "rule", d.Rule, "user", d.Session.User, "ip", addr(d.Session), "service", d.Session.Service, "pid", d.Session.PID)
 			a.st.kickedNow(d.ID)
-		} else if !a.st.notKicked(d.ID, d.Rule, res, now, a.set.Interval) {
+		} else if !a.st.notKicked(d.ID, d.Rule, res, now, a.set.Interval, sentRecord(rec, r)) {
 			// Audited and logged when it first happened; tried again
 			// with a backoff, not every cycle.
 			a.m.kicks.WithLabelValues(d.Rule, res).Inc()
@@ -385,6 +386,40 @@ func (u *unitIndex) of(d *engine.Decision) []*engine.Decision {
 		group = append(group, m)
 	}
 	return group
+}
+
+// sentRecord returns a copy of rec, owning its strings, when r's kick went
+// out but was not seen to work; nil otherwise.
+func sentRecord(rec *audit.Record, r *kick.Result) *audit.Record {
+	if r.Outcome != kick.StillConnected && !errors.Is(r.Err, kick.ErrUnconfirmed) {
+		return nil
+	}
+	c := *rec
+	// Strings of the dump's buffer must not keep it alive across cycles.
+	c.Rule, c.Engine, c.Reason, c.Rev = strings.Clone(c.Rule), strings.Clone(c.Engine), strings.Clone(c.Reason), strings.Clone(c.Rev)
+	c.User, c.Service, c.IP, c.ConnGUID, c.DestIP = strings.Clone(c.User), strings.Clone(c.Service), strings.Clone(c.IP), strings.Clone(c.ConnGUID), strings.Clone(c.DestIP)
+	alt := make(map[string]string, len(c.Alt))
+	for k, v := range c.Alt {
+		alt[strings.Clone(k)] = strings.Clone(v)
+	}
+	c.Alt, c.Error, c.Repeat = alt, "", 0
+	return &c
+}
+
+// auditLeftAfterKick audits as kicked the sessions whose kick went out but
+// was not seen to work in its cycle (the confirming dump did not fit the
+// deadline, or still listed them) and that this snapshot no longer lists:
+// the intent line then has the outcome it earned.
+func (a *Agent) auditLeftAfterKick(now time.Time) {
+	for _, rec := range a.st.leftAfterKick {
+		rec.Time, rec.Result, rec.Note = now.UTC(), audit.Kicked, "left after the kick"
+		rec.Repeat = a.st.kicked(rec.User, now)
+		a.m.countKick(&engine.Decision{Rule: rec.Rule, Engine: engine.Engine(rec.Engine)}, audit.Kicked)
+		a.log.Info("session kicked", "rule", rec.Rule, "user", rec.User, "ip", rec.IP, "service", rec.Service, "pid", rec.PID, "note", rec.Note)
+		a.writeAudit(rec)
+	}
+	clear(a.st.leftAfterKick)
+	a.st.leftAfterKick = a.st.leftAfterKick[:0]
 }
 
 func resultOf(o kick.Outcome) string {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/audit"
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
@@ -38,6 +39,9 @@ type state struct {
 	// close it (failed, still-connected, refused-collateral) and when
 	// it is tried again.
 	retries map[string]*retry
+	// leftAfterKick: records of sent kicks whose session the last
+	// snapshot no longer lists, to be audited as kicked (cycle.go).
+	leftAfterKick []*audit.Record
 	// auditFailing: audit writes are failing; auditLogged: when that was
 	// last logged, auditSuppressed: failures since (see Agent.auditErr).
 	auditFailing    bool
@@ -50,6 +54,11 @@ type retry struct {
 	result, rule string
 	wait         time.Duration
 	next         time.Time
+	// sent: the record of the last try when its kick went out but was not
+	// seen to work (still listed, or not confirmed in time). If the
+	// session is gone from a later snapshot, the kick worked after all:
+	// it is audited as kicked then (see observe).
+	sent *audit.Record
 }
 
 // retryCap bounds the backoff of an unkickable session: a session whose
@@ -126,8 +135,11 @@ func (s *state) observe(sessions []anvil.Session, now time.Time) {
 			delete(s.decidedAt, id)
 		}
 	}
-	for id := range s.retries {
+	for id, r := range s.retries {
 		if !s.seen.present(id) {
+			if r.sent != nil {
+				s.leftAfterKick = append(s.leftAfterKick, r.sent)
+			}
 			delete(s.retries, id)
 		}
 	}
@@ -137,12 +149,13 @@ func (s *state) observe(sessions []anvil.Session, now time.Time) {
 // rule and sets its next try: one interval after a new outcome, then
 // doubling up to retryCap. It reports whether the outcome is new for the
 // session (to be audited and logged; a repeat is not).
-func (s *state) notKicked(id, rule, result string, now time.Time, interval time.Duration) bool {
+func (s *state) notKicked(id, rule, result string, now time.Time, interval time.Duration, sent *audit.Record) bool {
 	r := s.retries[id]
 	if r == nil {
 		r = &retry{}
 		s.retries[strings.Clone(id)] = r // see seenTable.observe
 	}
+	r.sent = sent
 	isNew := r.result != result || r.rule != rule
 	if isNew {
 		r.result, r.rule, r.wait = result, strings.Clone(rule), interval

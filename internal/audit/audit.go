@@ -41,6 +41,10 @@ type Record struct {
 	snapshot.Record
 	Method string `json:"method,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// Note qualifies a result: "left after the kick" on a kicked record
+	// written when a later snapshot no longer listed a session whose
+	// kick was sent but not seen to work in its own cycle.
+	Note string `json:"note,omitempty"`
 	// Repeat counts the kicks of this user in the last hour, this one
 	// included (kicked records only).
 	Repeat int `json:"repeat,omitempty"`

@@ -76,7 +76,7 @@ func RunProxies23(ctx context.Context, pl ProxyLister, selected func(*anvil.Sess
 		k := keys[r.Session]
 		switch {
 		case err != nil:
-			r.Outcome, r.Err = Failed, fmt.Errorf("could not confirm: %w", err)
+			r.Outcome, r.Err = Failed, fmt.Errorf("%w: %w", ErrUnconfirmed, err)
 		case left[k] > 0:
 			left[k]--
 			r.Outcome = StillConnected

@@ -36,6 +36,10 @@ const (
 	DryRun            Outcome = "dry-run"
 )
 
+// ErrUnconfirmed wraps the error of a kick that went out but whose effect
+// could not be seen (anvil failed or the deadline came before a dump).
+var ErrUnconfirmed = errors.New("could not confirm")
+
 // Result reports one session: a target, or with Force a collateral one.
 type Result struct {
 	Session    *anvil.Session
@@ -135,7 +139,7 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 		outcome, err := outcomes[i], errs[i]
 		if kr.fatal != nil && outcome == "" {
 			// Anvil failed: nothing can be confirmed.
-			results = append(results, unitResults(u, Failed, method, cmp.Or(err, fmt.Errorf("could not confirm: %w", kr.fatal)), opt.Force)...)
+			results = append(results, unitResults(u, Failed, method, cmp.Or(err, fmt.Errorf("%w: %w", ErrUnconfirmed, kr.fatal)), opt.Force)...)
 			continue
 		}
 		if err != nil {
@@ -173,7 +177,7 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 	for _, r := range pending {
 		switch {
 		case err != nil:
-			r.Outcome, r.Err = Failed, fmt.Errorf("could not confirm: %w", err)
+			r.Outcome, r.Err = Failed, fmt.Errorf("%w: %w", ErrUnconfirmed, err)
 		case left.has(r.Session):
 			r.Outcome = StillConnected
 		default:
