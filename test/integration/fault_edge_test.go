@@ -229,8 +229,11 @@ func edgeRulesDir(t *testing.T, inst *testrig.Instance) {
 // TestFaultEdgeExpiredRule (item 3): a hand-written drop-in and a main
 // rules file that each hold an expired and an active rule stay on disk,
 // their active rules kick, and an agent restarted on them starts. Before,
-// the agent deleted such files whole (only job files are its to delete)
-// and a restart found no main rules file.
+// the agent deleted any file named like a job's (kickagent-block-*.yaml)
+// once a rule in it had expired, whole, wherever it was, and a restart
+// exited 78 on the missing main rules file. Both files here carry such
+// names: only a file a job command wrote, holding its one rule, is the
+// agent's to delete.
 func TestFaultEdgeExpiredRule(t *testing.T) {
 	for _, name := range []string{testrig.V23, testrig.V24} {
 		t.Run(name, func(t *testing.T) {
@@ -248,26 +251,28 @@ func TestFaultEdgeExpiredRule(t *testing.T) {
 				login{"eve", "127.0.5.21", "imap"}, // only expired rules name these
 				login{"eve", "127.0.5.23", "imap"},
 			)
-			a := startAgent(t, inst, agentOpts{rules: main})
-			handFile := filepath.Join(a.rulesD, "50-hand.yaml")
+			mainFile := filepath.Join(t.TempDir(), "kickagent-block-main.yaml")
+			writeFileT(t, mainFile, main)
+			a := startAgent(t, inst, agentOpts{rules: noRules, args: []string{"--rules", mainFile}})
+			handFile := filepath.Join(a.rulesD, "kickagent-block-hand.yaml")
 			writeFileT(t, handFile, hand)
 			closeTime(t, ctx, cs[1], a.started, 10*time.Second)
 			closeTime(t, ctx, cs[0], a.started, 10*time.Second)
 			stayOpen(t, ctx, 3, cs[2:]...)
-			for _, f := range []string{a.rules, handFile} {
+			for _, f := range []string{mainFile, handFile} {
 				if _, err := os.Stat(f); err != nil {
 					t.Errorf("%s: after several cycles: %v", inst.Name, err)
 				}
 			}
 
 			a.stop(t)
-			b := startAgent(t, inst, agentOpts{rules: noRules, args: []string{"--rules", a.rules, "--rules-dir", a.rulesD}})
-			b.rules, b.rulesD = a.rules, a.rulesD
+			b := startAgent(t, inst, agentOpts{rules: noRules, args: []string{"--rules", mainFile, "--rules-dir", a.rulesD}})
+			b.rules, b.rulesD = mainFile, a.rulesD
 			b.waitHealthy(t, 10*time.Second)
 			again := hold(t, ctx, inst, login{"carol", "127.0.5.20", "pop3"})[0].conn
 			closeTime(t, ctx, again, time.Now(), 10*time.Second)
 			assertOpen(t, ctx, cs[2:]...)
-			for _, f := range []string{a.rules, handFile} {
+			for _, f := range []string{mainFile, handFile} {
 				if _, err := os.Stat(f); err != nil {
 					t.Errorf("%s: after the restart: %v", inst.Name, err)
 				}
