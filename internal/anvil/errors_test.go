@@ -61,30 +61,39 @@ func TestSilentAnvil(t *testing.T) {
 		{"no-greeting-2.4", anvil.Proto24, []anviltest.Option{anviltest.WithNoGreeting(), anviltest.WithHint24()},
 			"connected, but anvil sent no greeting within 300ms (handshake: waiting for the 2.4 greeting)"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := anviltest.New(t, tc.proto, tc.opts...)
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
-			_, err := (&anvil.Client{Path: s.Path}).Dump(ctx)
-			// The wait is measured: it may run over the timeout.
-			got := ""
-			if err != nil {
-				got = err.Error()
-				if m := within.FindStringSubmatch(got); m != nil {
-					if d, _ := time.ParseDuration(m[1]); d >= 300*time.Millisecond && d < 2*time.Second {
-						got = strings.Replace(got, m[0], "within 300ms", 1)
+		// Dump is the agent's path, Stream who's: both must say the same.
+		for _, op := range []string{"Dump", "Stream"} {
+			t.Run(tc.name+"/"+op, func(t *testing.T) {
+				s := anviltest.New(t, tc.proto, tc.opts...)
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				defer cancel()
+				cl := &anvil.Client{Path: s.Path}
+				var err error
+				if op == "Dump" {
+					_, err = cl.Dump(ctx)
+				} else {
+					_, err = cl.Stream(ctx, nil, func(*anvil.Session) error { return nil })
+				}
+				// The wait is measured: it may run over the timeout.
+				got := ""
+				if err != nil {
+					got = err.Error()
+					if m := within.FindStringSubmatch(got); m != nil {
+						if d, _ := time.ParseDuration(m[1]); d >= 300*time.Millisecond && d < 2*time.Second {
+							got = strings.Replace(got, m[0], "within 300ms", 1)
+						}
 					}
 				}
-			}
-			if !strings.Contains(got, tc.want) {
-				t.Errorf("got %v\nwant %q", err, tc.want)
-			}
-			if strings.Contains(got, "connect to") {
-				t.Errorf("%v reports a failed connect", err)
-			}
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("%v does not wrap context.DeadlineExceeded", err)
-			}
-		})
+				if !strings.Contains(got, tc.want) {
+					t.Errorf("got %v\nwant %q", err, tc.want)
+				}
+				if strings.Contains(got, "connect to") {
+					t.Errorf("%v reports a failed connect", err)
+				}
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("%v does not wrap context.DeadlineExceeded", err)
+				}
+			})
+		}
 	}
 }

@@ -86,7 +86,10 @@ func (c *Conn) stream(ctx context.Context, p *dumpParser, begin func(p Protocol,
 	for {
 		line, long, err := readLine()
 		if err != nil {
-			if c.guessed && n == 0 {
+			// A 2.4 anvil that hung up on the 2.3 handshake is retried
+			// as 2.4; a deadline that passed is not one (a stopped anvil):
+			// the retry could only fail to connect, and hide the step.
+			if c.guessed && n == 0 && ctxErr(ctx) == nil {
 				return errLateGreeting
 			}
 			return err
