@@ -80,10 +80,8 @@ kick contains {"session": s.id, "rule": "rego-broken", "reason": "x"} if {
 	}
 }
 
-// A policy slow only for one user: its own time budget ends it, the YAML
-// decisions are returned, well before the caller's deadline.
-func TestRulesetPolicyTimeBudget(t *testing.T) {
-	rs := mustLoadRulesAndPolicy(t, isolationRules, `package kickagent
+// slowPolicy takes minutes, only when the user slowpoke is logged in.
+const slowPolicy = `package kickagent
 
 kick contains {"session": s.id, "rule": "slow", "reason": "x"} if {
 	some s in input.sessions
@@ -92,7 +90,12 @@ kick contains {"session": s.id, "rule": "slow", "reason": "x"} if {
 	some j in numbers.range(1, 100000)
 	i * j == -1
 }
-`)
+`
+
+// A policy slow only for one user: its own time budget ends it, the YAML
+// decisions are returned, well before the caller's deadline.
+func TestRulesetPolicyTimeBudget(t *testing.T) {
+	rs := mustLoadRulesAndPolicy(t, isolationRules, slowPolicy)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	done := make(chan struct{})
@@ -119,16 +122,7 @@ kick contains {"session": s.id, "rule": "slow", "reason": "x"} if {
 // Without a budget the policy gets half of the time the context has
 // left: the cycle's kicks still fit.
 func TestRulesetPolicyDefaultBudget(t *testing.T) {
-	rs := mustLoadRulesAndPolicy(t, isolationRules, `package kickagent
-
-kick contains {"session": s.id, "rule": "slow", "reason": "x"} if {
-	some s in input.sessions
-	s.user == "slowpoke"
-	some i in numbers.range(1, 100000)
-	some j in numbers.range(1, 100000)
-	i * j == -1
-}
-`)
+	rs := mustLoadRulesAndPolicy(t, isolationRules, slowPolicy)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	ds, err := rs.Evaluate(ctx, Input{Snapshot: isolationSnap("slowpoke"), Now: regoNow})
