@@ -127,7 +127,8 @@ func (d Dir) Remove(kind Kind, target string) error {
 // Unblock removes the blocks of target and returns the files removed:
 // the block written for target as given, and for a network every block of
 // the same network in any form ("192.0.2.1", "192.0.2.1/32"; files from
-// before networks were named canonically). None is os.ErrNotExist; a
+// before networks were named canonically), for a user mask every block of
+// the same mask in any ASCII case. None is os.ErrNotExist; a
 // network literal the parser refuses, with no file of that name, is an
 // ErrUsage.
 func (d Dir) Unblock(target string) ([]string, error) {
@@ -138,6 +139,15 @@ func (d Dir) Unblock(target string) ([]string, error) {
 		return nil, err
 	}
 	n, isNet, cerr := match.ClassifyArg(target)
+	if !isNet && cerr == nil {
+		// User masks match ASCII case-insensitively (match.FoldASCII), so
+		// "alice*" names the same block as "ALICE*".
+		more, err := d.unblockMask(target, removed)
+		removed = append(removed, more...)
+		if err != nil {
+			return removed, err
+		}
+	}
 	if isNet {
 		entries, err := d.List(Block)
 		if err != nil {
@@ -162,4 +172,26 @@ func (d Dir) Unblock(target string) ([]string, error) {
 		return nil, usageError{cerr}
 	}
 	return nil, fmt.Errorf("jobs: no block of %q in %s: %w", target, d.Path, os.ErrNotExist)
+}
+
+// unblockMask removes the user-mask blocks whose mask equals mask but for
+// ASCII case, other than the files already removed.
+func (d Dir) unblockMask(mask string, removed []string) ([]string, error) {
+	entries, err := d.List(Block)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		r := e.Rule
+		if len(r.Users) != 1 || len(r.Networks) != 0 || slices.Contains(removed, e.Path) ||
+			match.FoldASCII(r.Users[0]) != match.FoldASCII(mask) {
+			continue
+		}
+		if err := os.Remove(e.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return out, fmt.Errorf("jobs: %w", err)
+		}
+		out = append(out, e.Path)
+	}
+	return out, nil
 }
