@@ -335,6 +335,7 @@ func (a *Agent) swap(rs *engine.Ruleset) {
 	a.m.reloadOK.Set(okGauge(rs))
 	a.m.reloadTime.Set(float64(a.now().Unix()))
 	a.m.rulesLoaded.Set(float64(rs.RuleCount()))
+	a.m.setRulesInfo(rs.Rev())
 	if rs.HasPolicy() {
 		a.m.policyLoaded.Set(1)
 	} else {

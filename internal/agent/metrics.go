@@ -23,6 +23,7 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
 	rejectedFiles  prometheus.Gauge // drop-ins not loaded as on disk (engine.LoadKeeping)
+	rulesInfo      *prometheus.GaugeVec
 	allowRemoved   *prometheus.CounterVec
 	reloadTime     prometheus.Gauge
 	rulesLoaded    prometheus.Gauge
@@ -191,5 +192,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.rejectedFiles = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_files_rejected",
 		Help: "Drop-in rules files with errors in the active ruleset: each left out, or loaded at its last good version."})
 	reg.MustRegister(m.rejectedFiles)
+	m.rulesInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_rules_info",
+		Help: "Always 1; rev is the revision of the active rule set (rules files, drop-ins and Rego policy together), as in every decision log line."},
+		[]string{"rev"})
+	reg.MustRegister(m.rulesInfo)
 	return m
+}
+
+// setRulesInfo makes rev the one kickagent_rules_info series.
+func (m *Metrics) setRulesInfo(rev string) {
+	m.rulesInfo.Reset()
+	m.rulesInfo.WithLabelValues(rev).Set(1)
 }
