@@ -77,16 +77,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runSnapshot(ctx, args[1:], stdout, stderr)
 	case "test-policy":
 		return runTestPolicy(ctx, args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
+	case "help":
+		// "kickagent help kick" is "kickagent kick --help".
+		if len(args) == 2 && args[1] != "help" {
+			return run(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	case "version", "--version":
-		fmt.Fprintln(stdout, "kickagent", version)
+		fmt.Fprintln(stdout, currentBuild())
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "kickagent: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
 }
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"

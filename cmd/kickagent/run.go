@@ -172,6 +172,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildInfoGauge(currentBuild()))
 	metrics := agent.NewMetrics(reg)
 	src := &agent.AnvilSource{Client: &anvil.Client{Path: c.AnvilSocket, Limits: c.Limits.Anvil()}}
 	defer src.Close()
