@@ -1,6 +1,6 @@
 package main
 
-// usage is printed by "kickagent -h"; keep it in step with README.md.
+// usage is printed by "kickagent --help"; keep it in step with README.md.
 var usage = `kickagent lists and disconnects Dovecot IMAP/POP3 sessions through Dovecot's
 anvil process, on Dovecot 2.3 and 2.4.
 
@@ -15,10 +15,11 @@ Usage:
   kickagent check [-c config] [--rules PATH]... [--policy DIR]...
   kickagent snapshot [-a anvil_socket_path] > snap.json
   kickagent plan [-c config] [--rules PATH]... [--policy DIR]... [--snapshot snap.json | -a anvil_socket_path] [--json]
-  kickagent test-policy [-q] [--run REGEX] DIR...
+  kickagent test-policy [-q | -v] [--run REGEX] DIR...
   kickagent version
 
-Run "kickagent COMMAND -h" for the flags of a command.
+Run "kickagent COMMAND --help" for the flags of a command (--help, since
+kick's -h is the proxy destination, as in doveadm kick -h).
 
 Arguments select sessions exactly as doveadm who/kick do: user masks with '*'
 and '?' (ASCII case-insensitive; several masks are OR-ed); one ip or ip/bits

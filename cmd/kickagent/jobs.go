@@ -19,8 +19,8 @@ import (
 )
 
 // defaultConfig is where the job commands look for the agent's config
-// when -c is not given.
-const defaultConfig = "/etc/kickagent/kickagent.yaml"
+// when -c is not given (a variable for the tests).
+var defaultConfig = "/etc/kickagent/kickagent.yaml"
 
 // jobFlags locate the running agent's drop-in directory: from its config
 // file (-c, rules_dir) or directly (--rules-dir).
@@ -46,6 +46,8 @@ func (j *jobFlags) dir(fs *flag.FlagSet) (jobs.Dir, *config.Config, error) {
 	case err == nil:
 	case !explicit && j.rulesDir != "" && errors.Is(err, os.ErrNotExist):
 		c = &config.Config{}
+	case !explicit && errors.Is(err, os.ErrNotExist):
+		return jobs.Dir{}, nil, fmt.Errorf("%w (no agent config here: pass --rules-dir DIR, the drop-in directory, or -c CONFIG)", err)
 	default:
 		return jobs.Dir{}, nil, err
 	}
@@ -90,7 +92,13 @@ func install(ctx context.Context, fs *flag.FlagSet, j *jobFlags, job jobs.Job, s
 	for _, e := range others {
 		fmt.Fprintf(stderr, "kickagent %s: warning: %v (the agent leaves this file out, or keeps its last good version)\n", job.Kind, e)
 	}
-	fmt.Fprintf(stdout, "%s: %s (the running agent picks it up within a second)\n", job.Kind, path)
+	// A block says how its target was read (a network or a user mask),
+	// after the path, which scripts cut from the first line.
+	what := ""
+	if job.Kind == jobs.Block {
+		what = job.ReadAs() + " until " + job.Rule.Expires + "; "
+	}
+	fmt.Fprintf(stdout, "%s: %s (%sthe running agent picks it up within a second)\n", job.Kind, path, what)
 	return exitOK
 }
 
@@ -107,17 +115,29 @@ func runBlock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	j.register(fs)
 	dur := fs.Duration("for", 24*time.Hour, "how long")
 	reason := fs.String("reason", "", "why")
+	force := fs.Bool("force", false, "allow a block of everyone")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return helpOr(err)
 	}
-	if len(pos) != 1 || pos[0] == "" || *dur <= 0 {
-		fmt.Fprint(stderr, blockUsage)
+	switch {
+	case len(pos) != 1 || pos[0] == "":
+		fmt.Fprint(stderr, "kickagent block: give one network or user mask\n\n", blockUsage)
+		return exitUsage
+	case *dur <= 0:
+		fmt.Fprintf(stderr, "kickagent block: --for %v: the block must last a positive duration (unblock ends one)\n", *dur)
 		return exitUsage
 	}
 	job, err := jobs.NewBlock(pos[0], time.Now().Add(*dur), *reason)
 	if err != nil {
 		return jobError(stderr, "block", err)
+	}
+	if job.Everyone() && !*force {
+		fmt.Fprintf(stderr, "kickagent block: %s selects every session: the agent would kick everyone on every cycle for %v; add --force if that is meant\n", job.ReadAs(), *dur)
+		return exitUsage
+	}
+	if job.LooksLikeHost() {
+		fmt.Fprintf(stderr, "kickagent block: warning: %s\n", job.HostWarning())
 	}
 	return install(ctx, fs, &j, job, stdout, stderr)
 }
@@ -243,7 +263,11 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return jobError(stderr, "drain", err)
 	}
 	if !*cancel {
-		return install(ctx, fs, &j, job, stdout, stderr)
+		code := install(ctx, fs, &j, job, stdout, stderr)
+		if code == exitOK {
+			drainHint(ctx, fs, &j, &af, job, stderr)
+		}
+		return code
 	}
 	d, _, err := j.dir(fs)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
-var testPolicyUsage = `Usage: kickagent test-policy [-q] [--run REGEX] [--policy-timeout D] [--policy-memory-mib N] DIR...
+var testPolicyUsage = `Usage: kickagent test-policy [-q | -v] [--run REGEX] [--policy-timeout D] [--policy-memory-mib N] DIR...
 
 Runs the Rego unit tests of the policy in each DIR (test_* rules in
 *_test.rego files, searched recursively) through the embedded OPA tester,
@@ -36,6 +36,8 @@ net.lookup_ip_addr, time.now_ns, rand.intn …) are refused at load.
 
 The flags are:
   -q          print only failing tests and the summary
+  -v          print every test (the default; accepted as "opa test -v"
+              takes it)
   --run REGEX run only the tests whose name matches REGEX
   --policy-timeout D
               stop the whole run after D (default 60s)
@@ -50,6 +52,7 @@ found, or a policy that did not load is a failure.
 func runTestPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("test-policy", testPolicyUsage, stderr)
 	quiet := fs.Bool("q", false, "print only failures")
+	verbose := fs.Bool("v", false, "print every test (the default)")
 	run := fs.String("run", "", "run only tests matching REGEX")
 	var budget engine.Budget
 	policyBudgetFlags(fs, &budget, 60*time.Second)
@@ -62,6 +65,10 @@ func runTestPolicy(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if len(dirs) == 0 {
 		fmt.Fprint(stderr, "kickagent test-policy: no policy directory given\n\n", testPolicyUsage)
+		return exitUsage
+	}
+	if *quiet && *verbose {
+		fmt.Fprint(stderr, "kickagent test-policy: -q and -v contradict each other\n")
 		return exitUsage
 	}
 	ctx, stop := budget.Guard(ctx)

@@ -1,7 +1,7 @@
 package main
 
 var blockUsage = `Usage:
-  kickagent block NETWORK|USER_MASK [--for DURATION] [--reason TEXT] [-c config | --rules-dir DIR]
+  kickagent block NETWORK|USER_MASK [--for DURATION] [--reason TEXT] [--force] [-c config | --rules-dir DIR]
   kickagent unblock NETWORK|USER_MASK [-c config | --rules-dir DIR]
   kickagent blocks [-c config | --rules-dir DIR]
 
@@ -21,12 +21,17 @@ ip or ip/bits (IPv6 also in brackets, or with a zone such as fe80::1%eth0
 for that interface only), written in canonical form (192.0.2.7/24 blocks
 192.0.2.0/24); all digits, or anything else, is a user mask. Network-like
 text with a surprising reading (127.1, 10/8, ::ffff:10.0.0.0/120) is
-refused with what to write instead. unblock takes any form of a blocked
-network.
+refused with what to write instead. block prints how it read the target;
+one that looks like a host name (example.com) stays a user mask, with a
+warning: host names are never resolved. A block of everyone ('*', any mask
+of only '*' and '?' with a '*', 0.0.0.0/0, ::/0) needs --force. unblock
+takes any form of a blocked network, and a user mask in any ASCII case, as
+the rules match it (unblock 'alice*' lifts ALICE*).
 
 The flags are:
   --for D        how long the block lasts (default 24h)
   --reason TEXT  recorded in the rule's description and so in the audit log
+  --force        allow a block that selects every session
   -c CONFIG      the agent's config file (rules_dir, and the rules and
                  policies the new file is checked with); default
                  /etc/kickagent/kickagent.yaml. A -c that is given must be
@@ -56,7 +61,7 @@ The flags are:
 ` + exitStatus(exitOK, exitFailure, exitUsage, exitConfig)
 
 var drainUsage = `Usage:
-  kickagent drain --dest IP [--rate N/s] [-c config | --rules-dir DIR]
+  kickagent drain --dest IP [--rate N/s] [-a anvil_socket_path] [-c config | --rules-dir DIR]
   kickagent drain --all [--rate N/s] [-c config | --rules-dir DIR]
   kickagent drain --status [-a anvil_socket_path]
   kickagent drain --dest IP --cancel | --all --cancel
@@ -70,5 +75,8 @@ one login process) go together when the bucket allows. The drain ends by
 itself: the agent deletes its file once nothing is left to kick. --status shows the drains, the sessions left and the time to
 go, counted from the engine's own decisions on a snapshot taken now (the
 allow list applies, and a session an earlier rule kicks is that rule's);
---cancel stops one.
+--cancel stops one. A new drain that has nothing to kick on a snapshot
+taken at once (a server that proxies nothing to IP, or Dovecot 2.3, whose
+anvil does not list proxies) is reported on stderr: the agent would end it
+at its next cycle.
 ` + exitStatus(exitOK, exitFailure, exitUsage, exitNotFound, exitTempFail, exitConfig)
