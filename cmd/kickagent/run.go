@@ -172,7 +172,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(buildInfoGauge(currentBuild()))
+	build := currentBuild()
+	reg.MustRegister(buildInfoGauge(build))
 	metrics := agent.NewMetrics(reg)
 	src := &agent.AnvilSource{Client: &anvil.Client{Path: c.AnvilSocket, Limits: c.Limits.Anvil()}}
 	defer src.Close()
@@ -251,7 +252,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			log.Warn("file watching unavailable; reload with SIGHUP", "err", err)
 		}
 	}()
-	log.Info("kickagent running", "anvil", cmp.Or(c.AnvilSocket, anvil.DefaultSocket), "interval", interval, "dry_run", c.DryRun)
+	log.Info("kickagent running", "anvil", cmp.Or(c.AnvilSocket, anvil.DefaultSocket), "interval", interval, "dry_run", c.DryRun,
+		"version", build.Version, "revision", build.Revision)
 	if err := a.Run(ctx, reload, false); err != nil {
 		log.Error("agent stopped", "err", err)
 		if errors.Is(err, agent.ErrNoRules) {
