@@ -23,6 +23,7 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
 	rejectedFiles  prometheus.Gauge // drop-ins not loaded as on disk (engine.LoadKeeping)
+	interval       prometheus.Gauge // for alerts on cycles near the interval
 	allowRemoved   *prometheus.CounterVec
 	reloadTime     prometheus.Gauge
 	rulesLoaded    prometheus.Gauge
@@ -191,5 +192,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.rejectedFiles = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_files_rejected",
 		Help: "Drop-in rules files with errors in the active ruleset: each left out, or loaded at its last good version."})
 	reg.MustRegister(m.rejectedFiles)
+	m.interval = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_interval_seconds",
+		Help: "The cycle interval; a cycle is cut off at nine tenths of it."})
+	reg.MustRegister(m.interval)
 	return m
 }
