@@ -111,7 +111,7 @@ func scrapeRun(t *testing.T) map[string][]string {
 	done := make(chan int, 1)
 	go func() {
 		code := run(ctx, []string{"run", "-a", srv.Path, "--rules", rules, "--interval", "1s",
-			"--metrics", "127.0.0.1:0", "--dry-run"}, io.Discard, pw)
+			"--metrics", "127.0.0.1:0", "--dry-run", "--state-dir", filepath.Join(dir, "state")}, io.Discard, pw)
 		pw.Close()
 		done <- code
 	}()
