@@ -30,15 +30,15 @@ import (
 // fake anvil; vector families without a series yet (no drain ran, no repeat
 // kick) come from the descriptors agent.NewMetrics registers.
 func TestContribQueriesUseExportedMetrics(t *testing.T) {
-	exported := scrapeRun(t)
-	for name, labels := range registeredFamilies(t) {
+	exported := contribScrape(t)
+	for name, labels := range contribRegistered(t) {
 		if _, ok := exported[name]; !ok {
 			exported[name] = labels
 		}
 	}
 	queries := map[string][]string{} // where → expressions
-	queries["contrib/grafana/kickagent.json"] = dashboardExprs(t, "../../contrib/grafana/kickagent.json")
-	alerts, annotations := alertRules(t, "../../contrib/prometheus/kickagent.rules.yml")
+	queries["contrib/grafana/kickagent.json"] = contribDashboardExprs(t, "../../contrib/grafana/kickagent.json")
+	alerts, annotations := contribAlertRules(t, "../../contrib/prometheus/kickagent.rules.yml")
 	for name, expr := range alerts {
 		queries["alert "+name] = []string{expr}
 	}
@@ -46,8 +46,8 @@ func TestContribQueriesUseExportedMetrics(t *testing.T) {
 	for where, exprs := range queries {
 		for _, expr := range exprs {
 			labels := map[string]bool{"instance": true, "job": true}
-			for _, name := range metricNames(expr) {
-				family, ok := familyOf(name, exported)
+			for _, name := range contribMetricNames(expr) {
+				family, ok := contribFamilyOf(name, exported)
 				if !ok {
 					t.Errorf("%s: %s is not a metric kickagent exports (query %q)", where, name, expr)
 					continue
@@ -60,7 +60,7 @@ func TestContribQueriesUseExportedMetrics(t *testing.T) {
 					labels["le"] = true
 				}
 			}
-			for _, l := range labelNames(expr) {
+			for _, l := range contribLabelNames(expr) {
 				if !labels[l] {
 					t.Errorf("%s: label %q is on none of the query's metrics (query %q)", where, l, expr)
 				}
@@ -79,12 +79,12 @@ func TestContribQueriesUseExportedMetrics(t *testing.T) {
 		"kickagent_config_last_reload_success_timestamp_seconds": "the result gauge and reloads_total say what to act on",
 	}
 	for name := range exported {
-		family, _ := familyOf(name, exported)
+		family, _ := contribFamilyOf(name, exported)
 		if strings.HasPrefix(name, "kickagent_") && !used[family] && notShown[family] == "" {
 			t.Errorf("%s is exported but neither the dashboard nor an alert shows it", name)
 		}
 	}
-	tested := alertTests(t, "../../contrib/prometheus/kickagent.rules.test.yml")
+	tested := contribAlertTests(t, "../../contrib/prometheus/kickagent.rules.test.yml")
 	for name := range alerts {
 		if !tested[name] {
 			t.Errorf("alert %s has no promtool unit test in kickagent.rules.test.yml", name)
@@ -94,7 +94,7 @@ func TestContribQueriesUseExportedMetrics(t *testing.T) {
 
 // scrapeRun runs `kickagent run` against a fake anvil until a cycle has
 // completed and returns the families of its /metrics with their labels.
-func scrapeRun(t *testing.T) map[string][]string {
+func contribScrape(t *testing.T) map[string][]string {
 	t.Helper()
 	srv := anviltest.New(t, anvil.Proto23, anviltest.WithDump(
 		"imap/192.0.2.1/alice\t4194401\t1\npop3/192.0.2.2/bob\t4194402\t1\nimap/192.0.2.3/carol\t4194403\t1\n\n"))
@@ -149,9 +149,9 @@ func scrapeRun(t *testing.T) map[string][]string {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		body := get(t, url)
+		body := contribGet(t, url)
 		if strings.Contains(body, `kickagent_kicks_total{result="dry-run",rule="r1"}`) {
-			return families(t, body)
+			return contribFamilies(t, body)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no dry-run kick counted in /metrics within 30s:\n%s", body)
@@ -160,7 +160,7 @@ func scrapeRun(t *testing.T) map[string][]string {
 	}
 }
 
-func get(t *testing.T, url string) string {
+func contribGet(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -175,14 +175,14 @@ func get(t *testing.T, url string) string {
 }
 
 var (
-	sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? `)
-	labelPair  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"`)
+	contribSample    = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? `)
+	contribLabelPair = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"`)
 )
 
 // families parses exposition text: # TYPE lines name the families, and the
 // samples (name, name_bucket, ...) their labels. "up" is added: Prometheus
 // gives it to every target.
-func families(t *testing.T, text string) map[string][]string {
+func contribFamilies(t *testing.T, text string) map[string][]string {
 	t.Helper()
 	fams := map[string][]string{"up": nil}
 	for _, line := range strings.Split(text, "\n") {
@@ -196,11 +196,11 @@ func families(t *testing.T, text string) map[string][]string {
 			}
 			continue
 		}
-		m := sampleLine.FindStringSubmatch(line)
+		m := contribSample.FindStringSubmatch(line)
 		if m == nil || strings.HasPrefix(line, "#") {
 			continue
 		}
-		for _, lp := range labelPair.FindAllStringSubmatch(m[2], -1) {
+		for _, lp := range contribLabelPair.FindAllStringSubmatch(m[2], -1) {
 			if lp[1] != "le" && lp[1] != "quantile" && !slices.Contains(fams[m[1]], lp[1]) {
 				fams[m[1]] = append(fams[m[1]], lp[1])
 			}
@@ -214,7 +214,7 @@ func families(t *testing.T, text string) map[string][]string {
 
 // familyOf maps a queried name to the exported family it belongs to: a
 // histogram's _bucket, _sum and _count series belong to the histogram.
-func familyOf(name string, exported map[string][]string) (string, bool) {
+func contribFamilyOf(name string, exported map[string][]string) (string, bool) {
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 		if base, ok := strings.CutSuffix(name, suffix); ok {
 			if _, isHist := exported[base+"_bucket"]; isHist {
@@ -226,22 +226,22 @@ func familyOf(name string, exported map[string][]string) (string, bool) {
 	return name, ok
 }
 
-// recorder is a Registerer that keeps what agent.NewMetrics registers.
-type recorder struct{ cs []prometheus.Collector }
+// contribRecorder is a Registerer that keeps what agent.NewMetrics registers.
+type contribRecorder struct{ cs []prometheus.Collector }
 
-func (r *recorder) Register(c prometheus.Collector) error { r.cs = append(r.cs, c); return nil }
-func (r *recorder) MustRegister(cs ...prometheus.Collector) {
+func (r *contribRecorder) Register(c prometheus.Collector) error { r.cs = append(r.cs, c); return nil }
+func (r *contribRecorder) MustRegister(cs ...prometheus.Collector) {
 	r.cs = append(r.cs, cs...)
 }
-func (r *recorder) Unregister(prometheus.Collector) bool { return false }
+func (r *contribRecorder) Unregister(prometheus.Collector) bool { return false }
 
-var descText = regexp.MustCompile(`^Desc\{fqName: "([^"]+)", .*variableLabels: \{([^}]*)\}\}$`)
+var contribDesc = regexp.MustCompile(`^Desc\{fqName: "([^"]+)", .*variableLabels: \{([^}]*)\}\}$`)
 
 // registeredFamilies returns the agent's metric names and variable labels,
 // from their descriptors.
-func registeredFamilies(t *testing.T) map[string][]string {
+func contribRegistered(t *testing.T) map[string][]string {
 	t.Helper()
-	r := &recorder{}
+	r := &contribRecorder{}
 	agent.NewMetrics(r)
 	ch := make(chan *prometheus.Desc, 100)
 	go func() {
@@ -252,7 +252,7 @@ func registeredFamilies(t *testing.T) map[string][]string {
 	}()
 	fams := map[string][]string{}
 	for d := range ch {
-		m := descText.FindStringSubmatch(d.String())
+		m := contribDesc.FindStringSubmatch(d.String())
 		if m == nil {
 			t.Fatalf("cannot read descriptor %s", d)
 		}
@@ -269,7 +269,7 @@ func registeredFamilies(t *testing.T) map[string][]string {
 }
 
 // dashboardExprs returns every panel query of a Grafana dashboard.
-func dashboardExprs(t *testing.T, path string) []string {
+func contribDashboardExprs(t *testing.T, path string) []string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -303,11 +303,11 @@ func dashboardExprs(t *testing.T, path string) []string {
 	return exprs
 }
 
-var annotationLabel = regexp.MustCompile(`\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
+var contribAnnotationLabel = regexp.MustCompile(`\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
 
 // alertRules returns each alert's expression and the labels its
 // annotations use.
-func alertRules(t *testing.T, path string) (map[string]string, map[string][]string) {
+func contribAlertRules(t *testing.T, path string) (map[string]string, map[string][]string) {
 	t.Helper()
 	var f struct {
 		Groups []struct {
@@ -318,13 +318,13 @@ func alertRules(t *testing.T, path string) (map[string]string, map[string][]stri
 			} `yaml:"rules"`
 		} `yaml:"groups"`
 	}
-	readYAML(t, path, &f)
+	contribReadYAML(t, path, &f)
 	exprs, labels := map[string]string{}, map[string][]string{}
 	for _, g := range f.Groups {
 		for _, r := range g.Rules {
 			exprs[r.Alert] = r.Expr
 			for _, a := range r.Annotations {
-				for _, m := range annotationLabel.FindAllStringSubmatch(a, -1) {
+				for _, m := range contribAnnotationLabel.FindAllStringSubmatch(a, -1) {
 					labels[r.Alert] = append(labels[r.Alert], m[1])
 				}
 			}
@@ -337,7 +337,7 @@ func alertRules(t *testing.T, path string) (map[string]string, map[string][]stri
 }
 
 // alertTests returns the alerts promtool's unit tests evaluate.
-func alertTests(t *testing.T, path string) map[string]bool {
+func contribAlertTests(t *testing.T, path string) map[string]bool {
 	t.Helper()
 	var f struct {
 		Tests []struct {
@@ -346,7 +346,7 @@ func alertTests(t *testing.T, path string) map[string]bool {
 			} `yaml:"alert_rule_test"`
 		} `yaml:"tests"`
 	}
-	readYAML(t, path, &f)
+	contribReadYAML(t, path, &f)
 	tested := map[string]bool{}
 	for _, tc := range f.Tests {
 		for _, a := range tc.AlertRuleTest {
@@ -356,7 +356,7 @@ func alertTests(t *testing.T, path string) map[string]bool {
 	return tested
 }
 
-func readYAML(t *testing.T, path string, v any) {
+func contribReadYAML(t *testing.T, path string, v any) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -368,21 +368,21 @@ func readYAML(t *testing.T, path string, v any) {
 }
 
 var (
-	identifier = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
-	quoted     = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
-	matcher    = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)`)
-	grouping   = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)`)
-	selector   = regexp.MustCompile(`\{[^}]*\}`)
+	contribIdent    = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	contribQuoted   = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	contribMatcher  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)`)
+	contribGrouping = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)`)
+	contribSelector = regexp.MustCompile(`\{[^}]*\}`)
 )
 
 // metricNames returns the metric names a PromQL expression selects: the
 // kickagent_, go_ and process_ identifiers and up, outside strings.
-func metricNames(expr string) []string {
-	expr = quoted.ReplaceAllString(expr, `""`)
-	expr = selector.ReplaceAllString(expr, "{}")
-	expr = grouping.ReplaceAllString(expr, "()")
+func contribMetricNames(expr string) []string {
+	expr = contribQuoted.ReplaceAllString(expr, `""`)
+	expr = contribSelector.ReplaceAllString(expr, "{}")
+	expr = contribGrouping.ReplaceAllString(expr, "()")
 	var names []string
-	for _, id := range identifier.FindAllString(expr, -1) {
+	for _, id := range contribIdent.FindAllString(expr, -1) {
 		if strings.HasPrefix(id, "kickagent_") || strings.HasPrefix(id, "go_") || strings.HasPrefix(id, "process_") || id == "up" {
 			names = append(names, id)
 		}
@@ -391,15 +391,15 @@ func metricNames(expr string) []string {
 }
 
 // labelNames returns the labels an expression matches on or groups by.
-func labelNames(expr string) []string {
-	expr = quoted.ReplaceAllString(expr, `""`)
+func contribLabelNames(expr string) []string {
+	expr = contribQuoted.ReplaceAllString(expr, `""`)
 	var labels []string
-	for _, sel := range selector.FindAllString(expr, -1) {
-		for _, m := range matcher.FindAllStringSubmatch(sel, -1) {
+	for _, sel := range contribSelector.FindAllString(expr, -1) {
+		for _, m := range contribMatcher.FindAllStringSubmatch(sel, -1) {
 			labels = append(labels, m[1])
 		}
 	}
-	for _, g := range grouping.FindAllStringSubmatch(expr, -1) {
+	for _, g := range contribGrouping.FindAllStringSubmatch(expr, -1) {
 		for _, l := range strings.Split(g[1], ",") {
 			if l = strings.TrimSpace(l); l != "" {
 				labels = append(labels, l)
@@ -413,10 +413,10 @@ func labelNames(expr string) []string {
 // above would pass on anything.
 func TestContribQueryParsing(t *testing.T) {
 	expr := `histogram_quantile(0.9, sum by (instance, le) (rate(kickagent_cycle_duration_seconds_bucket{job=~"$job",x="up"}[5m]))) > on (instance) 0.6 * kickagent_interval_seconds or up == 0`
-	if got, want := fmt.Sprint(metricNames(expr)), "[kickagent_cycle_duration_seconds_bucket kickagent_interval_seconds up]"; got != want {
+	if got, want := fmt.Sprint(contribMetricNames(expr)), "[kickagent_cycle_duration_seconds_bucket kickagent_interval_seconds up]"; got != want {
 		t.Errorf("metricNames = %s, want %s", got, want)
 	}
-	if got, want := fmt.Sprint(labelNames(expr)), "[job x instance le instance]"; got != want {
+	if got, want := fmt.Sprint(contribLabelNames(expr)), "[job x instance le instance]"; got != want {
 		t.Errorf("labelNames = %s, want %s", got, want)
 	}
 }
