@@ -44,6 +44,9 @@ for n in $instances; do
   test/dovecot/instance.sh start "$n"
 done
 
+echo "== Prometheus rules, their unit tests, the dashboard's queries, promtool check metrics on a live /metrics"
+test/promtool.sh
+
 echo "== go test -race (unit + integration against real Dovecot, incl. the differential test against doveadm)"
 KICKAGENT_IT=1 go test -race -count=1 -p 1 -timeout 40m ./...
 

@@ -120,6 +120,9 @@ func New(set Settings, d Deps) *Agent {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	a.st.init()
+	if a.m != nil {
+		a.m.interval.Set(set.Interval.Seconds())
+	}
 	if d.StateDir != "" {
 		var p *persisted
 		a.store, p = openStateStore(d.StateDir, d.StateAnvil, a.log)

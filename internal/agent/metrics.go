@@ -24,6 +24,7 @@ type Metrics struct {
 	reloadOK       prometheus.Gauge
 	rejectedFiles  prometheus.Gauge // drop-ins not loaded as on disk (engine.LoadKeeping)
 	rulesInfo      *prometheus.GaugeVec
+	interval       prometheus.Gauge // for alerts on cycles near the interval
 	allowRemoved   *prometheus.CounterVec
 	reloadTime     prometheus.Gauge
 	rulesLoaded    prometheus.Gauge
@@ -196,6 +197,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Always 1; rev is the revision of the active rule set (rules files, drop-ins and Rego policy together), as in every decision log line."},
 		[]string{"rev"})
 	reg.MustRegister(m.rulesInfo)
+	m.interval = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_interval_seconds",
+		Help: "The cycle interval; a cycle is cut off at nine tenths of it."})
+	reg.MustRegister(m.interval)
 	return m
 }
 
