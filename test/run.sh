@@ -25,7 +25,7 @@ echo "== systemd unit"
 command -v systemd-analyze >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
 unitdir=$(mktemp -d)
 go build -o "$unitdir/kickagent" ./cmd/kickagent
-sed "s#/usr/local/bin/kickagent#$unitdir/kickagent#g" systemd/kickagent.service > "$unitdir/kickagent.service"
+sed "s#/usr/bin/kickagent#$unitdir/kickagent#g" systemd/kickagent.service > "$unitdir/kickagent.service"
 systemd-analyze verify "$unitdir/kickagent.service"
 # The unit's exposure must not regress (2.3 before issue 12's hardening).
 # systemd 252 (Debian 12) scores offline units; older ones cannot.
