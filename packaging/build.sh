@@ -3,6 +3,7 @@
 # OUTDIR (default packaging/dist) with nfpm.
 #   VERSION: default from git describe (v1.2.3 -> 1.2.3), else 0.0.0+<commit>
 #   stamped into the binary (kickagent version) with -ldflags -X main.version.
+# NFPM_CONFIG: another nfpm file (test/package.sh builds an upgrade with one).
 # Needs go, go-md2man and nfpm (test/package.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,6 @@ CGO_ENABLED=0 GOARCH=$ARCH go build -trimpath -ldflags "-s -w -X main.version=$V
 	-o packaging/build/kickagent ./cmd/kickagent
 packaging/man.sh packaging/build/kickagent packaging/build/man
 gzip -9n packaging/build/man/kickagent.8 packaging/build/man/kickagent-rules.5
-nfpm package -f packaging/nfpm.yaml -p deb -t "$out"
-nfpm package -f packaging/nfpm.yaml -p rpm -t "$out"
+nfpm package -f "${NFPM_CONFIG:-packaging/nfpm.yaml}" -p deb -t "$out"
+nfpm package -f "${NFPM_CONFIG:-packaging/nfpm.yaml}" -p rpm -t "$out"
 echo "$VERSION"

@@ -19,7 +19,7 @@ commands=$("$bin" --help | sed -n 's/^  kickagent \([a-z-]*\).*/\1/p' | awk '!se
   echo "# COMMANDS"
   echo
   for c in $commands; do
-    echo "## kickagent $c"
+    echo "### kickagent $c"
     echo
     # --help is usage on stdout, exit 0 (help for version: the synopsis line).
     "$bin" "$c" --help 2>&1 | sed 's/^/    /'
@@ -31,11 +31,11 @@ commands=$("$bin" --help | sed -n 's/^  kickagent \([a-z-]*\).*/\1/p' | awk '!se
 {
   cat docs/man/kickagent-rules.5.md
   echo
-  # CONFIGURATION.md without its title; ## becomes a section, ### a
+  # CONFIGURATION.md without its title; ## becomes a section (.SH), ### stays a
   # subsection. Lines inside code fences (YAML comments start with #) stay.
   awk 'NR==1 && /^# /{next}
        /^```/{f=!f}
-       !f && /^##+ /{sub(/^#/, "")}
+       !f && /^## /{sub(/^#/, "")}
        {print}' CONFIGURATION.md
 } > "$out/kickagent-rules.5.md"
 
