@@ -19,6 +19,7 @@ need_apt=""
 command -v go-md2man >/dev/null || need_apt="$need_apt go-md2man"
 command -v rpm >/dev/null || need_apt="$need_apt rpm"
 command -v systemd-analyze >/dev/null || need_apt="$need_apt systemd"
+command -v make >/dev/null || need_apt="$need_apt make"
 if [ -n "$need_apt" ]; then
 	apt-get update -qq
 	# shellcheck disable=SC2086
@@ -70,6 +71,17 @@ done
 check "rpm conffiles are the config, rules and logrotate files" \
 	bash -c "[ \"\$(rpm -qpc '$rpm1' 2>/dev/null | sort | tr '\n' ' ')\" = '/etc/kickagent/kickagent.yaml /etc/kickagent/rules.yaml /etc/logrotate.d/kickagent ' ]"
 check "rpm version is $v1" bash -c "[ \"\$(rpm -qp --qf '%{VERSION}' '$rpm1' 2>/dev/null)\" = '$v1' ]"
+
+echo "== make install puts the same files at the same paths as the .deb"
+make install DESTDIR="$work/destdir" GO=go >/dev/null
+rm -f kickagent
+# Man pages are compressed in the package only.
+(cd "$work/destdir" && find . \( -type f -o -type d -empty \) | sed 's/^\.//' | sort) >"$work/make.list"
+dpkg-deb -c "$deb1" | awk '{print $NF}' | sed 's/^\.//; s#/$##; s/\.gz$//' | sort >"$work/deb.all"
+# The .deb lists every directory; keep its files, and the directories
+# make install leaves empty.
+grep -vxF -f <(sed 's#/[^/]*$##' "$work/deb.all" | sort -u) "$work/deb.all" >"$work/deb.list" || true
+check "make install and the .deb install the same paths" diff -u "$work/deb.list" "$work/make.list"
 
 echo "== the .deb in a throwaway copy of $src_chroot"
 mkdir "$root"
