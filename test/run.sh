@@ -35,6 +35,9 @@ if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
 fi
 rm -rf "$unitdir"
 
+echo "== packages: .deb/.rpm built, the .deb installed, upgraded and purged in a throwaway chroot"
+test/package.sh
+
 echo "== starting Dovecot instances"
 instances="v23 v23shared v23proxy v24 v24proxy v24proxyhp"
 # Stop exactly the instances this run started.
