@@ -11,7 +11,7 @@
 # make soak       bench/soak.sh (1-hour soak of a running agent, VER=2.4 or 2.3; RELIABILITY.md)
 # The package's paths; BINDIR also goes into the installed unit's ExecStart.
 BINDIR ?= /usr/bin
-UNITDIR ?= /lib/systemd/system
+UNITDIR ?= /usr/lib/systemd/system
 DOCDIR ?= /usr/share/doc/kickagent
 MANDIR ?= /usr/share/man
 GO ?= go

@@ -6,8 +6,11 @@
 # kickagent check of the installed config, systemd-analyze verify of the
 # installed unit, that the installed defaults kick nothing, an upgrade over
 # an edited conffile (kept), and a purge (config, job files, state, binary
-# gone). Installs what it needs (go-md2man, rpm, nfpm). Run as root; a few
-# minutes. KA_ROOT (default .dovecot) holds the chroot (test/dovecot/install.sh).
+# gone); the same in a minimal Debian 12 root (made once with debootstrap,
+# kept in KA_ROOT/bookworm-minbase; PACKAGE_BOOKWORM=DIR|no). Installs what it
+# needs (go-md2man, rpm, make, debootstrap, nfpm). Run as root: ~20 s with a
+# warm Go cache and both roots present. KA_ROOT (default .dovecot) holds the
+# Debian 13 chroot of the tests (test/dovecot/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
@@ -20,6 +23,7 @@ command -v go-md2man >/dev/null || need_apt="$need_apt go-md2man"
 command -v rpm >/dev/null || need_apt="$need_apt rpm"
 command -v systemd-analyze >/dev/null || need_apt="$need_apt systemd"
 command -v make >/dev/null || need_apt="$need_apt make"
+command -v debootstrap >/dev/null || need_apt="$need_apt debootstrap"
 if [ -n "$need_apt" ]; then
 	apt-get update -qq
 	# shellcheck disable=SC2086
@@ -29,7 +33,7 @@ command -v nfpm >/dev/null || go install "github.com/goreleaser/nfpm/v2/cmd/nfpm
 [ -x "$src_chroot/usr/bin/dpkg" ] || { echo "package.sh: no Debian chroot at $src_chroot (run test/dovecot/install.sh)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/kickagent-package.XXXXXX)
-root=$work/root
+root=""
 cleanup() {
 	# Nothing is mounted in the copy; remove it whole.
 	rm -rf "$work"
@@ -61,7 +65,7 @@ echo "built $(basename "$deb1") $(basename "$deb2") $(basename "$rpm1")"
 
 echo "== the .rpm"
 rpm -qpl "$rpm1" >"$work/rpm.list" 2>/dev/null
-for f in /usr/bin/kickagent /lib/systemd/system/kickagent.service /etc/kickagent/kickagent.yaml \
+for f in /usr/bin/kickagent /usr/lib/systemd/system/kickagent.service /etc/kickagent/kickagent.yaml \
 	/etc/kickagent/rules.yaml /etc/kickagent/rules.d /etc/logrotate.d/kickagent /var/lib/kickagent \
 	/usr/share/man/man8/kickagent.8.gz /usr/share/man/man5/kickagent-rules.5.gz \
 	/usr/share/doc/kickagent/examples/rules.example.yaml /usr/share/bash-completion/completions/kickagent \
@@ -83,54 +87,81 @@ dpkg-deb -c "$deb1" | awk '{print $NF}' | sed 's/^\.//; s#/$##; s/\.gz$//' | sor
 grep -vxF -f <(sed 's#/[^/]*$##' "$work/deb.all" | sort -u) "$work/deb.all" >"$work/deb.list" || true
 check "make install and the .deb install the same paths" diff -u "$work/deb.list" "$work/make.list"
 
-echo "== the .deb in a throwaway copy of $src_chroot"
-mkdir "$root"
-# One file system only (no /proc or /dev contents); not the instances' /ka.
-tar -C "$src_chroot" --one-file-system --exclude=./ka --exclude='./proc/*' --exclude='./sys/*' \
-	--exclude='./dev/*' --exclude='./run/*' --exclude='./tmp/*' -cf - . | tar -C "$root" -xf -
-# No package may start a service here (there is no systemd anyway).
-printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod 0755 "$root/usr/sbin/policy-rc.d"
-cp "$deb1" "$deb2" "$root/tmp/"
-cp cmd/kickagent/testdata/plan/example24.snap.json rules.example.yaml "$root/tmp/"
+# prove_deb SRC LABEL: the .deb in a throwaway copy of the chroot SRC.
+prove_deb() {
+	local src=$1 label=$2
+	echo "== the .deb in a throwaway copy of $src ($label)"
+	root=$work/root-$label
+	mkdir "$root"
+	# One file system only (no /proc or /dev contents); not the instances' /ka.
+	tar -C "$src" --one-file-system --exclude=./ka --exclude='./proc/*' --exclude='./sys/*' \
+		--exclude='./dev/*' --exclude='./run/*' --exclude='./tmp/*' -cf - . | tar -C "$root" -xf -
+	# No package may start a service here (there is no systemd anyway).
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod 0755 "$root/usr/sbin/policy-rc.d"
+	cp "$deb1" "$deb2" "$root/tmp/"
+	cp cmd/kickagent/testdata/plan/example24.snap.json rules.example.yaml "$root/tmp/"
 
-check "dpkg -i $(basename "$deb1")" inroot dpkg -i "/tmp/$(basename "$deb1")"
-check "kickagent version is $v1" bash -c "chroot '$root' /usr/bin/kickagent version | grep -qF 'kickagent $v1 '"
-check "kickagent check -c /etc/kickagent/kickagent.yaml" inroot kickagent check -c /etc/kickagent/kickagent.yaml
-# The chroot has no systemd: the host's verifies the installed unit, with
-# the installed binary, and finds the man pages it documents (MANPATH) in
-# the copy; the file:// documentation must be installed too.
-sed "s#/usr/bin/kickagent#$root/usr/bin/kickagent#g" "$root/lib/systemd/system/kickagent.service" >"$work/kickagent.service"
-check "systemd-analyze verify of the installed unit (its man pages installed)" \
-	env MANPATH="$root/usr/share/man" systemd-analyze verify "$work/kickagent.service"
-check "the unit's file:// documentation installed" bash -c \
-	"for d in \$(sed -n 's#^Documentation=.*file://\\([^ ]*\\).*#\\1#p' '$root/lib/systemd/system/kickagent.service'); do test -s '$root'\$d || { echo \"missing \$d\"; exit 1; }; done"
-check "installed config is dry_run: true" grep -qx 'dry_run: true' "$root/etc/kickagent/kickagent.yaml"
-# The same snapshot: the example rules kick, the installed defaults do not.
-check "example rules would kick on the snapshot" bash -c \
-	"chroot '$root' kickagent plan --rules /tmp/rules.example.yaml --snapshot /tmp/example24.snap.json --now 2026-01-01T00:00:00Z | grep -Eq '^[1-9][0-9]* of [0-9]+ sessions would be kicked'"
-check "installed defaults kick nothing on the snapshot" bash -c \
-	"chroot '$root' kickagent plan -c /etc/kickagent/kickagent.yaml --snapshot /tmp/example24.snap.json | grep -Eq '^0 of [1-9][0-9]* sessions would be kicked, 0 decisions'"
-check "man pages name every command" bash -c '
-	for c in $(chroot "$0" kickagent --help | sed -n "s/^  kickagent \([a-z-]*\).*/\1/p" | sort -u); do
-		zcat "$0/usr/share/man/man8/kickagent.8.gz" | grep -q "^\\.SS kickagent $c\$" || { echo "kickagent.8 lacks $c"; exit 1; }
-	done
-	zcat "$0/usr/share/man/man5/kickagent-rules.5.gz" | grep -q "allow list"' "$root"
-check "bash completion parses and completes" bash -c \
-	"bash -n '$root/usr/share/bash-completion/completions/kickagent' && source '$root/usr/share/bash-completion/completions/kickagent' && COMP_WORDS=(kickagent dr) COMP_CWORD=1 && _kickagent && [ \"\${COMPREPLY[*]}\" = drain ]"
-check "zsh completion installed" test -s "$root/usr/share/zsh/vendor-completions/_kickagent"
+	check "dpkg -i $(basename "$deb1")" inroot dpkg -i "/tmp/$(basename "$deb1")"
+	check "kickagent version is $v1" bash -c "chroot '$root' /usr/bin/kickagent version | grep -qF 'kickagent $v1 '"
+	check "kickagent check -c /etc/kickagent/kickagent.yaml" inroot kickagent check -c /etc/kickagent/kickagent.yaml
+	# The chroot has no systemd: the host's verifies the installed unit, with
+	# the installed binary, and finds the man pages it documents (MANPATH) in
+	# the copy; the file:// documentation must be installed too.
+	sed "s#/usr/bin/kickagent#$root/usr/bin/kickagent#g" "$root/usr/lib/systemd/system/kickagent.service" >"$work/kickagent.service"
+	check "systemd-analyze verify of the installed unit (its man pages installed)" \
+		env MANPATH="$root/usr/share/man" systemd-analyze verify "$work/kickagent.service"
+	check "the unit's file:// documentation installed" bash -c \
+		"for d in \$(sed -n 's#^Documentation=.*file://\\([^ ]*\\).*#\\1#p' '$root/usr/lib/systemd/system/kickagent.service'); do test -s '$root'\$d || { echo \"missing \$d\"; exit 1; }; done"
+	check "installed config is dry_run: true" grep -qx 'dry_run: true' "$root/etc/kickagent/kickagent.yaml"
+	# The same snapshot: the example rules kick, the installed defaults do not.
+	check "example rules would kick on the snapshot" bash -c \
+		"chroot '$root' kickagent plan --rules /tmp/rules.example.yaml --snapshot /tmp/example24.snap.json --now 2026-01-01T00:00:00Z | grep -Eq '^[1-9][0-9]* of [0-9]+ sessions would be kicked'"
+	check "installed defaults kick nothing on the snapshot" bash -c \
+		"chroot '$root' kickagent plan -c /etc/kickagent/kickagent.yaml --snapshot /tmp/example24.snap.json | grep -Eq '^0 of [1-9][0-9]* sessions would be kicked, 0 decisions'"
+	check "man pages name every command" bash -c '
+		for c in $(chroot "$0" kickagent --help | sed -n "s/^  kickagent \([a-z-]*\).*/\1/p" | sort -u); do
+			zcat "$0/usr/share/man/man8/kickagent.8.gz" | grep -q "^\\.SS kickagent $c\$" || { echo "kickagent.8 lacks $c"; exit 1; }
+		done
+		zcat "$0/usr/share/man/man5/kickagent-rules.5.gz" | grep -q "allow list"' "$root"
+	check "bash completion parses and completes" bash -c \
+		"bash -n '$root/usr/share/bash-completion/completions/kickagent' && source '$root/usr/share/bash-completion/completions/kickagent' && COMP_WORDS=(kickagent dr) COMP_CWORD=1 && _kickagent && [ \"\${COMPREPLY[*]}\" = drain ]"
+	check "zsh completion installed" test -s "$root/usr/share/zsh/vendor-completions/_kickagent"
 
-echo "== upgrade over an edited conffile, then purge"
-echo "# edited by the operator" >>"$root/etc/kickagent/rules.yaml"
-check "a block job file written" inroot kickagent block 192.0.2.0/24 --reason package-test -c /etc/kickagent/kickagent.yaml
-check "dpkg -i $(basename "$deb2") (upgrade, --force-confold)" \
-	inroot dpkg -i --force-confold "/tmp/$(basename "$deb2")"
-check "kickagent version is $v2" bash -c "chroot '$root' /usr/bin/kickagent version | grep -qF 'kickagent $v2 '"
-check "the edited rules.yaml kept" grep -qx '# edited by the operator' "$root/etc/kickagent/rules.yaml"
-check "the package's new rules.yaml offered beside it" grep -q '# v2: changed by the package' "$root/etc/kickagent/rules.yaml.dpkg-dist"
-check "kickagent check after the upgrade" inroot kickagent check -c /etc/kickagent/kickagent.yaml
-check "dpkg --purge kickagent" inroot dpkg --purge kickagent
-check "purge removed /etc/kickagent, /var/lib/kickagent, the binary and the unit" bash -c \
-	"! test -e '$root/etc/kickagent' && ! test -e '$root/var/lib/kickagent' && ! test -e '$root/usr/bin/kickagent' && ! test -e '$root/lib/systemd/system/kickagent.service'"
+	echo "== $label: upgrade over an edited conffile, then purge"
+	echo "# edited by the operator" >>"$root/etc/kickagent/rules.yaml"
+	check "a block job file written" inroot kickagent block 192.0.2.0/24 --reason package-test -c /etc/kickagent/kickagent.yaml
+	check "dpkg -i $(basename "$deb2") (upgrade, --force-confold)" \
+		inroot dpkg -i --force-confold "/tmp/$(basename "$deb2")"
+	check "kickagent version is $v2" bash -c "chroot '$root' /usr/bin/kickagent version | grep -qF 'kickagent $v2 '"
+	check "the edited rules.yaml kept" grep -qx '# edited by the operator' "$root/etc/kickagent/rules.yaml"
+	check "the package's new rules.yaml offered beside it" grep -q '# v2: changed by the package' "$root/etc/kickagent/rules.yaml.dpkg-dist"
+	check "kickagent check after the upgrade" inroot kickagent check -c /etc/kickagent/kickagent.yaml
+	check "dpkg --purge kickagent" inroot dpkg --purge kickagent
+	check "purge removed /etc/kickagent, /var/lib/kickagent, the binary and the unit" bash -c \
+		"! test -e '$root/etc/kickagent' && ! test -e '$root/var/lib/kickagent' && ! test -e '$root/usr/bin/kickagent' && ! test -e '$root/usr/lib/systemd/system/kickagent.service'"
+	rm -rf "$root"
+}
+
+prove_deb "$src_chroot" trixie
+
+# Debian 12, the release the README targets (and Dovecot 2.3's): a minimal
+# debootstrap root, made once (~70 s) and kept for later runs. PACKAGE_BOOKWORM=no
+# skips it (no mirror reachable); DEBIAN_MIRROR overrides the mirror taken
+# from the host's apt sources.
+bookworm=${PACKAGE_BOOKWORM:-$KA_ROOT/bookworm-minbase}
+if [ "$bookworm" != no ]; then
+	if [ ! -f "$bookworm/.kickagent-ready" ]; then
+		mirror=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+			grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ')}
+		[ -n "$mirror" ] || { echo "package.sh: no Debian mirror in apt sources; set DEBIAN_MIRROR or PACKAGE_BOOKWORM=no" >&2; exit 1; }
+		echo "== debootstrap --variant=minbase bookworm $bookworm ($mirror)"
+		rm -rf --one-file-system "$bookworm"
+		debootstrap --variant=minbase bookworm "$bookworm" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+			{ tail -n 20 "$work/debootstrap.log"; fail "debootstrap bookworm"; }
+		[ "$fails" -gt 0 ] || touch "$bookworm/.kickagent-ready"
+	fi
+	[ -f "$bookworm/.kickagent-ready" ] && prove_deb "$bookworm" bookworm
+fi
 
 if [ "$fails" -gt 0 ]; then
 	echo "== package: $fails check(s) FAILED"
