@@ -151,8 +151,9 @@ prove_deb "$src_chroot" trixie
 bookworm=${PACKAGE_BOOKWORM:-$KA_ROOT/bookworm-minbase}
 if [ "$bookworm" != no ]; then
 	if [ ! -f "$bookworm/.kickagent-ready" ]; then
-		mirror=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
-			grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ')}
+		# Either sources format; a missing file or no match is not an error here.
+		mirror=${DEBIAN_MIRROR:-$({ cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } |
+			grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ' || true)}
 		[ -n "$mirror" ] || { echo "package.sh: no Debian mirror in apt sources; set DEBIAN_MIRROR or PACKAGE_BOOKWORM=no" >&2; exit 1; }
 		echo "== debootstrap --variant=minbase bookworm $bookworm ($mirror)"
 		rm -rf --one-file-system "$bookworm"
