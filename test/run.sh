@@ -26,7 +26,9 @@ command -v systemd-analyze >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=n
 unitdir=$(mktemp -d)
 go build -o "$unitdir/kickagent" ./cmd/kickagent
 sed "s#/usr/bin/kickagent#$unitdir/kickagent#g" systemd/kickagent.service > "$unitdir/kickagent.service"
-systemd-analyze verify "$unitdir/kickagent.service"
+# --man=no: the man pages are not on the host; test/package.sh verifies the
+# unit where the package installed them.
+systemd-analyze verify --man=no "$unitdir/kickagent.service"
 # The unit's exposure must not regress (2.3 before issue 12's hardening).
 # systemd 252 (Debian 12) scores offline units; older ones cannot.
 if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
