@@ -77,8 +77,11 @@ check "rpm conffiles are the config, rules and logrotate files" \
 check "rpm version is $v1" bash -c "[ \"\$(rpm -qp --qf '%{VERSION}' '$rpm1' 2>/dev/null)\" = '$v1' ]"
 
 echo "== make install puts the same files at the same paths as the .deb"
+# make install builds ./kickagent; a binary that was there before stays.
+had_bin=no
+[ -e kickagent ] && had_bin=yes
 make install DESTDIR="$work/destdir" GO=go >/dev/null
-rm -f kickagent
+[ "$had_bin" = yes ] || rm -f kickagent
 # Man pages are compressed in the package only.
 (cd "$work/destdir" && find . \( -type f -o -type d -empty \) | sed 's/^\.//' | sort) >"$work/make.list"
 dpkg-deb -c "$deb1" | awk '{print $NF}' | sed 's/^\.//; s#/$##; s/\.gz$//' | sort >"$work/deb.all"
