@@ -8,13 +8,13 @@
 
 ka_die() { echo "setup: $*" >&2; exit 1; }
 
-# ka_prereqs [PKG...]: root, apt, and git/ca-certificates (go's VCS stamping
-# needs git; the module proxy is HTTPS) plus the packages named.
+# ka_prereqs [PKG...]: root, apt, and git, ca-certificates, procps (go's VCS stamping
+# needs git; the module proxy is HTTPS; instance.sh uses ps) plus the packages named.
 ka_prereqs() {
   [ "$(id -u)" = 0 ] || ka_die "run as root (it installs Debian packages and runs Dovecot)"
   command -v apt-get >/dev/null || ka_die "apt-get not found: this set-up is for Debian 12"
   local need=() p
-  for p in git ca-certificates "$@"; do
+  for p in git ca-certificates procps "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
   done
   [ ${#need[@]} -eq 0 ] && return 0
