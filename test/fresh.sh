@@ -59,6 +59,11 @@ echo "   $(( $(date +%s) - t0 )) s"
 mkdir -p "$DIR/root/kickagent"
 git archive HEAD | tar -x -C "$DIR/root/kickagent"
 cp /etc/resolv.conf "$DIR/etc/resolv.conf"
+# Local CAs (a TLS-inspecting proxy's, as on this project's build machines)
+# go in as a site's image would have them; ca-certificates adds them at install.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$DIR/usr/local/share/ca-certificates/"
+fi
 mount -t proc proc "$DIR/proc"
 mount -t sysfs sysfs "$DIR/sys"
 mount --bind /dev "$DIR/dev"

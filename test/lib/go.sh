@@ -58,7 +58,7 @@ ka_go() {
   fi
   if [ -n "${v:-}" ] && _ka_ver_ge "$v" 1.21; then
     [ "${GOTOOLCHAIN:-auto}" != local ] || ka_die "go$v is older than go.mod's go$want and GOTOOLCHAIN=local forbids fetching it"
-    echo "setup: go$v fetches the go.mod toolchain (go$want or later) through $(go env GOPROXY)"
+    echo "setup: go$v fetches the go.mod toolchain (go$want or later) through $(GOTOOLCHAIN=local go env GOPROXY)"
     # go version in the module switches to (and downloads) the toolchain.
     # Set explicitly: a distribution's go.env may default to local.
     export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
