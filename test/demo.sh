@@ -83,8 +83,7 @@ listed() { "$ka" who -1 -a "$A" 2>/dev/null | grep -c -- "$1" || true; }
 now_ms() { date +%s%3N; }
 # gone USER_OR_IP START: waits (10 s at most) until no session matches, prints the time taken.
 gone() {
-  local i
-  for i in $(seq 200); do
+  for _ in $(seq 200); do
     if [ "$(listed "$1")" = 0 ]; then echo "  -> sessions matching '$1' closed $(( $(now_ms) - $2 )) ms after the change"; return 0; fi
     sleep 0.05
   done
@@ -139,6 +138,7 @@ say "== Dovecot 2.3 (demo23), the one-off commands: who and kick, next to dovead
 # shellcheck disable=SC1091
 . "$KA_ROOT/inst/demo23/env"
 show "$ka" who -1 -a "$KA_ANVIL"
+# shellcheck disable=SC2086 # KA_DOVEADM is a command line
 show $KA_DOVEADM who -1
 show "$ka" kick --dry-run -a "$KA_ANVIL" 'JAN*'
 show "$ka" kick -a "$KA_ANVIL" 'jan?'

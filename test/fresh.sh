@@ -62,6 +62,7 @@ cp /etc/resolv.conf "$DIR/etc/resolv.conf"
 # Local CAs (a TLS-inspecting proxy's, as on this project's build machines)
 # go in as a site's image would have them; ca-certificates adds them at install.
 if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  mkdir -p "$DIR/usr/local/share/ca-certificates"
   cp /usr/local/share/ca-certificates/*.crt "$DIR/usr/local/share/ca-certificates/"
 fi
 mount -t proc proc "$DIR/proc"
