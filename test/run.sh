@@ -14,6 +14,7 @@ echo "== prerequisites and Go (before the long steps)"
 ka_prereqs curl gcc libc6-dev systemd
 ka_go
 test/lib/mirror_test.sh
+test/lib/go_test.sh
 
 echo "== installing Dovecot 2.3 and 2.4, and a C compiler (-race; the cgo oracle of internal/match/dovecotref)"
 test/dovecot/install.sh

@@ -31,41 +31,48 @@ _ka_ver_ge() {
   [ "$(printf '%s\n%s\n' "$b" "$a" | sort -V | head -n1)" = "$b" ]
 }
 
-# _ka_go_ver: the version of the go on PATH without a toolchain switch.
-_ka_go_ver() { GOTOOLCHAIN=local go env GOVERSION 2>/dev/null | sed 's/^go//; s/[^0-9.].*//'; }
+# _ka_go_ver GO: the version of that go binary itself (no toolchain switch).
+_ka_go_ver() { (cd / && GOTOOLCHAIN=local "$1" version 2>/dev/null) | awk '{print $3}' | sed 's/^go//; s/[^0-9.].*//'; }
 
-# ka_go: puts a Go on PATH that builds this module. In order: a go (also
-# /usr/local/go/bin) at least go.mod's "go" line; a go >= 1.21, which fetches
-# the toolchain go.mod names through the module proxy (GOTOOLCHAIN=auto);
-# else Debian's golang-1.22-go from bookworm-backports (Debian 12's golang-go
-# is 1.19, too old to switch toolchains), then the same download.
+# _ka_use GO: puts GO's directory first on PATH (and $HOME/go/bin for tools).
+_ka_use() { PATH=$(dirname "$1"):$HOME/go/bin:$PATH; export PATH; }
+
+# ka_go: puts a Go on PATH that builds this module. In order: a go (on PATH,
+# /usr/local/go/bin, Debian's /usr/lib/go-1.2x) at least go.mod's "go" line;
+# a go >= 1.21, which fetches the toolchain go.mod names through the module
+# proxy (GOTOOLCHAIN=auto); else Debian's golang-1.22-go from
+# bookworm-backports (Debian 12's golang-go is 1.19, too old to switch
+# toolchains), then the same download. KA_GO_CANDIDATES replaces the list
+# searched (tests).
 ka_go() {
-  export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
-  local want tried=() v
+  local want v g out auto="" tried=()
   want=$(sed -n 's/^go \([0-9.]*\).*/\1/p' go.mod)
   [ -n "$want" ] || ka_die "no go line in go.mod"
-  if command -v go >/dev/null; then
-    v=$(_ka_go_ver)
-    tried+=("$(command -v go) is go$v")
-    _ka_ver_ge "$v" "$want" && return 0
-  fi
-  if ! { [ -n "${v:-}" ] && _ka_ver_ge "$v" 1.21; }; then
-    _ka_backports_go || tried+=("golang-1.22-go from bookworm-backports: not installable")
-    if [ -x /usr/lib/go-1.22/bin/go ]; then
-      export PATH=/usr/lib/go-1.22/bin:$PATH
-      v=$(_ka_go_ver); tried+=("/usr/lib/go-1.22/bin/go is go$v")
+  # shellcheck disable=SC2086 # the default list is globbed on purpose
+  for g in ${KA_GO_CANDIDATES:-$(command -v go) /usr/local/go/bin/go /usr/lib/go-1.2[1-9]/bin/go}; do
+    [ -x "$g" ] || continue
+    v=$(_ka_go_ver "$g"); tried+=("$g is go$v")
+    if _ka_ver_ge "$v" "$want"; then _ka_use "$g"; return 0; fi
+    if [ -z "$auto" ] && _ka_ver_ge "$v" 1.21; then auto=$g; fi
+  done
+  if [ -z "$auto" ]; then
+    if _ka_backports_go; then
+      auto=/usr/lib/go-1.22/bin/go; tried+=("$auto (bookworm-backports) is go$(_ka_go_ver "$auto")")
+    else
+      tried+=("golang-1.22-go from bookworm-backports: not installable")
     fi
   fi
-  if [ -n "${v:-}" ] && _ka_ver_ge "$v" 1.21; then
-    [ "${GOTOOLCHAIN:-auto}" != local ] || ka_die "go$v is older than go.mod's go$want and GOTOOLCHAIN=local forbids fetching it"
-    echo "setup: go$v fetches the go.mod toolchain (go$want or later) through $(GOTOOLCHAIN=local go env GOPROXY)"
-    # go version in the module switches to (and downloads) the toolchain.
+  if [ -n "$auto" ]; then
+    [ "${GOTOOLCHAIN:-auto}" != local ] || ka_die "$auto is older than go.mod's go$want and GOTOOLCHAIN=local forbids fetching go$want"
+    _ka_use "$auto"
     # Set explicitly: a distribution's go.env may default to local.
     export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
-    if v=$(go version 2>&1) && _ka_ver_ge "$(go env GOVERSION | sed 's/^go//; s/[^0-9.].*//')" "$want"; then
-      echo "setup: $v"; return 0
+    echo "setup: $auto fetches the go.mod toolchain (go$want or later) through $(GOTOOLCHAIN=local go env GOPROXY)"
+    # go version in the module switches to (and downloads) the toolchain.
+    if out=$(go version 2>&1) && _ka_ver_ge "$(go env GOVERSION | sed 's/^go//; s/[^0-9.].*//')" "$want"; then
+      echo "setup: $out"; return 0
     fi
-    tried+=("toolchain download: $v")
+    tried+=("$auto fetching the toolchain: $out")
   fi
   ka_die "no Go >= $want. Tried: $(IFS=';'; echo "${tried[*]}"). Install Go $want (https://go.dev/dl) into /usr/local/go, or make GOPROXY reachable"
 }
