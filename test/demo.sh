@@ -12,7 +12,9 @@
 # metrics address.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export KA_ROOT=${KA_ROOT:-$PWD/.dovecot}
+# shellcheck source=lib/go.sh
+. test/lib/go.sh
+ka_root
 D=$KA_ROOT/demo
 METRICS=${KA_DEMO_METRICS:-127.0.0.1:9869}
 
@@ -38,8 +40,6 @@ stop_demo() {
 if [ "${1:-}" = stop ]; then stop_demo; echo "demo stopped"; exit 0; fi
 [ $# -eq 0 ] || { echo "usage: test/demo.sh [stop]" >&2; exit 2; }
 
-# shellcheck source=lib/go.sh
-. test/lib/go.sh
 t0=$(date +%s)
 echo "== prerequisites and Go (before the long steps)"
 ka_prereqs curl

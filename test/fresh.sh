@@ -68,6 +68,7 @@ fi
 mount -t proc proc "$DIR/proc"
 mount -t sysfs sysfs "$DIR/sys"
 mount --bind /dev "$DIR/dev"
+mount --bind /dev/pts "$DIR/dev/pts" # apt logs through a pty
 
 # inroot CMD: runs CMD in the fresh root as a new user's root shell would, passing
 # only the settings a user might have chosen.

@@ -13,6 +13,7 @@ echo "== prerequisites and Go (before the long steps)"
 . test/lib/go.sh
 ka_prereqs curl gcc libc6-dev systemd
 ka_go
+ka_root
 test/lib/mirror_test.sh
 test/lib/go_test.sh
 

@@ -93,3 +93,29 @@ _ka_backports_go() {
   DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports golang-1.22-go >/dev/null
 }
+
+# ka_root exports KA_ROOT, where the Dovecot instances live: <repo>/.dovecot,
+# unless the clone is somewhere other users cannot reach (a clone in /root,
+# mode 0700): Dovecot 2.3's auth runs as the dovecot user and must read its
+# passwd file there, so KA_ROOT is then /var/lib/kickagent-test. A KA_ROOT
+# from the environment is kept.
+ka_root() {
+  if [ -z "${KA_ROOT:-}" ]; then
+    KA_ROOT=$PWD/.dovecot
+    if ! _ka_reachable "$KA_ROOT"; then
+      KA_ROOT=/var/lib/kickagent-test
+      echo "setup: $PWD is not reachable by other users (Dovecot's auth runs as user dovecot); the instances live in KA_ROOT=$KA_ROOT"
+    fi
+  fi
+  export KA_ROOT
+}
+
+# _ka_reachable PATH: every directory above PATH lets others traverse it.
+_ka_reachable() {
+  local d=$1 m
+  while [ "$d" != / ]; do
+    d=$(dirname "$d")
+    m=$(stat -c %A "$d") || return 1
+    case ${m:9:1} in x|t) ;; *) return 1 ;; esac
+  done
+}
