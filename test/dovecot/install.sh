@@ -25,7 +25,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   trap 'rm -f "$prc"; [ -e "$prc.kickagent-saved" ] && mv "$prc.kickagent-saved" "$prc"' EXIT
   printf '#!/bin/sh\nexit 101\n' > "$prc"; chmod 755 "$prc"
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # dpkg's conffile chatter goes to a log, shown only on failure.
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >"$KA_ROOT/apt.log" 2>&1 ||
+    { tail -n 30 "$KA_ROOT/apt.log" >&2; exit 1; }
   rm -f "$prc"; [ -e "$prc.kickagent-saved" ] && mv "$prc.kickagent-saved" "$prc"
   trap - EXIT
 fi
