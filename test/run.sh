@@ -6,8 +6,16 @@
 # Run as root. FUZZTIME (default 20s per target) bounds each fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
 FUZZTIME=${FUZZTIME:-20s}
+
+echo "== prerequisites and Go (before the long steps)"
+# shellcheck source=lib/go.sh
+. test/lib/go.sh
+ka_prereqs curl gcc libc6-dev systemd
+ka_go
+ka_root
+test/lib/mirror_test.sh
+test/lib/go_test.sh
 
 echo "== installing Dovecot 2.3 and 2.4, and a C compiler (-race; the cgo oracle of internal/match/dovecotref)"
 test/dovecot/install.sh

@@ -13,22 +13,28 @@ need_apt=()
 for p in dovecot-imapd dovecot-pop3d debootstrap; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$p")
 done
+# shellcheck source=../lib/mirror.sh
+. "$here/../lib/mirror.sh"
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
+  # The package's own dovecot service is not ours and must not start (it would
+  # take ports 143/110 and /run/dovecot): policy-rc.d answering 101 forbids
+  # invoke-rc.d to start services while apt runs; an existing one is restored.
+  prc=/usr/sbin/policy-rc.d
+  [ -e "$prc" ] && mv "$prc" "$prc.kickagent-saved"
+  trap 'rm -f "$prc"; [ -e "$prc.kickagent-saved" ] && mv "$prc.kickagent-saved" "$prc"' EXIT
+  printf '#!/bin/sh\nexit 101\n' > "$prc"; chmod 755 "$prc"
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # dpkg's conffile chatter goes to a log, shown only on failure.
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >"$KA_ROOT/apt.log" 2>&1 ||
+    { tail -n 30 "$KA_ROOT/apt.log" >&2; exit 1; }
+  rm -f "$prc"; [ -e "$prc.kickagent-saved" ] && mv "$prc.kickagent-saved" "$prc"
+  trap - EXIT
 fi
-# The host's own dovecot service is not ours; make sure it is not started by the package.
 dovecot --version | grep -q '^2\.3\.' || { echo "install.sh: host dovecot is not 2.3: $(dovecot --version)" >&2; exit 1; }
 
-# The Debian mirror the machine already uses (no host name is baked in here).
-mirror() {
-  local u
-  u=$(awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v -- '-security' | grep '/debian$' | head -n1 || true)
-  [ -n "$u" ] || u=$(awk '$1=="deb" {print $2}' /etc/apt/sources.list 2>/dev/null | grep '/debian$' | head -n1 || true)
-  [ -n "$u" ] || { echo "install.sh: no Debian mirror found in apt sources" >&2; exit 1; }
-  echo "$u"
-}
+# The Debian mirror the machine already uses, or KA_DEBIAN_MIRROR.
+mirror() { debian_mirror || exit 1; }
 
 chroot_dir=$KA_ROOT/trixie
 if [ ! -f "$chroot_dir/.kickagent-ready" ]; then

@@ -6,7 +6,8 @@
 #   instance.sh release      unmounts the chroot's /proc and /dev if no 2.4 instance runs
 #   instance.sh env NAME     prints $KA_ROOT/inst/NAME/env
 # NAME: v23 v23shared v23proxy (Dovecot 2.3, host) | v24 v24proxy v24proxyhp (2.4, chroot);
-# b23 b24: benchmark instances (bench/run.sh), apart from the ones integration tests use.
+# b23 b24: benchmark instances (bench/run.sh), apart from the ones integration tests use;
+# demo23 demo24: test/demo.sh's (ports 321xx, 323xx), apart from both.
 # 2.3 files live in $KA_ROOT/inst/NAME; 2.4 files in $KA_ROOT/trixie/ka/NAME (the env file
 # is always $KA_ROOT/inst/NAME/env). Users alice bob carol jane jano james dave eve "john doe",
 # password "pass". Run test/dovecot/install.sh first.
@@ -25,7 +26,7 @@ KA_ROOT=$(cd "$KA_ROOT" && pwd)
 case $KA_ROOT in *[[:space:]\'\"]*) echo "instance.sh: KA_ROOT must not contain spaces or quotes" >&2; exit 1 ;; esac
 T=$KA_ROOT/trixie
 USERS=(alice bob carol jane jano james dave eve "john doe")
-ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy b23 b24)
+ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy b23 b24 demo23 demo24)
 
 die() { echo "instance.sh: $*" >&2; exit 1; }
 
@@ -44,6 +45,10 @@ def() {
   b23) VER=2.3 KIND=backend IMAP=31743 POP3=31710 ;;
   b24) VER=2.4 KIND=backend IMAP=31843 POP3=31810 # room for 1000 real IMAP sessions
     EXTRA=$'default_client_limit = 5000\ndefault_vsz_limit = 1G\nmail_max_userip_connections = 2000\nservice imap {\n  process_limit = 1100\n}\nservice imap-login {\n  process_limit = 1100\n  restart_request_count = unlimited\n  process_min_avail = 2\n}' ;;
+  # demo23 demo24: test/demo.sh's, apart from the tests' so that test/run.sh
+  # (which stops what it started) leaves a running demo alone.
+  demo23) VER=2.3 KIND=backend IMAP=32143 POP3=32110 ;;
+  demo24) VER=2.4 KIND=backend IMAP=32343 POP3=32310 ;;
   *) die "unknown instance '$NAME' (known: ${ALL[*]})" ;;
   esac
   ENVDIR=$KA_ROOT/inst/$NAME
@@ -184,10 +189,15 @@ stop_all() {
 # release unmounts the chroot's /proc and /dev once no 2.4 instance runs.
 release() {
   local n
-  for n in v24 v24proxy v24proxyhp b24; do (def "$n"; ! master_pid >/dev/null) || return 0; done
+  for n in v24 v24proxy v24proxyhp b24 demo24; do (def "$n"; ! master_pid >/dev/null) || return 0; done
   [ -d "$T" ] || return 0
-  if mountpoint -q "$T/dev"; then umount "$T/dev"; fi
-  if mountpoint -q "$T/proc"; then umount "$T/proc"; fi
+  # A dovecot child still exiting can hold the mount for a moment: retry,
+  # then detach it lazily rather than leave /proc mounted after a run.
+  local m i
+  for m in dev proc; do
+    for i in 1 2 3 4 5; do mountpoint -q "$T/$m" || break; umount "$T/$m" 2>/dev/null || sleep 0.2; done
+    if mountpoint -q "$T/$m"; then umount -l "$T/$m"; fi
+  done
 }
 
 case ${1:-} in
