@@ -133,7 +133,7 @@ gen b "$NB" 0 probe >"$D/20-inplace.yaml"
 # ---- the agent ----
 # shellcheck disable=SC2086 # AGENT_ARGS is a list of flags
 "$W/kickagent" run -a "$A" --rules-dir "$D" --interval "$INTERVAL" --metrics 127.0.0.1:0 \
-  --audit-log "$W/audit.log" $AGENT_ARGS 2>"$W/agent.log" &
+  --audit-log "$W/audit.log" --state-dir "$W/state" $AGENT_ARGS 2>"$W/agent.log" &
 apid=$!
 port=
 for ((i = 0; i < 100; i++)); do
