@@ -55,7 +55,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
 
 	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now, Prepared: a.prep,
-		FirstSeen:     a.st.firstSeen,
+		FirstSeen: a.st.seen.firstSeen, Old: a.st.keepOld,
 		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
 	// A failing Rego policy is reported and the YAML decisions enforced.
 	if err = a.policyOutcome(err, rs, now); err != nil {

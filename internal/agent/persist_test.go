@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/audit"
+	"github.com/kickagent/kickagent/internal/engine"
 )
 
 // restart replaces r's agent by a new one on the same sources, rules and
@@ -240,5 +243,40 @@ func TestParseState(t *testing.T) {
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("parseState(%s) = %v, want %q", tc.in, err, tc.err)
 		}
+	}
+}
+
+// With a Rego policy loaded, the reset state keeps only the sessions the
+// reset judged old. It kept every session whose first_seen the policy
+// read (at 100,000 sessions, a state file of them all, rewritten each
+// time one left).
+func TestResetStateOnlyResetSessions(t *testing.T) {
+	dir := t.TempDir()
+	rules, pol := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "policy")
+	writeT(t, rules, "rules:\n  - name: reset-alice\n    users: [alice]\n    logged_in_before: \"2026-11-24T11:00:00Z\"\n")
+	if err := os.Mkdir(pol, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeT(t, filepath.Join(pol, "p.rego"), "package kickagent\n\nkick contains {\"session\": s.id, \"rule\": \"never\", \"reason\": \"x\"} if {\n\tsome s in input.sessions\n\ts.first_seen_ns < 0\n}\n")
+	users := []string{"alice", "bob", "carol", "alice"}
+	src := &fakeSource{snap: sessions(len(users), func(i int) string { return users[i] })}
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	a := New(Settings{DryRun: true}, Deps{Source: src, Kicker: &fakeKicker{src: src}, Audit: audit.New(io.Discard),
+		Metrics: NewMetrics(prometheus.NewRegistry()), Now: func() time.Time { return now },
+		Load: func(ctx context.Context) (*engine.Ruleset, error) {
+			return engine.Load(ctx, engine.Sources{Rules: []string{rules}, Policies: []string{pol}})
+		}})
+	if err := a.Run(context.Background(), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(a.st.resets.kept); got != 2 {
+		t.Errorf("reset state keeps %d sessions, want alice's 2: %v", got, a.st.resets.kept)
+	}
+}
+
+func writeT(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -55,20 +55,14 @@ func (s *state) snapshotAfter(t, now time.Time) (time.Time, bool) {
 	return c.at, true
 }
 
-// firstSeen is seenTable.firstSeen for the engine. A session asked about
-// while it is old against a cutoff is kept: the engine asks about the
-// sessions logged_in_before rules select (and, with Rego, every session).
-func (s *state) firstSeen(i int, id string) time.Time {
-	f := s.seen.firstSeen(i, id)
+// keepOld keeps a session a logged_in_before rule judged old (engine
+// Input.Old), for a restarted agent to judge old too.
+func (s *state) keepOld(_ int, id string, first time.Time) {
 	r := &s.resets
-	if r.maxCut.IsZero() || f.IsZero() || f.After(r.maxCut) {
-		return f
-	}
 	if _, ok := r.kept[id]; !ok {
-		r.kept[strings.Clone(id)] = f // see seenTable.observe
+		r.kept[strings.Clone(id)] = first // see seenTable.observe
 		r.dirty = true
 	}
-	return f
 }
 
 // observeResets follows a snapshot: kept sessions gone are dropped (so

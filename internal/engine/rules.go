@@ -168,9 +168,9 @@ func ParseRate(s string) (float64, error) {
 	return 0, fmt.Errorf("%q: want N/s or N/m", s)
 }
 
-// loggedInBeforeCutoff says whether s was already logged in when the rule's
-// reset took effect: first seen no later than the first snapshot taken at
-// or after logged_in_before. False while that time is in the future.
+// oldEnough says whether s was already logged in when the rule's reset
+// took effect: first seen no later than the first snapshot taken at or
+// after logged_in_before. False while that time is in the future.
 func (r *rule) oldEnough(s *anvil.Session, i int, in *Input) bool {
 	if r.loggedInBefore.IsZero() {
 		return true
@@ -182,13 +182,22 @@ func (r *rule) oldEnough(s *anvil.Session, i int, in *Input) bool {
 	if !ok {
 		return false
 	}
-	seen := in.Now
+	seen, id := in.Now, ""
+	if in.FirstSeen != nil || in.Old != nil {
+		id = s.ID()
+	}
 	if in.FirstSeen != nil {
-		if t := in.FirstSeen(i, s.ID()); !t.IsZero() {
+		if t := in.FirstSeen(i, id); !t.IsZero() {
 			seen = t
 		}
 	}
-	return !seen.After(cutoff)
+	if seen.After(cutoff) {
+		return false
+	}
+	if in.Old != nil {
+		in.Old(i, id, seen)
+	}
+	return true
 }
 
 // matches reports whether s is selected by the rule.

@@ -85,6 +85,11 @@ type Input struct {
 	// at or after t, or false while t is in the future. It is the cutoff
 	// of logged_in_before rules (nil: Now once t has passed).
 	SnapshotAfter func(t time.Time) (time.Time, bool)
+	// Old, if set, is told of each session a logged_in_before rule judged
+	// old, with its first-seen time: the ones a restarted caller must
+	// still judge old (only these: a Rego policy sees every session's
+	// first_seen, which says nothing about resets).
+	Old func(i int, id string, firstSeen time.Time)
 	// Prepared, if set, holds per-session work done during the dump
 	// (Ruleset.Prepare).
 	Prepared *Prepared
