@@ -4,9 +4,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/kickagent/kickagent/internal/engine"
 )
 
 // watchSet keeps the watches of Watch pointed at the paths it was given.
@@ -125,21 +126,14 @@ func (s *watchSet) resync() bool {
 }
 
 // isRules reports whether name is a file the load reads: one named in
-// paths, or a rules file (*.yaml, *.yml, *.rego, not hidden) in a rules
+// paths, or a rules or policy file (engine.IsSourceName) in a rules
 // directory.
 func (s *watchSet) isRules(name string) bool {
 	name = filepath.Clean(name)
 	if s.files[name] {
 		return true
 	}
-	return s.ruleDirs[filepath.Dir(name)] && rulesFileName(filepath.Base(name))
-}
-
-// rulesFileName: the names the loaders read in a directory (engine's
-// ruleFiles and policyFiles).
-func rulesFileName(base string) bool {
-	return !strings.HasPrefix(base, ".") &&
-		(strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml") || strings.HasSuffix(base, ".rego"))
+	return s.ruleDirs[filepath.Dir(name)] && engine.IsSourceName(filepath.Base(name))
 }
 
 // isAnchor reports whether name is a rules directory or its target, whose

@@ -82,6 +82,13 @@ func isRulesFileName(name string) bool {
 	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
 }
 
+// IsSourceName reports whether a directory's load reads a file named base:
+// a rules file (not hidden) or a policy file (policyFiles). The agent's
+// watch reloads on these alone.
+func IsSourceName(base string) bool {
+	return (!strings.HasPrefix(base, ".") && isRulesFileName(base)) || strings.HasSuffix(base, ".rego")
+}
+
 // addStaged adds to files, whose entries from start on are directory
 // dir's in name order, the staged files of dir that are not among them.
 func (s Sources) addStaged(files []string, start int, dir string) []string {
