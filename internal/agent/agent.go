@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,15 @@ type Kicker interface {
 	Kick(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool) ([]kick.Result, error)
 }
 
+// Blocks are the brute-force blocks the cycles enforce (the auth policy
+// listener's, authpolicy.Server).
+type Blocks interface {
+	// Blocked reports the block covering an IP; nil when none is held.
+	Blocked() func(ip netip.Addr) (engine.Block, bool)
+	// Expire ends the blocks that are over.
+	Expire()
+}
+
 // Loader builds a complete new ruleset.
 type Loader func(ctx context.Context) (*engine.Ruleset, error)
 
@@ -85,6 +95,10 @@ type Agent struct {
 	prep *engine.Prepared // the cycle's per-session work done during the dump
 
 	store *stateStore // nil: reset state in memory only
+
+	blocks Blocks        // nil: no auth policy listener
+	wake   chan struct{} // Wake: a cycle now
+	proto  atomic.Int32  // anvil.Protocol of the last snapshot (0: none yet)
 }
 
 // Deps are what New wires together.
@@ -106,13 +120,15 @@ type Deps struct {
 	// StateDir keeps the reset state across restarts (persist.go; "": in
 	// memory only). StateAnvil names the anvil socket the state is about.
 	StateDir, StateAnvil string
+	// Blocks, if set, are brute-force blocks whose sessions are kicked.
+	Blocks Blocks
 }
 
 // New returns an agent; it does not load rules yet.
 func New(set Settings, d Deps) *Agent {
 	set.Defaults()
 	a := &Agent{set: set, src: d.Source, kicker: d.Kicker, load: d.Load, keep: d.LoadKeeping, jobs: d.Jobs, audit: d.Audit,
-		m: d.Metrics, log: d.Logger, now: d.Now, notify: d.Notify}
+		m: d.Metrics, log: d.Logger, now: d.Now, notify: d.Notify, blocks: d.Blocks, wake: make(chan struct{}, 1)}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -138,6 +154,24 @@ func (a *Agent) Close() error { return a.store.Close() }
 
 // Rules returns the active ruleset.
 func (a *Agent) Rules() *engine.Ruleset { return a.rules.Load() }
+
+// Protocol is the Dovecot generation of the last snapshot (2.4 before
+// the first).
+func (a *Agent) Protocol() anvil.Protocol {
+	if p := anvil.Protocol(a.proto.Load()); p != 0 {
+		return p
+	}
+	return anvil.Proto24
+}
+
+// Wake asks for a cycle now (a brute-force block started: its client's
+// sessions are kicked at once, not at the next tick).
+func (a *Agent) Wake() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
 
 // Healthy reports whether a cycle completed within three intervals.
 func (a *Agent) Healthy() bool {
@@ -213,6 +247,9 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 			return a.audit.Flush()
 		case <-t.C:
 			runCycle()
+		case <-a.wake:
+			runCycle()
+			t.Reset(a.set.Interval)
 		case <-watchdog:
 			// Pinged only while cycles complete: a stuck loop gets restarted.
 			if a.Healthy() {

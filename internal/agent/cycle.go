@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -54,8 +55,14 @@ func (a *Agent) cycle(ctx context.Context) error {
 	}
 	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
 
+	a.proto.Store(int32(snap.Protocol))
+	var blocked func(netip.Addr) (engine.Block, bool)
+	if a.blocks != nil {
+		a.blocks.Expire()
+		blocked = a.blocks.Blocked()
+	}
 	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now, Prepared: a.prep,
-		FirstSeen: a.st.seen.firstSeen, Old: a.st.keepOld,
+		FirstSeen: a.st.seen.firstSeen, Old: a.st.keepOld, Blocked: blocked,
 		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
 	// A failing Rego policy is reported and the YAML decisions enforced.
 	if err = a.policyOutcome(err, rs, now); err != nil {

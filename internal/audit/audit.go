@@ -27,6 +27,16 @@ const (
 	// Skipped: a rule selected a session that is never kicked (an lmtp
 	// delivery in progress).
 	Skipped = "skipped"
+
+	// At the door (the auth policy listener, internal/authpolicy): a
+	// login refused, one a dry-run rule would refuse, one a rule selects
+	// but the allow list protects; a brute-force block started (or one a
+	// dry-run rule would start).
+	LoginRefused = "login-refused"
+	LoginDryRun  = "login-dry-run"
+	LoginAllowed = "login-allowed"
+	Blocked      = "blocked"
+	BlockDryRun  = "block-dry-run"
 )
 
 // Record is one audit line.
@@ -48,4 +58,8 @@ type Record struct {
 	// Repeat counts the kicks of this user in the last hour, this one
 	// included (kicked records only).
 	Repeat int `json:"repeat,omitempty"`
+	// Login and SessionID identify a login judged at the door: the name
+	// the client sent and Dovecot's session id (also in its log).
+	Login     string `json:"login,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
 }

@@ -155,3 +155,27 @@ func CheckStateDir(s string) error {
 	}
 	return nil
 }
+
+// Bounds of the auth policy listener's counters.
+const (
+	MaxFailureWindow = 24 * time.Hour
+	MinTableSize     = 1000
+	MaxTableSize     = 10000000
+)
+
+// CheckFailureWindow bounds auth_policy.failure_window.
+func CheckFailureWindow(d time.Duration) error {
+	if d <= 0 || d > MaxFailureWindow {
+		return fmt.Errorf("%s: want more than 0 and at most %s", d, MaxFailureWindow)
+	}
+	return nil
+}
+
+// CheckTableSize bounds auth_policy.table_size: below MinTableSize a
+// brute force from a few hundred addresses would evict its own counts.
+func CheckTableSize(n int) error {
+	if n < MinTableSize || n > MaxTableSize {
+		return fmt.Errorf("%d: want %d to %d", n, MinTableSize, MaxTableSize)
+	}
+	return nil
+}

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/authpolicy"
 	"github.com/kickagent/kickagent/internal/engine"
 )
 
@@ -52,6 +53,27 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// Limits are the safety valves.
 	Limits Limits `yaml:"limits"`
+	// AuthPolicy is the listener for Dovecot's auth policy requests (off
+	// unless Listen is set).
+	AuthPolicy AuthPolicy `yaml:"auth_policy"`
+}
+
+// AuthPolicy configures the auth policy listener (internal/authpolicy).
+type AuthPolicy struct {
+	// Listen: a loopback address and port, or unix:/path ("" or "off":
+	// no listener; authpolicy.CheckListen).
+	Listen string `yaml:"listen"`
+	// APIHeader must match Dovecot's auth_policy_server_api_header
+	// ("Name: value", or a bare value sent as X-API-Key); "" checks none.
+	APIHeader string `yaml:"api_header"`
+	// RefuseMessage is what a refused client is told.
+	RefuseMessage string `yaml:"refuse_message"`
+	// FailureWindow is the window of the failure counts Rego policies
+	// see (default 10m).
+	FailureWindow Duration `yaml:"failure_window"`
+	// TableSize bounds each failure counter and the block table
+	// (default 100000).
+	TableSize int `yaml:"table_size"`
 }
 
 // Limits are the agent's safety valves.
@@ -90,8 +112,9 @@ type Duration struct{ time.Duration }
 // topKeys and limitKeys are the keys the file may hold: the yaml tags, in
 // field order.
 var (
-	topKeys   = yamlKeys(reflect.TypeFor[Config]())
-	limitKeys = yamlKeys(reflect.TypeFor[Limits]())
+	topKeys    = yamlKeys(reflect.TypeFor[Config]())
+	limitKeys  = yamlKeys(reflect.TypeFor[Limits]())
+	policyKeys = yamlKeys(reflect.TypeFor[AuthPolicy]())
 )
 
 func yamlKeys(t reflect.Type) []string {
@@ -153,6 +176,18 @@ func parse(file string, data []byte) (*Config, engine.Errors) {
 		return c, errs // an empty file sets nothing
 	}
 	engine.ForEachKey(root, topKeys, func(line int, msg string) { fail(line, "%s", msg) }, func(key string, v *yaml.Node) {
+		if key == "auth_policy" {
+			if v.Kind != yaml.MappingNode {
+				fail(v.Line, "auth_policy: want a mapping with the keys %s", strings.Join(policyKeys, ", "))
+				return
+			}
+			engine.ForEachKey(v, policyKeys, func(line int, msg string) { fail(line, "auth_policy: %s", msg) }, func(k string, pv *yaml.Node) {
+				if err := c.AuthPolicy.set(k, pv); err != nil {
+					fail(pv.Line, "auth_policy.%s: %v", k, err)
+				}
+			})
+			return
+		}
 		if key != "limits" {
 			if err := c.set(key, v); err != nil {
 				fail(v.Line, "%s: %v", key, err)
@@ -196,6 +231,26 @@ func (c *Config) set(key string, v *yaml.Node) error {
 		err = decode(v, &c.DryRun, "true or false")
 	case "state_dir":
 		c.StateDir, err = str(v)
+	}
+	return err
+}
+
+// set decodes and checks the value of one key under auth_policy.
+func (p *AuthPolicy) set(key string, v *yaml.Node) error {
+	var err error
+	switch key {
+	case "listen":
+		if p.Listen, err = str(v); err == nil {
+			err = authpolicy.CheckListen(p.Listen)
+		}
+	case "api_header":
+		p.APIHeader, err = str(v)
+	case "refuse_message":
+		p.RefuseMessage, err = str(v)
+	case "failure_window":
+		p.FailureWindow.Duration, err = duration(v, CheckFailureWindow)
+	case "table_size":
+		err = integer(v, &p.TableSize, CheckTableSize)
 	}
 	return err
 }

@@ -39,6 +39,12 @@ limits:
   dump_max_line_bytes: 4096
   dump_max_bytes: 1048576
   dump_max_sessions: 1
+auth_policy:
+  listen: "[::1]:9870"
+  api_header: "X-API-Key: k"
+  refuse_message: no
+  failure_window: 5m
+  table_size: 1000
 `)
 	c, err := Load(path)
 	if err != nil {
@@ -50,7 +56,9 @@ limits:
 		Interval: Duration{2 * time.Second}, AuditLog: "-", Metrics: ":9868", DryRun: true,
 		StateDir: filepath.Join(dir, "state"),
 		Limits: Limits{MaxKicksPerCycle: 1000000, BreakerFraction: 1, BreakerMinSessions: 1, RepeatThreshold: 2,
-			DumpMaxLineBytes: 4096, DumpMaxBytes: 1 << 20, DumpMaxSessions: 1}}
+			DumpMaxLineBytes: 4096, DumpMaxBytes: 1 << 20, DumpMaxSessions: 1},
+		AuthPolicy: AuthPolicy{Listen: "[::1]:9870", APIHeader: "X-API-Key: k", RefuseMessage: "no",
+			FailureWindow: Duration{5 * time.Minute}, TableSize: 1000}}
 	if got := *c; !equal(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
@@ -65,7 +73,7 @@ func equal(a, b Config) bool {
 	return a.AnvilSocket == b.AnvilSocket && strings.Join(a.Rules, ",") == strings.Join(b.Rules, ",") &&
 		a.RulesDir == b.RulesDir && strings.Join(a.Policies, ",") == strings.Join(b.Policies, ",") &&
 		a.Interval == b.Interval && a.AuditLog == b.AuditLog && a.Metrics == b.Metrics && a.DryRun == b.DryRun && a.Limits == b.Limits &&
-		a.StateDir == b.StateDir
+		a.StateDir == b.StateDir && a.AuthPolicy == b.AuthPolicy
 }
 
 // Every bad setting is refused at load with file:line, as a rules file's
@@ -95,8 +103,15 @@ func TestLoadInvalid(t *testing.T) {
 		{"limits:\n  dump_max_sessions: 0\n", ":2: limits.dump_max_sessions: 0: want at least 1 (leave it out for the default 1000000)"},
 		{"limits: 5\n", ":1: limits: want a mapping with the keys max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions"},
 		{"limits:\n  max_kick_per_cycle: 5\n", `:2: limits: unknown key "max_kick_per_cycle" (known: max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions)`},
-		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, audit_log, metrics_listen, dry_run, state_dir, limits)`},
+		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, audit_log, metrics_listen, dry_run, state_dir, limits, auth_policy)`},
 		{"interval: 5s\ninterval: 6s\n", `:2: key "interval" given twice`},
+		{"auth_policy:\n  listen: 0.0.0.0:9870\n", `:2: auth_policy.listen: "0.0.0.0:9870": not a loopback address`},
+		{"auth_policy:\n  listen: :9870\n", `:2: auth_policy.listen: ":9870": want a loopback address and port`},
+		{"auth_policy:\n  listen: unix:x.sock\n", `:2: auth_policy.listen: "unix:x.sock": a UNIX socket path must be absolute`},
+		{"auth_policy:\n  table_size: 10\n", `:2: auth_policy.table_size: 10: want 1000 to 10000000`},
+		{"auth_policy:\n  failure_window: 2d\n", `:2: auth_policy.failure_window:`},
+		{"auth_policy:\n  listn: 127.0.0.1:1\n", `:2: auth_policy: unknown key "listn" (known: listen, api_header, refuse_message, failure_window, table_size)`},
+		{"auth_policy: on\n", `:1: auth_policy: want a mapping with the keys listen, api_header, refuse_message, failure_window, table_size`},
 		{"metrics_listen: 9868\n", `:1: metrics_listen: "9868": want HOST:PORT or off (missing port in address)`},
 		{"metrics_listen: \"\"\n", ":1: metrics_listen: empty value"},
 		{"state_dir: \"\"\n", ":1: state_dir: empty value"},

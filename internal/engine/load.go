@@ -215,6 +215,10 @@ func load(ctx context.Context, src Sources, prev *Ruleset, keep bool) (*Ruleset,
 		h.Write(data)
 		for _, r := range fr.rules {
 			names[r.name] = r
+			if r.bf != nil {
+				rs.bfRules = append(rs.bfRules, r) // never matched against sessions
+				continue
+			}
 			r.order = len(rs.rules)
 			rs.rules = append(rs.rules, r)
 		}

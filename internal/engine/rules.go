@@ -38,6 +38,8 @@ type rule struct {
 	loggedInBefore time.Time // zero: any session
 	rate           float64   // kicks per second; 0: not paced
 	drain          bool
+
+	bf *BruteForceRule // a brute-force rule: never matches a session
 }
 
 func (r *rule) active(now time.Time) bool { return r.expires.IsZero() || now.Before(r.expires) }
@@ -63,6 +65,11 @@ func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 		dryRun: s.DryRun, maxKicks: s.MaxKicks, altField: s.PassdbField}
 	if strings.TrimSpace(s.Name) == "" {
 		fail("name", "a rule needs a name")
+	}
+	if s.isBruteForce() {
+		r.bf = compileBruteForce(s, fail)
+		r.expires = ruleExpiry(s, fail)
+		return r, errs
 	}
 	masks := func(key string, list []string) []string {
 		for i, m := range list {
@@ -121,13 +128,7 @@ func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 	if len(s.Users) == 0 && len(s.Networks) == 0 && len(s.Services) == 0 && len(s.DestHosts) == 0 && s.PassdbField == "" {
 		fail("name", "no selector: give at least one of users, networks, services, dest_hosts, passdb_field+values")
 	}
-	if s.Expires != "" {
-		t, err := parseTime(s.Expires)
-		if err != nil {
-			fail("expires", "expires: %q is not an RFC 3339 time (e.g. 2026-12-31T23:00:00Z)", s.Expires)
-		}
-		r.expires = t
-	}
+	r.expires = ruleExpiry(s, fail)
 	if s.MaxKicks < 0 {
 		fail("max_kicks_per_cycle", "max_kicks_per_cycle must be 0 (no limit) or more")
 	}
@@ -147,6 +148,18 @@ func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 	}
 	r.drain = s.Drain
 	return r, errs
+}
+
+// ruleExpiry reads the rule's expires (zero: never).
+func ruleExpiry(s *RuleSpec, fail func(key, format string, a ...any)) time.Time {
+	if s.Expires == "" {
+		return time.Time{}
+	}
+	t, err := parseTime(s.Expires)
+	if err != nil {
+		fail("expires", "expires: %q is not an RFC 3339 time (e.g. 2026-12-31T23:00:00Z)", s.Expires)
+	}
+	return t
 }
 
 // ParseRate reads a kick rate: "N/s", "N/m", or N (per second), N > 0.

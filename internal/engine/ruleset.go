@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/netip"
 	"slices"
+	"sync"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/kickagent/kickagent/internal/anvil"
 )
@@ -13,12 +17,15 @@ import (
 // Ruleset is one loaded, valid set of YAML rules and Rego policies. It is
 // immutable: a reload builds a new one and swaps it in whole.
 type Ruleset struct {
-	Allow  *Allow
-	rules  []*rule
-	index  *ruleIndex
-	policy *Policy
-	rev    string
-	files  []string
+	Allow *Allow
+	rules []*rule
+	// bfRules are the brute-force rules: they count failed logins and
+	// block (door.go), and are never matched against sessions.
+	bfRules []*rule
+	index   *ruleIndex
+	policy  *Policy
+	rev     string
+	files   []string
 	// mains: what each rules path given as a file (not a directory or a
 	// drop-in in one) defined; see Replaces.
 	mains map[string]mainFile
@@ -31,6 +38,9 @@ type Ruleset struct {
 	// cache remembers static rule matches per session (yaml_cache.go);
 	// the one mutable part, guarded by its own lock.
 	cache *yamlCache
+	// allowTerm is input.allow for a policy judging logins (door.go).
+	allowOnce sync.Once
+	allowTerm *ast.Term
 }
 
 // Rev identifies the rule and policy contents (a short sha256), for logs
@@ -38,7 +48,7 @@ type Ruleset struct {
 func (rs *Ruleset) Rev() string { return rs.rev }
 
 // RuleCount is the number of YAML rules.
-func (rs *Ruleset) RuleCount() int { return len(rs.rules) }
+func (rs *Ruleset) RuleCount() int { return len(rs.rules) + len(rs.bfRules) }
 
 // HasPolicy reports whether Rego policies are loaded.
 func (rs *Ruleset) HasPolicy() bool { return rs.policy != nil }
@@ -96,6 +106,9 @@ type Input struct {
 	// PolicyBudget bounds the Rego policy's evaluation (zero: half the
 	// context's remaining time, DefaultPolicyMemory).
 	PolicyBudget Budget
+	// Blocked, if set, reports a brute-force block covering a client IP:
+	// its sessions are kicked (door.go addBlocks).
+	Blocked func(ip netip.Addr) (Block, bool)
 }
 
 // RuleRef names a YAML rule and where it is defined.
@@ -142,7 +155,7 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 		ys = rs.evaluateYAML(&in)
 	}
 	if rs.policy == nil {
-		return ys, nil
+		return rs.addBlocks(&in, ys), nil
 	}
 	pctx, stop := in.PolicyBudget.Guard(ctx)
 	pds, err := rs.policy.Evaluate(pctx, PolicyInput{Snapshot: snap, Now: in.Now, FirstSeen: in.FirstSeen, Allow: rs.Allow})
@@ -150,9 +163,9 @@ func (rs *Ruleset) Evaluate(ctx context.Context, in Input) ([]Decision, error) {
 		err = fmt.Errorf("policy %s: %w", rs.policy.name, over) // OPA only says "cancelled"
 	}
 	if err != nil {
-		return ys, policyError(err)
+		return rs.addBlocks(&in, ys), policyError(err)
 	}
-	return rs.merge(ys, pds), nil
+	return rs.addBlocks(&in, rs.merge(ys, pds)), nil
 }
 
 // evaluateYAML returns the YAML rules' decisions in snapshot order.

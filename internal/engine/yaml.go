@@ -39,6 +39,11 @@ type RuleSpec struct {
 	LoggedInBefore string   `yaml:"logged_in_before,omitempty"`
 	Rate           string   `yaml:"rate,omitempty"`
 	Drain          bool     `yaml:"drain,omitempty"`
+	// Brute-force rules (bruteforce_rule.go).
+	FailedLogins int    `yaml:"failed_logins,omitempty"`
+	Within       string `yaml:"within,omitempty"`
+	Per          string `yaml:"per,omitempty"`
+	BlockFor     string `yaml:"block_for,omitempty"`
 
 	line      int
 	lines     map[string]int   // key → line
