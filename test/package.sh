@@ -13,6 +13,8 @@
 # Debian 13 chroot of the tests (test/dovecot/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/mirror.sh
+. test/lib/mirror.sh
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
 NFPM_VERSION=v2.48.0
 KA_ROOT=${KA_ROOT:-$PWD/.dovecot}
@@ -149,15 +151,15 @@ prove_deb "$src_chroot" trixie
 
 # Debian 12, the release the README targets (and Dovecot 2.3's): a minimal
 # debootstrap root, made once (~70 s) and kept for later runs. PACKAGE_BOOKWORM=no
-# skips it (no mirror reachable); DEBIAN_MIRROR overrides the mirror taken
-# from the host's apt sources.
+# skips it (no mirror reachable); KA_DEBIAN_MIRROR (or DEBIAN_MIRROR) overrides
+# the mirror taken from the host's apt sources.
 bookworm=${PACKAGE_BOOKWORM:-$KA_ROOT/bookworm-minbase}
 if [ "$bookworm" != no ]; then
 	if [ ! -f "$bookworm/.kickagent-ready" ]; then
-		# Either sources format; a missing file or no match is not an error here.
-		mirror=${DEBIAN_MIRROR:-$({ cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } |
-			grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ' || true)}
-		[ -n "$mirror" ] || { echo "package.sh: no Debian mirror in apt sources; set DEBIAN_MIRROR or PACKAGE_BOOKWORM=no" >&2; exit 1; }
+		# The mirror the host's apt uses (test/lib/mirror.sh: every sources
+		# format; KA_DEBIAN_MIRROR, or DEBIAN_MIRROR as before, overrides it).
+		mirror=${DEBIAN_MIRROR:-$(debian_mirror)} ||
+			{ echo "package.sh: set KA_DEBIAN_MIRROR or PACKAGE_BOOKWORM=no" >&2; exit 1; }
 		echo "== debootstrap --variant=minbase bookworm $bookworm ($mirror)"
 		rm -rf --one-file-system "$bookworm"
 		debootstrap --variant=minbase bookworm "$bookworm" "$mirror" >"$work/debootstrap.log" 2>&1 ||
