@@ -223,3 +223,20 @@ func TestScopeString(t *testing.T) {
 		t.Errorf("Scope, Window = %v, %v", c.Scope(), c.Window())
 	}
 }
+
+// A failure for a key already held allocates nothing in any scope; only a
+// login new to the current generation is copied into a string.
+func TestAddAllocatesNothingForKnownKeys(t *testing.T) {
+	for _, scope := range []Scope{ScopeIP, ScopeNetwork, ScopeLogin} {
+		c := New(scope, window80, 100)
+		ip := netip.MustParseAddr("2001:db8::1%eth0")
+		c.Add(ip, "Alice@Example.com", t0)
+		allocs := testing.AllocsPerRun(100, func() {
+			c.Add(ip, "Alice@Example.com", t0)
+			c.Count(ip, "alice@example.COM", t0)
+		})
+		if allocs != 0 {
+			t.Errorf("%v: %v allocations per Add and Count, want 0", scope, allocs)
+		}
+	}
+}
