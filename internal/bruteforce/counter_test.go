@@ -83,11 +83,21 @@ func TestOutOfOrderTimes(t *testing.T) {
 	// Earlier slot: counted, and its own count leaves out the later slot.
 	wantCount(t, "earlier slot", c.Add(ipA, "", at(25*time.Second)), 1)
 	wantCount(t, "both", c.Count(ipA, "", at(30*time.Second)), 2)
-	// Older than any window holding the newest failure: not recorded.
-	wantCount(t, "too old", c.Add(ipA, "", at(30*time.Second-window80)), 0)
-	wantCount(t, "after too old", c.Count(ipA, "", at(30*time.Second)), 2)
 	// A query before a failure does not count it.
 	wantCount(t, "query before", c.Count(ipA, "", at(15*time.Second)), 0)
+}
+
+// When the wall clock steps back by more than a window, a key that keeps
+// failing restarts its count from the new time instead of being ignored
+// until the clock catches up.
+func TestClockStepsBack(t *testing.T) {
+	c := New(ScopeIP, window80, 100)
+	c.Add(ipA, "", at(time.Hour))
+	c.Add(ipA, "", at(time.Hour))
+	wantCount(t, "after the step", c.Add(ipA, "", at(0)), 1)
+	wantCount(t, "counting again", c.Add(ipA, "", at(time.Second)), 2)
+	// The old timeline is gone: counting it again would be an overcount.
+	wantCount(t, "back at the old time", c.Count(ipA, "", at(time.Hour)), 0)
 }
 
 func TestTimesBefore1970(t *testing.T) {

@@ -24,11 +24,14 @@
 // (at most 1/8 of the window plus rounding). A key evicted for space loses
 // its count (again an undercount), and a bucket saturates at 2³²−1.
 //
-// Times are the caller's: Add and Count take now. Concurrent requests may
-// pass times slightly out of order; a failure stamped earlier than the
-// key's newest is still counted if it falls in the window, one older than
-// that is ignored, and a query does not count slots later than its own.
-// Within now's own slot, though, a failure stamped after now is counted.
+// Times are the caller's: Add and Count take now, and the caller stamps
+// each failure when it arrives. Concurrent requests may pass times slightly
+// out of order: a failure stamped earlier than the key's newest is counted
+// in its own slot, and a query does not count slots later than its own
+// (within now's own slot, though, a failure stamped after now is counted).
+// A failure older than the window of the key's newest one means the wall
+// clock stepped back: the key's count restarts from it, an undercount,
+// so that the key goes on being counted while the clock catches up.
 //
 // # Memory
 //

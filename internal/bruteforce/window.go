@@ -30,9 +30,13 @@ func (e *entry) add(s int64) int {
 		}
 		e.last = s
 	case s <= e.last-Buckets:
-		// Older than every window that holds the key's newest failure
-		// (a request delayed by more than a window): not recorded.
-		return e.count(s)
+		// Older than the window of the key's newest failure: requests are
+		// stamped on arrival, so the wall clock stepped back. Restart the
+		// key from here (an undercount) rather than ignore its failures
+		// until the clock catches up, which would stop counting the very
+		// key that kept failing.
+		e.n = [Buckets]uint32{}
+		e.last = s
 	}
 	if b := &e.n[s&bucketMask]; *b < math.MaxUint32 {
 		*b++
