@@ -137,6 +137,31 @@ func (c *Counter) Count(ip netip.Addr, login string, now time.Time) int {
 	return c.addrs.count(k, s)
 }
 
+// KeyString returns the key that Add and Count use for ip or login, for
+// logs and audit lines: the address (unmapped, without zone), its network
+// as a prefix, or the case-folded login (a long one shortened as its key
+// is, with the hash in hex). It is "" when there is no usable key.
+func (c *Counter) KeyString(ip netip.Addr, login string) string {
+	if c.scope == ScopeLogin {
+		k, ok := appendLoginKey(nil, login)
+		if !ok {
+			return ""
+		}
+		if len(k) > maxLoginKey {
+			return fmt.Sprintf("%s…sha256:%x", k[:longKeyPrefix], k[longKeyPrefix:])
+		}
+		return string(k)
+	}
+	a, bits, ok := keyAddr(ip, c.bits4, c.bits6)
+	switch {
+	case !ok:
+		return ""
+	case c.scope == ScopeIP:
+		return a.String()
+	}
+	return netip.PrefixFrom(a, bits).String()
+}
+
 // Len returns the number of keys held, at most the capacity.
 func (c *Counter) Len() int {
 	c.mu.Lock()

@@ -250,3 +250,37 @@ func TestAddAllocatesNothingForKnownKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyString(t *testing.T) {
+	ipc := New(ScopeIP, window80, 10)
+	netc := New(ScopeNetwork, window80, 10)
+	net16 := New(ScopeNetwork, window80, 10, WithPrefixes(16, 32))
+	loginc := New(ScopeLogin, window80, 10)
+	long := strings.Repeat("a", 200)
+	for _, tc := range []struct {
+		c     *Counter
+		ip    string
+		login string
+		want  string
+	}{
+		{ipc, "::ffff:192.0.2.1", "", "192.0.2.1"},
+		{ipc, "fe80::1%eth0", "", "fe80::1"},
+		{ipc, "", "alice", ""},
+		{netc, "::ffff:192.0.2.77", "", "192.0.2.0/24"},
+		{netc, "2001:db8:1:2:3:4:5:6%eth0", "", "2001:db8:1:2::/64"},
+		{net16, "192.0.2.77", "", "192.0.0.0/16"},
+		{net16, "2001:db8:1:2::1", "", "2001:db8::/32"},
+		{loginc, "192.0.2.1", "Alice@Example.com", "ALICE@EXAMPLE.COM"},
+		{loginc, "192.0.2.1", "", ""},
+		{loginc, "", long, strings.Repeat("A", longKeyPrefix) + "…sha256:"},
+	} {
+		var ip netip.Addr
+		if tc.ip != "" {
+			ip = netip.MustParseAddr(tc.ip)
+		}
+		got := tc.c.KeyString(ip, tc.login)
+		if got != tc.want && !(strings.HasSuffix(tc.want, ":") && strings.HasPrefix(got, tc.want) && len(got) == len(tc.want)+64) {
+			t.Errorf("%v KeyString(%q, %q) = %q, want %q", tc.c.Scope(), tc.ip, tc.login, got, tc.want)
+		}
+	}
+}

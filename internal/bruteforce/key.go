@@ -46,25 +46,35 @@ const (
 	defaultBits6 = 64
 )
 
-// addrKey is the key of an address for ScopeIP (bits < 0) or ScopeNetwork:
-// IPv4-mapped IPv6 becomes IPv4, so one client is one key, and the zone is
-// dropped. IPv4 keys are stored in their mapped 16-byte form, which no IPv6
-// key can have after the unmapping. ok is false for an invalid address.
-func addrKey(ip netip.Addr, bits4, bits6 int) (k [16]byte, ok bool) {
+// keyAddr is the address a key is made of, for ScopeIP (bits4 < 0) or
+// ScopeNetwork: IPv4-mapped IPv6 becomes IPv4, so one client is one key,
+// the zone is dropped, and ScopeNetwork masks it to its prefix (bits is
+// that prefix's length). ok is false for an invalid address.
+func keyAddr(ip netip.Addr, bits4, bits6 int) (a netip.Addr, bits int, ok bool) {
 	if !ip.IsValid() {
-		return k, false
+		return ip, 0, false
 	}
 	ip = ip.Unmap().WithZone("")
-	if bits4 >= 0 {
-		bits := bits6
-		if ip.Is4() {
-			bits = bits4
-		}
-		// Cannot fail: bits are checked against both families in New.
-		p, _ := ip.Prefix(bits)
-		ip = p.Addr()
+	if bits4 < 0 {
+		return ip, ip.BitLen(), true
 	}
-	return ip.As16(), true
+	bits = bits6
+	if ip.Is4() {
+		bits = bits4
+	}
+	// Cannot fail: bits are checked against both families in New.
+	p, _ := ip.Prefix(bits)
+	return p.Addr(), bits, true
+}
+
+// addrKey is keyAddr as a map key. IPv4 keys are in their mapped 16-byte
+// form, which no IPv6 key can have after the unmapping.
+func addrKey(ip netip.Addr, bits4, bits6 int) (k [16]byte, ok bool) {
+	a, _, ok := keyAddr(ip, bits4, bits6)
+	if !ok {
+		return k, false
+	}
+	return a.As16(), true
 }
 
 // appendLoginKey appends login's key to dst (with room for maxLoginKey+1
