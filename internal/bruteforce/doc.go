@@ -42,7 +42,11 @@
 // dropped. A key with at least one failure per capacity/2 new distinct keys
 // is therefore never evicted: a flood of new addresses pushes out cold keys,
 // not the one an attacker keeps failing with. Evictions counts the dropped
-// keys whose window still held failures.
+// keys whose window still held failures. The swap walks and clears the
+// dropped generation under the lock: constant time per new key amortized,
+// but the one Add in capacity/2 that swaps waits for it (about 0.7 ms at
+// a capacity of 1,000,000; figures in BENCHMARKS.md). A key costs about 90
+// bytes (an address) to 125 bytes (a short login), maps and slabs included.
 //
 // Keys: ScopeIP uses the address with IPv4-mapped IPv6 unmapped and the
 // zone dropped; ScopeNetwork masks that address to a prefix (/24 and /64
@@ -50,7 +54,8 @@
 // ASCII case-folded as match.FoldASCII does. A failure without a usable key
 // (an invalid address, an empty login) is not recorded and counts 0. Logins
 // longer than 128 bytes are keyed by a 97-byte prefix and their SHA-256, so
-// an attacker cannot make the keys large.
+// an attacker cannot make the keys large. KeyString gives a key in text
+// form, for logs.
 //
 // The package decides nothing: it does not know rules, thresholds or what
 // to do when one is reached, and it keeps nothing across restarts.
