@@ -23,6 +23,7 @@ import (
 	"github.com/kickagent/kickagent/internal/agent"
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/audit"
+	"github.com/kickagent/kickagent/internal/authpolicy"
 	"github.com/kickagent/kickagent/internal/config"
 	"github.com/kickagent/kickagent/internal/engine"
 	"github.com/kickagent/kickagent/internal/jobs"
@@ -55,6 +56,7 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 	fs.Var(checked(&f.Metrics, parseString, config.CheckMetricsListen), "metrics", "metrics listen address")
 	fs.Var(checked(&f.AuditLog, parseString, nil), "audit-log", "audit log file")
 	fs.Var(checked(&f.StateDir, parseString, config.CheckStateDir), "state-dir", "state directory")
+	fs.Var(checked(&f.AuthPolicy.Listen, parseString, authpolicy.CheckListen), "auth-policy", "auth policy listen address")
 	dryRun := fs.Bool("dry-run", false, "kick nothing")
 	once := fs.Bool("once", false, "one cycle")
 	fs.Var(checked(&f.Limits.MaxKicksPerCycle, parseInt, config.CheckMaxKicksPerCycle), "max-kicks-per-cycle", "cap")
@@ -88,6 +90,7 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 	set(&c.Metrics, f.Metrics)
 	set(&c.AuditLog, f.AuditLog)
 	set(&c.StateDir, f.StateDir)
+	set(&c.AuthPolicy.Listen, f.AuthPolicy.Listen)
 	if c.StateDir == "" {
 		c.StateDir = config.DefaultStateDir
 	}
@@ -189,7 +192,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		ruleSources = append(ruleSources, c.RulesDir)
 	}
 	sources := func() engine.Sources { return engine.Sources{Rules: ruleSources, Policies: c.Policies} }
-	a := agent.New(agent.Settings{Interval: interval, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
+	var a *agent.Agent
+	var door *authpolicy.Server
+	var blocks agent.Blocks
+	if authPolicyOn(c) && !rs.once {
+		door = newAuthPolicy(c, &a, auditLog, reg, log.With("component", "auth-policy"))
+		blocks = door
+	}
+	a = agent.New(agent.Settings{Interval: interval, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
 		BreakerFraction: c.Limits.BreakerFraction, BreakerMinSessions: c.Limits.BreakerMinSessions,
 		RepeatThreshold: c.Limits.RepeatThreshold},
 		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ForSocket(c.AnvilSocket), Settle: min(2*time.Second, interval/3)},
@@ -198,7 +208,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			},
 			Jobs:  jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}},
 			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv(),
-			StateDir: stateDir(c.StateDir), StateAnvil: c.AnvilSocket})
+			StateDir: stateDir(c.StateDir), StateAnvil: c.AnvilSocket, Blocks: blocks})
 	defer a.Close()
 
 	if rs.once {
@@ -220,6 +230,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitConfig
 		}
 		log.Info("metrics listening", "addr", srv)
+	}
+	if door != nil {
+		addr, err := serveAuthPolicy(ctx, c.AuthPolicy.Listen, door, log.With("component", "auth-policy"))
+		if err != nil {
+			log.Error("auth policy listener", "err", err)
+			return exitConfig
+		}
+		log.Info("auth policy listening", "addr", addr)
 	}
 	reload := make(chan struct{}, 1)
 	hup := make(chan os.Signal, 1)

@@ -1,7 +1,8 @@
 package main
 
 var runUsage = `Usage: kickagent run [-c config] [-a anvil_socket_path] [--rules PATH]... [--rules-dir DIR] [--policy DIR]...
-                     [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--state-dir DIR] [--dry-run] [--once]
+                     [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--state-dir DIR] [--auth-policy ADDR]
+                     [--dry-run] [--once]
                      [--max-kicks-per-cycle N] [--breaker-fraction F] [--log-level info] [--log-json]
 
 The agent. Every interval it takes one anvil snapshot, evaluates the YAML
@@ -44,7 +45,12 @@ The flags are:
                        (default /var/lib/kickagent; "off": memory only, so
                        a restart kicks again sessions logged in after a
                        reset); one agent per directory
-  --dry-run            decide and audit, kick nothing
+  --auth-policy ADDR   answer Dovecot's auth policy requests on ADDR: a
+                       loopback IP:PORT or unix:/PATH (default off; the
+                       other settings are in the config file's auth_policy):
+                       a login a kick rule would kick is refused, failed
+                       logins feed brute-force rules (CONFIGURATION.md)
+  --dry-run            decide and audit, kick nothing (and refuse no login)
   --once               run one cycle and exit (cron, tests)
   --max-kicks-per-cycle N
                        kicks per cycle over all non-drain rules, at least 1
