@@ -209,3 +209,32 @@ func TestResetFlushUsage(t *testing.T) {
 		}
 	}
 }
+
+// A reset refused for its rules (exit 78, nothing written) has already
+// flushed: the config is read first, but the rule set is checked with the
+// new file, after the flush. Flushing only makes Dovecot ask the passdb
+// again, so the output says it happened and the error says why nothing
+// was installed.
+func TestResetFlushThenRefused(t *testing.T) {
+	srv := authmastertest.Start(t, &authmastertest.Server{Cache: []string{"P1\talice"}})
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "rules.d")
+	bad := filepath.Join(tmp, "rules.yaml")
+	if err := os.WriteFile(bad, []byte("rules:\n  - name: x\n    userz: [eve]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(tmp, "kickagent.yaml")
+	if err := os.WriteFile(conf, []byte("rules: ["+bad+"]\nrules_dir: "+dir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "reset", "alice", "-c", conf, "--auth-master", srv.Path)
+	if code != exitConfig || !strings.Contains(errs, bad) || strings.Contains(errs, "WARNING") {
+		t.Errorf("exit %d, want %d naming %s\n%s%s", code, exitConfig, bad, out, errs)
+	}
+	if want := `auth cache: 1 entries flushed for "alice" (` + srv.Path + ")\n"; out != want {
+		t.Errorf("stdout %q, want %q (no cutoff: nothing was installed)", out, want)
+	}
+	if f := files(t, dir); len(f) != 0 {
+		t.Errorf("installed %v", f)
+	}
+}
