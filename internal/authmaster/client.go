@@ -55,6 +55,14 @@ func (c *Client) FlushUsers(ctx context.Context, users []string) (int, error) {
 	defer stop()
 	x := exchange{path: c.Path, r: bufio.NewReaderSize(nc, maxLine), since: time.Now()}
 
+	// The handshake goes out at once, as lib-auth sends it: auth-master
+	// greets unasked, but Dovecot 2.4's auth client sockets greet only
+	// after it, and would otherwise leave the read below to time out.
+	// A server that already hung up is explained by what it sent first,
+	// so the greeting is read even then.
+	if _, err := io.WriteString(nc, clientVersion); err != nil && !isHangup(err) {
+		return 0, x.ioError(ctx, "sending the handshake", err)
+	}
 	var g greeting
 	for done := false; !done; {
 		line, err := x.readLine(ctx, "greeting")
@@ -65,7 +73,7 @@ func (c *Client) FlushUsers(ctx context.Context, users []string) (int, error) {
 			return 0, fmt.Errorf("auth-master %s: %w", c.Path, err)
 		}
 	}
-	if _, err := io.WriteString(nc, clientVersion+cmd); err != nil {
+	if _, err := io.WriteString(nc, cmd); err != nil {
 		return 0, x.ioError(ctx, "sending CACHE-FLUSH", err)
 	}
 	line, err := x.readLine(ctx, "reply to CACHE-FLUSH")
@@ -105,7 +113,8 @@ func (x *exchange) ioError(ctx context.Context, during string, err error) error 
 	if cerr := ctxErr(ctx); cerr != nil {
 		if errors.Is(cerr, context.DeadlineExceeded) {
 			return fmt.Errorf("auth-master %s: connected, but no answer within %v (%s): "+
-				"the auth process is hung, overloaded or still starting, or the timeout is too short: %w",
+				"the auth process is hung, overloaded or still starting, or the timeout is too short "+
+				"(or this is no Dovecot auth socket: auth-master greets at once): %w",
 				x.path, time.Since(x.since).Round(time.Millisecond), during, cerr)
 		}
 		return fmt.Errorf("auth-master %s: %s: %w", x.path, during, cerr)

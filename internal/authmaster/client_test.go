@@ -92,6 +92,7 @@ func TestFlushUsersProtocolSurprises(t *testing.T) {
 		{"two versions", &authmastertest.Server{Greeting: "VERSION\t1\t1\nVERSION\t1\t1\n"}, authmaster.ErrProtocol, "bad VERSION"},
 		{"anvil 2.4", &authmastertest.Server{Greeting: "VERSION\tanvil-server\t2\t0\n"}, authmaster.ErrProtocol, "bad version number"},
 		{"auth-client socket", &authmastertest.Server{Mode: authmastertest.AuthClient}, authmaster.ErrNotMaster, "auth client socket"},
+		{"2.4 auth-client socket", &authmastertest.Server{Mode: authmastertest.AuthClient, GreetAfterClient: true}, authmaster.ErrNotMaster, "auth client socket"},
 		{"endless line", &authmastertest.Server{Greeting: strings.Repeat("x", 9000) + "\n"}, authmaster.ErrProtocol, "longer than 8192"},
 		{"greeting cut short", &authmastertest.Server{Greeting: "VERSION\t1\t1\n", HangUpAfterGreeting: true}, authmaster.ErrClosed, "waiting for the greeting"},
 		{"userdb socket", &authmastertest.Server{Mode: authmastertest.Userdb}, authmaster.ErrClosed, "auth-userdb"},

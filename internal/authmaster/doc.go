@@ -6,7 +6,8 @@
 // major version 1; src/auth/auth-master-connection.c, and the client side
 // in lib-auth/auth-master.c, lib-auth-client/auth-master.c in 2.4): the
 // server greets with "VERSION\t1\t<minor>" and "SPID\t<pid>", the client
-// answers "VERSION\t1\t0", sends "CACHE-FLUSH\t<id>\t<user>..." and gets
+// sends "VERSION\t1\t0" (at once, as lib-auth does), then
+// "CACHE-FLUSH\t<id>\t<user>..." once greeted, and gets
 // "OK\t<id>\t<count>", the number of cache entries removed (passdb and
 // userdb entries both count). The server never answers an error on the
 // wire: a command it refuses makes it log and hang up, so EOF is its only

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -24,7 +25,9 @@ import (
 //     while a login with the new password works and stays;
 //   - the same with --no-cache-flush: the old password gets back in right
 //     after the kick, as a new session the reset leaves alone (what the
-//     flush is for, and why this test can fail).
+//     flush is for, and why this test can fail);
+//   - a login as BOB is flushed by reset Bob (cached as bob), and the
+//     other sockets of base_dir are refused with what they are.
 //
 // Each run starts its instance afresh (passwords "pass", empty cache).
 // Client addresses 127.0.0.71-127.0.0.79.
@@ -33,6 +36,7 @@ func TestResetFlushesAuthCache(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Run("flush", func(t *testing.T) { resetAuthCache(t, name, true) })
 			t.Run("no-cache-flush", func(t *testing.T) { resetAuthCache(t, name, false) })
+			t.Run("names and sockets", func(t *testing.T) { resetFlushReal(t, instance(t, name)) })
 		})
 	}
 }
@@ -104,6 +108,46 @@ func resetAuthCache(t *testing.T, name string, flush bool) {
 	stayOpen(t, ctx, 3, fresh)
 	if n := ph.loginsAfter(kicked); n != 0 {
 		t.Errorf("%s: the old password logged in %d times after the flush and the kick", name, n)
+	}
+}
+
+// resetFlushReal: what reset flushes and says on real Dovecot. A login as
+// "BOB" is cached under "bob" (auth_username_format %Lu), so reset Bob
+// flushes it through the lowercase name; the other auth sockets are
+// refused with what they are, and the reset is installed all the same.
+func resetFlushReal(t *testing.T, inst *testrig.Instance) {
+	ctx := testCtx(t)
+	c, err := testrig.DialIMAP(ctx, netip.MustParseAddr("127.0.0.75"), inst.IMAPPort, "BOB", oldPass)
+	if err != nil {
+		t.Fatalf("%s: log in as BOB: %v", inst.Name, err)
+	}
+	c.Close()
+	dir := filepath.Join(t.TempDir(), "rules.d")
+	out, errOut, code := kickagent(t, ctx, "reset", "Bob", "--auth-master", inst.Env["KA_AUTH_MASTER"], "--rules-dir", dir)
+	m := regexp.MustCompile(`auth cache: (\d+) entries flushed for "Bob", "bob"`).FindStringSubmatch(out)
+	if code != 0 || m == nil || m[1] == "0" {
+		t.Errorf("%s: reset Bob: exit %d, want bob's cached entries flushed:\n%s%s", inst.Name, code, out, errOut)
+	}
+	if got, _, err := inst.Doveadm(ctx, "auth", "cache", "flush", "bob"); err != nil || strings.TrimSpace(got) != "0 cache entries flushed" {
+		t.Errorf("%s: doveadm auth cache flush bob after the reset: %q %v, want nothing left", inst.Name, got, err)
+	}
+	// 2.3's anvil hangs up on our handshake; 2.4's greets as anvil.
+	anvilSays := "the auth process closed the connection while waiting for the greeting"
+	if inst.Is24() {
+		anvilSays = `unexpected answer from the auth process in the greeting: a bad version number: "VERSION\tanvil-server`
+	}
+	for sock, want := range map[string]string{
+		"auth-userdb": "refuses CACHE-FLUSH on a socket that is not auth-master",
+		"auth-client": "not an auth-master socket: it greets as an auth client socket",
+		"anvil":       anvilSays,
+		"nonexistent": "does not exist",
+	} {
+		os.RemoveAll(dir)
+		out, errOut, code := kickagent(t, ctx, "reset", "bob", "--auth-master", filepath.Join(inst.BaseDir, sock), "--rules-dir", dir, "--timeout", "10s")
+		if code != 2 || !strings.Contains(errOut, "WARNING: the auth cache was NOT flushed") || !strings.Contains(errOut, want) ||
+			!strings.HasPrefix(out, "reset: ") {
+			t.Errorf("%s: reset with --auth-master %s: exit %d, want 2 with %q and the reset installed:\n%s%s", inst.Name, sock, code, want, out, errOut)
+		}
 	}
 }
 

@@ -47,6 +47,9 @@ type Server struct {
 	Greeting string
 	// Silent accepts connections and never says anything.
 	Silent bool
+	// GreetAfterClient greets only once the client's first line came, as
+	// Dovecot 2.4's auth client sockets do.
+	GreetAfterClient bool
 	// HangUpAfterGreeting closes each connection once greeted.
 	HangUpAfterGreeting bool
 	// Reply, when set, answers each command line instead of the fake
@@ -121,8 +124,10 @@ func (s *Server) serve(c net.Conn) {
 		_, _ = r.ReadString(0)
 		return
 	}
-	if _, err := c.Write([]byte(s.greeting())); err != nil || s.HangUpAfterGreeting {
-		return
+	if !s.GreetAfterClient {
+		if _, err := c.Write([]byte(s.greeting())); err != nil || s.HangUpAfterGreeting {
+			return
+		}
 	}
 	for first := true; ; first = false {
 		// The auth process reads lines of at most 1024 bytes and hangs up
@@ -138,6 +143,11 @@ func (s *Server) serve(c net.Conn) {
 		if first {
 			if !s.handshakeOK(line) {
 				return
+			}
+			if s.GreetAfterClient {
+				if _, err := c.Write([]byte(s.greeting())); err != nil || s.HangUpAfterGreeting {
+					return
+				}
 			}
 			continue
 		}
