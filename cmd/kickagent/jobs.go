@@ -244,49 +244,23 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitUsage
 		}
 	}
-	// The config is read before the flush: a reset that cannot be
-	// installed flushes nothing.
+	// The config is read before the flush: a reset whose config cannot
+	// be read flushes nothing.
 	d, c, err := j.dir(fs)
 	if err != nil {
 		printErr(stderr, "reset", err)
 		return exitConfig
 	}
 	f := planFlush(pos[0], *field, *socket, c, *noFlush, timeout)
-	what := pos[0]
-	if *field != "" {
-		what = *field + "=" + pos[0]
-	}
 	if *dryRun {
+		what := pos[0]
+		if *field != "" {
+			what = *field + "=" + pos[0]
+		}
 		f.dryRun(stdout, what, *at)
 		return exitOK
 	}
-	if f.names == nil {
-		f.reportSkip(stderr)
-		code := installIn(ctx, d, jobs.NewReset(pos[0], *field, t, *expire), stdout, stderr)
-		if code == exitOK && f.partial {
-			return exitPartial
-		}
-		return code
-	}
-	// Flush first, then set the cutoff at the flush's completion: a
-	// session that logged in before then may have used the cached old
-	// password, so it counts as old. A failed flush still installs the
-	// reset (a reset that does not kick is worse) and says so loudly.
-	n, ferr := f.run(ctx)
-	if done := time.Now(); done.After(t) {
-		t = done
-	}
-	job := jobs.NewReset(pos[0], *field, t, *expire)
-	code := installIn(ctx, d, job, stdout, stderr)
-	cutoff := job.Rule.LoggedInBefore
-	if code != exitOK {
-		cutoff = ""
-	}
-	f.report(stdout, stderr, n, ferr, cutoff)
-	if code == exitOK && ferr != nil {
-		return exitPartial
-	}
-	return code
+	return f.reset(ctx, d, t, func(t time.Time) jobs.Job { return jobs.NewReset(pos[0], *field, t, *expire) }, stdout, stderr)
 }
 
 func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int {

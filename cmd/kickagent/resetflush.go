@@ -11,6 +11,7 @@ import (
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/authmaster"
 	"github.com/kickagent/kickagent/internal/config"
+	"github.com/kickagent/kickagent/internal/jobs"
 )
 
 // defaultFlushTimeout bounds the auth cache flush: the auth process
@@ -72,6 +73,38 @@ func asciiLower(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// reset flushes (or skips), then installs the job newJob makes for the
+// cutoff, and returns the exit code. The cutoff is at the flush's
+// completion, or at if later: a session that logged in before the flush
+// completed may have used the cached old password, so it counts as old. A
+// failed flush still installs the reset (a reset that does not kick is
+// worse) and says so loudly, with exitPartial.
+func (f resetFlush) reset(ctx context.Context, d jobs.Dir, at time.Time, newJob func(time.Time) jobs.Job, stdout, stderr io.Writer) int {
+	if f.names == nil {
+		f.reportSkip(stderr)
+		code := installIn(ctx, d, newJob(at), stdout, stderr)
+		if code == exitOK && f.partial {
+			return exitPartial
+		}
+		return code
+	}
+	n, ferr := f.run(ctx)
+	if done := time.Now(); done.After(at) {
+		at = done
+	}
+	job := newJob(at)
+	code := installIn(ctx, d, job, stdout, stderr)
+	cutoff := job.Rule.LoggedInBefore
+	if code != exitOK {
+		cutoff = ""
+	}
+	f.report(stdout, stderr, n, ferr, cutoff)
+	if code == exitOK && ferr != nil {
+		return exitPartial
+	}
+	return code
 }
 
 // run flushes and returns the count; the reset goes on whatever happens.
