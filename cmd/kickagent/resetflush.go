@@ -39,8 +39,9 @@ type resetFlush struct {
 
 // planFlush decides what to flush for a reset of user (of field's value
 // when field is set). The auth cache is keyed by the login name as the
-// passdb lookup saw it, after auth_username_format (default %Lu, which
-// lowercases), so the name as given and its lowercase form are flushed:
+// passdb lookup saw it, after auth_username_format (default %Lu on 2.3,
+// %{user | lower} on 2.4), so the name as given and its lowercase form are
+// flushed:
 // the reset's rule matches user names in any ASCII case, and flushing an
 // entry only costs the next login a passdb lookup. An alt-username value
 // is no key of the cache, and which login names carry it cannot be known

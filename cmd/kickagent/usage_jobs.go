@@ -55,9 +55,8 @@ kick, as a new session that the reset leaves alone. The cutoff is then set
 at the flush's completion (or --at, if later): a session that logged in
 before the flush completed may have used the cached password, so it counts
 as old. reset prints how many cache entries it flushed. The cache is keyed
-by the login name after auth_username_format, so USER and its lowercase
-form (Dovecot's default %Lu) are flushed, as doveadm auth cache flush USER
-would. With -f nothing is flushed: the cache knows login names, not alt
+by the login name after auth_username_format, which lowercases by
+default, so USER and its lowercase form are flushed. With -f nothing is flushed: the cache knows login names, not alt
 values (see the exit status).
 
 When the flush fails (socket missing, no permission, the auth process not
