@@ -135,9 +135,16 @@ EOF
 
 # policy_conf: the auth policy settings, only when KA_POLICY_URL is set. Request
 # attributes are Dovecot's defaults for that version plus user (and user_alt on 2.4).
+# KA_POLICY_SOCKET (2.4 only, a host path inside the chroot) sends the requests to a
+# UNIX socket instead: 2.4's HTTP client takes it as a proxy, so the request line
+# carries the absolute URL (POST http://host/?command=allow HTTP/1.1).
 policy_conf() {
   [ -n "${KA_POLICY_URL:-}" ] || return 0
-  local ms=${KA_POLICY_TIMEOUT_MS:-2000} rof=${KA_POLICY_REJECT_ON_FAIL:-no}
+  local ms=${KA_POLICY_TIMEOUT_MS:-2000} rof=${KA_POLICY_REJECT_ON_FAIL:-no} sock=${KA_POLICY_SOCKET:-}
+  if [ -n "$sock" ]; then
+    [ "$VER" = 2.4 ] || die "KA_POLICY_SOCKET: Dovecot 2.3's auth policy client speaks only TCP"
+    case $sock in "$T"/*) sock=${sock#"$T"} ;; *) die "KA_POLICY_SOCKET must be under $T (the 2.4 chroot)" ;; esac
+  fi
   case $ms in ''|*[!0-9]*) die "KA_POLICY_TIMEOUT_MS must be a number of milliseconds, not '$ms'" ;; esac
   case $rof in yes|no) ;; *) die "KA_POLICY_REJECT_ON_FAIL must be yes or no, not '$rof'" ;; esac
   echo "auth_policy_server_url = $KA_POLICY_URL"
@@ -151,7 +158,8 @@ policy_conf() {
   else
     cat <<EOF
 auth_policy {
-  http_client_request_absolute_timeout = $ms ms
+  http_client_request_absolute_timeout = $ms ms${sock:+
+  http_client_proxy_socket_path = $sock}
 }
 auth_policy_request_attributes {
   login = %{requested_username}
@@ -211,6 +219,7 @@ KA_BACKEND='$BACKEND'
 KA_AUTH_MASTER='$BASE/auth-master'
 KA_DB='$DB'
 KA_POLICY_URL='${KA_POLICY_URL:-}'
+KA_POLICY_SOCKET='${KA_POLICY_SOCKET:-}'
 EOF
 }
 
@@ -226,6 +235,7 @@ start() {
   if [ -n "$BACKEND" ]; then (def "$BACKEND"; healthy) || "$0" start "$BACKEND"; fi
   [ "$VER" = 2.4 ] && mount_chroot
   ensure_vmail
+  policy_conf >/dev/null # bad KA_POLICY_* settings fail here, before the running instance stops
   stop "$NAME"
   write_files
   dc dovecot -c "$CONF" </dev/null >/dev/null 2>&1 || { tail -n 20 "$HDIR/dovecot.log" >&2 2>/dev/null; die "$NAME: dovecot failed to start"; }
