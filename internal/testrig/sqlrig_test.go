@@ -1,7 +1,11 @@
 package testrig
 
 import (
+	"context"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,5 +42,49 @@ func TestPolicyEnviron(t *testing.T) {
 		"KA_POLICY_REJECT_ON_FAIL=yes", "KA_POLICY_SOCKET=/s"}
 	if got := p.environ(); !slices.Equal(got, want) {
 		t.Errorf("Policy: %q, want %q", got, want)
+	}
+}
+
+func TestPolicyServer(t *testing.T) {
+	ps := StartPolicyServer(t)
+	ps.SetAnswer(func(_ context.Context, r PolicyRequest) string {
+		if r.Str("passdb_user") != "" {
+			return `{"status":-1,"msg":"X"}`
+		}
+		return `{"status":0}`
+	})
+	post := func(command, body string) string {
+		t.Helper()
+		resp, err := http.Post(ps.URL+"?command="+command, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := post("allow", `{"user":"bob","passdb_user":""}`); got != `{"status":0}` {
+		t.Errorf("allow before authentication: %s", got)
+	}
+	if got := post("allow", `{"user":"bob","passdb_user":"bob"}`); got != `{"status":-1,"msg":"X"}` {
+		t.Errorf("allow after authentication: %s", got)
+	}
+	post("allow", `{"user":"carol"}`)
+	if got := post("report", `{"user":"bob","success":false}`); got != "" {
+		t.Errorf("report answered %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reqs, err := ps.WaitFor(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 3 || reqs[2].Command != "report" || reqs[2].Body["success"] != false {
+		t.Errorf("bob's requests: %+v", reqs)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := ps.WaitFor(short, "carol"); err == nil {
+		t.Error("WaitFor returned without a report for carol")
 	}
 }

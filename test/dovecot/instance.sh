@@ -134,7 +134,9 @@ EOF
 }
 
 # policy_conf: the auth policy settings, only when KA_POLICY_URL is set. Request
-# attributes are Dovecot's defaults for that version plus user (and user_alt on 2.4).
+# attributes are Dovecot's defaults for that version plus user, passdb_user (empty until
+# the passdb has answered: it tells the after-authentication allow request from the
+# one before) and, on 2.4, user_alt (empty before authentication too).
 # KA_POLICY_SOCKET (2.4 only, a host path inside the chroot) sends the requests to a
 # UNIX socket instead: 2.4's HTTP client takes it as a proxy, so the request line
 # carries the absolute URL (POST http://host/?command=allow HTTP/1.1).
@@ -154,7 +156,7 @@ policy_conf() {
   [ -z "${KA_POLICY_HEADER:-}" ] || echo "auth_policy_server_api_header = $KA_POLICY_HEADER"
   if [ "$VER" = 2.3 ]; then
     echo "auth_policy_server_timeout_msecs = $ms"
-    echo "auth_policy_request_attributes = login=%{requested_username} pwhash=%{hashed_password} remote=%{rip} device_id=%{client_id} protocol=%s session_id=%{session} user=%{user}"
+    echo "auth_policy_request_attributes = login=%{requested_username} pwhash=%{hashed_password} remote=%{rip} device_id=%{client_id} protocol=%s session_id=%{session} user=%{user} passdb_user=%{passdb:user}"
   else
     cat <<EOF
 auth_policy {
@@ -170,6 +172,7 @@ auth_policy_request_attributes {
   session_id = %{session}
   fail_type = %{fail_type}
   user = %{user}
+  passdb_user = %{passdb:user}
   user_alt = %{passdb:user_alt}
 }
 EOF
