@@ -134,10 +134,19 @@ EOF
 }
 
 # policy_conf: the auth policy settings, only when KA_POLICY_URL is set. Request
-# attributes are Dovecot's defaults for that version plus user (and user_alt on 2.4).
+# attributes are Dovecot's defaults for that version plus user, passdb_user (empty until
+# the passdb has answered: it tells the after-authentication allow request from the
+# one before) and, on 2.4, user_alt (empty before authentication too).
+# KA_POLICY_SOCKET (2.4 only, a host path inside the chroot) sends the requests to a
+# UNIX socket instead: 2.4's HTTP client takes it as a proxy, so the request line
+# carries the absolute URL (POST http://host/?command=allow HTTP/1.1).
 policy_conf() {
   [ -n "${KA_POLICY_URL:-}" ] || return 0
-  local ms=${KA_POLICY_TIMEOUT_MS:-2000} rof=${KA_POLICY_REJECT_ON_FAIL:-no}
+  local ms=${KA_POLICY_TIMEOUT_MS:-2000} rof=${KA_POLICY_REJECT_ON_FAIL:-no} sock=${KA_POLICY_SOCKET:-}
+  if [ -n "$sock" ]; then
+    [ "$VER" = 2.4 ] || die "KA_POLICY_SOCKET: Dovecot 2.3's auth policy client speaks only TCP"
+    case $sock in "$T"/*) sock=${sock#"$T"} ;; *) die "KA_POLICY_SOCKET must be under $T (the 2.4 chroot)" ;; esac
+  fi
   case $ms in ''|*[!0-9]*) die "KA_POLICY_TIMEOUT_MS must be a number of milliseconds, not '$ms'" ;; esac
   case $rof in yes|no) ;; *) die "KA_POLICY_REJECT_ON_FAIL must be yes or no, not '$rof'" ;; esac
   echo "auth_policy_server_url = $KA_POLICY_URL"
@@ -147,11 +156,12 @@ policy_conf() {
   [ -z "${KA_POLICY_HEADER:-}" ] || echo "auth_policy_server_api_header = $KA_POLICY_HEADER"
   if [ "$VER" = 2.3 ]; then
     echo "auth_policy_server_timeout_msecs = $ms"
-    echo "auth_policy_request_attributes = login=%{requested_username} pwhash=%{hashed_password} remote=%{rip} device_id=%{client_id} protocol=%s session_id=%{session} user=%{user}"
+    echo "auth_policy_request_attributes = login=%{requested_username} pwhash=%{hashed_password} remote=%{rip} device_id=%{client_id} protocol=%s session_id=%{session} user=%{user} passdb_user=%{passdb:user}"
   else
     cat <<EOF
 auth_policy {
-  http_client_request_absolute_timeout = $ms ms
+  http_client_request_absolute_timeout = $ms ms${sock:+
+  http_client_proxy_socket_path = $sock}
 }
 auth_policy_request_attributes {
   login = %{requested_username}
@@ -162,6 +172,7 @@ auth_policy_request_attributes {
   session_id = %{session}
   fail_type = %{fail_type}
   user = %{user}
+  passdb_user = %{passdb:user}
   user_alt = %{passdb:user_alt}
 }
 EOF
@@ -211,6 +222,7 @@ KA_BACKEND='$BACKEND'
 KA_AUTH_MASTER='$BASE/auth-master'
 KA_DB='$DB'
 KA_POLICY_URL='${KA_POLICY_URL:-}'
+KA_POLICY_SOCKET='${KA_POLICY_SOCKET:-}'
 EOF
 }
 
@@ -226,6 +238,7 @@ start() {
   if [ -n "$BACKEND" ]; then (def "$BACKEND"; healthy) || "$0" start "$BACKEND"; fi
   [ "$VER" = 2.4 ] && mount_chroot
   ensure_vmail
+  policy_conf >/dev/null # bad KA_POLICY_* settings fail here, before the running instance stops
   stop "$NAME"
   write_files
   dc dovecot -c "$CONF" </dev/null >/dev/null 2>&1 || { tail -n 20 "$HDIR/dovecot.log" >&2 2>/dev/null; die "$NAME: dovecot failed to start"; }
