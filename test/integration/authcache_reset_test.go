@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -32,11 +31,11 @@ import (
 // Each run starts its instance afresh (passwords "pass", empty cache).
 // Client addresses 127.0.0.71-127.0.0.79.
 func TestResetFlushesAuthCache(t *testing.T) {
-	for _, name := range []string{"p23", "p24"} {
+	for _, name := range []string{testrig.P23, testrig.P24} {
 		t.Run(name, func(t *testing.T) {
 			t.Run("flush", func(t *testing.T) { resetAuthCache(t, name, true) })
 			t.Run("no-cache-flush", func(t *testing.T) { resetAuthCache(t, name, false) })
-			t.Run("names and sockets", func(t *testing.T) { resetFlushReal(t, instance(t, name)) })
+			t.Run("names and sockets", func(t *testing.T) { resetFlushReal(t, testrig.StartSQLT(t, name, testrig.Policy{})) })
 		})
 	}
 }
@@ -47,12 +46,12 @@ const (
 )
 
 func resetAuthCache(t *testing.T, name string, flush bool) {
-	inst := testrig.StartT(t, name)
+	inst := testrig.StartSQLT(t, name, testrig.Policy{})
 	// Leave the instance as a fresh start leaves it (alice's password
 	// "pass", nothing cached) for whoever uses it next.
-	t.Cleanup(func() { testrig.StartT(t, name) })
+	t.Cleanup(func() { testrig.StartSQLT(t, name, testrig.Policy{}) })
 	ctx := testCtx(t)
-	socket := inst.Env["KA_AUTH_MASTER"]
+	socket := inst.AuthMaster()
 	if socket == "" {
 		t.Fatalf("%s: the env file has no KA_AUTH_MASTER", name)
 	}
@@ -63,7 +62,7 @@ func resetAuthCache(t *testing.T, name string, flush bool) {
 	first := ph.waitFirst(t, 15*time.Second)
 	waitListed(t, ctx, inst, []*held{{login: login{"alice", "127.0.0.71", "imap"}}})
 
-	rigPasswd(t, ctx, name, "alice", newPass)
+	inst.PasswdT(t, "alice", newPass)
 	// The cache still knows the old password: the premise of the test.
 	probe, err := testrig.DialIMAP(ctx, netip.MustParseAddr("127.0.0.72"), inst.IMAPPort, "alice", oldPass)
 	if err != nil {
@@ -123,13 +122,13 @@ func resetFlushReal(t *testing.T, inst *testrig.Instance) {
 	}
 	c.Close()
 	dir := filepath.Join(t.TempDir(), "rules.d")
-	out, errOut, code := kickagent(t, ctx, "reset", "Bob", "--auth-master", inst.Env["KA_AUTH_MASTER"], "--rules-dir", dir)
+	out, errOut, code := kickagent(t, ctx, "reset", "Bob", "--auth-master", inst.AuthMaster(), "--rules-dir", dir)
 	m := regexp.MustCompile(`auth cache: (\d+) entries flushed for "Bob", "bob"`).FindStringSubmatch(out)
 	if code != 0 || m == nil || m[1] == "0" {
 		t.Errorf("%s: reset Bob: exit %d, want bob's cached entries flushed:\n%s%s", inst.Name, code, out, errOut)
 	}
-	if got, _, err := inst.Doveadm(ctx, "auth", "cache", "flush", "bob"); err != nil || strings.TrimSpace(got) != "0 cache entries flushed" {
-		t.Errorf("%s: doveadm auth cache flush bob after the reset: %q %v, want nothing left", inst.Name, got, err)
+	if n, err := inst.FlushAuthCache(ctx, "bob"); err != nil || n != 0 {
+		t.Errorf("%s: doveadm auth cache flush bob after the reset: %d %v, want nothing left", inst.Name, n, err)
 	}
 	// 2.3's anvil hangs up on our handshake; 2.4's greets as anvil.
 	anvilSays := "the auth process closed the connection while waiting for the greeting"
@@ -148,25 +147,6 @@ func resetFlushReal(t *testing.T, inst *testrig.Instance) {
 			!strings.HasPrefix(out, "reset: ") {
 			t.Errorf("%s: reset with --auth-master %s: exit %d, want 2 with %q and the reset installed:\n%s%s", inst.Name, sock, code, want, out, errOut)
 		}
-	}
-}
-
-// rigPasswd changes user's password in the instance's db (instance.sh
-// passwd), leaving Dovecot's auth cache alone.
-func rigPasswd(t *testing.T, ctx context.Context, name, user, pass string) {
-	t.Helper()
-	script, err := testrig.Script()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := testrig.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, script, "passwd", name, user, pass)
-	cmd.Env = append(os.Environ(), "KA_ROOT="+root)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("instance.sh passwd %s %s: %v\n%s", name, user, err, out)
 	}
 }
 
