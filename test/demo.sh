@@ -116,7 +116,7 @@ show "$ka" who -1 -a "$A"
 
 say "== 3. kickagent reset alice: the old sessions close, a new login stays"
 start=$(now_ms)
-show "$ka" reset alice --rules-dir "$D/rules.d"
+show "$ka" reset alice --auth-master "$(dirname "$A")/auth-master" --rules-dir "$D/rules.d"
 gone alice "$start"; audit '"alice"'
 sleep 2 # one interval: a login right at the reset may count as old (kickagent reset --help)
 hold alice-new "demo24:alice@127.0.0.12/imap"

@@ -10,7 +10,7 @@ Usage:
   kickagent kick [-a anvil_socket_path] [-f passdb_field] -h dest_ip
   kickagent run [-c config] [-a socket] [--rules PATH]... [--rules-dir DIR] [--policy DIR]... [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--dry-run] [--once]
   kickagent block NETWORK|USER_MASK [--for 24h] [--reason TEXT]     (also: unblock, blocks)
-  kickagent reset USER [--at TIME] [-f passdb_field]
+  kickagent reset USER [--at TIME] [-f passdb_field] [--auth-master PATH | --no-cache-flush] [--dry-run]
   kickagent drain --dest IP|--all [--rate N/s] | --status | --cancel
   kickagent check [-c config] [--rules PATH]... [--policy DIR]...
   kickagent snapshot [-a anvil_socket_path] > snap.json

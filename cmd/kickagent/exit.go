@@ -31,7 +31,7 @@ var exitCodes = []struct {
 }{
 	{exitOK, "success"},
 	{exitFailure, "the operation failed: output or a file could not be written or removed, the agent stopped on an error; test-policy: a test failed, none was found or the policy did not load"},
-	{exitPartial, "kick: sessions matched but not all were kicked (refused for collateral, still connected, failed)"},
+	{exitPartial, "kick: sessions matched but not all were kicked (refused for collateral, still connected, failed); reset: the reset is installed but the auth cache was not flushed, so the old password may still log in"},
 	{exitUsage, "usage: a bad flag or argument, such as a network literal the parser refuses"},
 	{exitNotFound, "nothing matched: kick selected no session; unblock or drain --cancel found no such job"},
 	{exitTempFail, "anvil unreachable or its reply malformed, or the snapshot file unreadable; try again later"},

@@ -83,6 +83,11 @@ func install(ctx context.Context, fs *flag.FlagSet, j *jobFlags, job jobs.Job, s
 		printErr(stderr, fmt.Sprint(job.Kind), err)
 		return exitConfig
 	}
+	return installIn(ctx, d, job, stdout, stderr)
+}
+
+// installIn is install into a directory already resolved.
+func installIn(ctx context.Context, d jobs.Dir, job jobs.Job, stdout, stderr io.Writer) int {
 	path, others, err := d.InstallChecked(ctx, job, time.Now())
 	if err != nil {
 		return jobError(stderr, string(job.Kind), err)
@@ -215,12 +220,21 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	at := fs.String("at", "", "reset time (RFC 3339; default now)")
 	field := fs.String("f", "", "alt-username field")
 	expire := fs.Duration("expire", 24*time.Hour, "rule lifetime")
+	socket := fs.String("auth-master", "", "auth-master socket")
+	noFlush := fs.Bool("no-cache-flush", false, "do not flush the auth cache")
+	dryRun := fs.Bool("dry-run", false, "change nothing, say what would be done")
+	timeout := defaultFlushTimeout
+	fs.Var(checked(&timeout, config.ParseDuration, config.CheckTimeout), "timeout", "auth cache flush timeout")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return helpOr(err)
 	}
 	if len(pos) != 1 || pos[0] == "" || *expire <= 0 {
 		fmt.Fprint(stderr, resetUsage)
+		return exitUsage
+	}
+	if *noFlush && *socket != "" {
+		fmt.Fprint(stderr, "kickagent reset: --auth-master with --no-cache-flush: give one or the other\n")
 		return exitUsage
 	}
 	t := time.Now()
@@ -230,7 +244,23 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitUsage
 		}
 	}
-	return install(ctx, fs, &j, jobs.NewReset(pos[0], *field, t, *expire), stdout, stderr)
+	// The config is read before the flush: a reset whose config cannot
+	// be read flushes nothing.
+	d, c, err := j.dir(fs)
+	if err != nil {
+		printErr(stderr, "reset", err)
+		return exitConfig
+	}
+	f := planFlush(pos[0], *field, *socket, c, *noFlush, timeout)
+	if *dryRun {
+		what := pos[0]
+		if *field != "" {
+			what = *field + "=" + pos[0]
+		}
+		f.dryRun(stdout, what, *at)
+		return exitOK
+	}
+	return f.reset(ctx, d, t, func(t time.Time) jobs.Job { return jobs.NewReset(pos[0], *field, t, *expire) }, stdout, stderr)
 }
 
 func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int {

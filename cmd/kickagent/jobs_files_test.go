@@ -21,7 +21,7 @@ func TestBlockDespiteBrokenDropIn(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("rules:\n  - name: typo\n    userz: [eve]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"block", "198.51.100.7"}, {"reset", "alice"}, {"drain", "--all"}} {
+	for _, args := range [][]string{{"block", "198.51.100.7"}, {"reset", "alice", "--no-cache-flush"}, {"drain", "--all"}} {
 		code, out, errs := runCmd(t, append(args, rd...)...)
 		if code != exitOK {
 			t.Errorf("%v with a broken unrelated drop-in: exit %d\n%s%s", args, code, out, errs)

@@ -199,7 +199,7 @@ func TestBlockRefusedLeavesNothing(t *testing.T) {
 
 func TestReset(t *testing.T) {
 	dir, rd := jobDir(t)
-	code, _, errs := runCmd(t, append([]string{"reset", "alice", "--at", "2026-11-24T10:00:00+01:00", "--expire", "2h"}, rd...)...)
+	code, _, errs := runCmd(t, append([]string{"reset", "alice", "--at", "2026-11-24T10:00:00+01:00", "--expire", "2h", "--no-cache-flush"}, rd...)...)
 	if code != exitOK {
 		t.Fatalf("reset: %d %s", code, errs)
 	}
@@ -221,7 +221,7 @@ func TestReset(t *testing.T) {
 		"2026-11-24T10:00:00.2000001Z": "2026-11-24T10:00:00.201Z",
 		"2026-11-24T10:00:00.999999Z":  "2026-11-24T10:00:01.000Z",
 	} {
-		if code, _, _ := runCmd(t, append([]string{"reset", "alice", "--at", at}, rd...)...); code != exitOK {
+		if code, _, _ := runCmd(t, append([]string{"reset", "alice", "--at", at, "--no-cache-flush"}, rd...)...); code != exitOK {
 			t.Fatal(code)
 		}
 		if e = only(t, dir); e.Rule.LoggedInBefore != want {
@@ -232,7 +232,7 @@ func TestReset(t *testing.T) {
 
 	// Default: now, 24h; an alt username.
 	before := time.Now()
-	if code, _, errs := runCmd(t, append([]string{"reset", "-f", "user_alt", "alice-alt"}, rd...)...); code != exitOK {
+	if code, _, errs := runCmd(t, append([]string{"reset", "-f", "user_alt", "alice-alt", "--no-cache-flush"}, rd...)...); code != exitOK {
 		t.Fatalf("reset -f: %d %s", code, errs)
 	}
 	e = only(t, dir)

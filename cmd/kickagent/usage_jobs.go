@@ -39,26 +39,55 @@ The flags are:
   --rules-dir D  the drop-in directory, instead of the config's rules_dir
 ` + exitStatus(exitOK, exitFailure, exitUsage, exitNotFound, exitConfig)
 
-var resetUsage = `Usage: kickagent reset USER [--at TIME] [-f passdb_field] [--expire 24h] [-c config | --rules-dir DIR]
+var resetUsage = `Usage: kickagent reset USER [--at TIME] [-f passdb_field] [--expire 24h]
+         [--auth-master PATH | --no-cache-flush] [--timeout 10s] [--dry-run]
+         [-c config | --rules-dir DIR]
 
-After a password reset: every session of USER that was already logged in
-when the reset took effect is kicked, on every cycle until it is gone;
+After a password reset: USER's entries are flushed from Dovecot's
+authentication cache, then every session of USER that was already logged
+in when the reset took effect is kicked, on every cycle until it is gone;
 sessions that log in after it (with the new password) are left alone.
+
+The flush comes first because with auth_cache_size > 0 (usual with SQL and
+LDAP passdbs) the cache keeps accepting the OLD password until
+auth_cache_ttl ends: a phone holding it would reconnect at once after the
+kick, as a new session that the reset leaves alone. The cutoff is then set
+at the flush's completion (or --at, if later): a session that logged in
+before the flush completed may have used the cached password, so it counts
+as old. reset prints how many cache entries it flushed. The cache is keyed
+by the login name after auth_username_format, which lowercases by
+default, so USER and its lowercase form are flushed. With -f nothing is flushed: the cache knows login names, not alt
+values (see the exit status).
+
+When the flush fails (socket missing, no permission, the auth process not
+answering), the reset is installed all the same (a reset that does not kick
+is worse), a WARNING on stderr says that the old password may still log in,
+and the exit status says so (below).
 
 Anvil records no login time, so "already logged in" is defined by the
 agent: a session is old when the agent first saw it in a snapshot taken no
-later than the first snapshot at or after TIME. Guarantee: every session
-that existed at TIME is kicked. Limit: a session that logs in less than one
-interval after TIME (before the agent's next snapshot) may be kicked once
-too, and when the agent was not running at TIME, every session present at
-its first snapshot counts as old. The rule expires after --expire.
+later than the first snapshot at or after the cutoff. Guarantee: every
+session that existed at the cutoff is kicked. Limit: a session that logs in
+less than one interval after it (before the agent's next snapshot) may be
+kicked once too, and when the agent was not running at the cutoff, every
+session present at its first snapshot counts as old. The rule expires after
+--expire.
 
 The flags are:
-  --at TIME      when the reset took effect (RFC 3339; default now)
-  -f FIELD       USER is a value of the alt-username field FIELD (user_*)
-  --expire D     lifetime of the rule (default 24h)
-  -c, --rules-dir  as for block
-` + exitStatus(exitOK, exitFailure, exitUsage, exitConfig)
+  --at TIME          when the reset took effect (RFC 3339; default now)
+  -f FIELD           USER is a value of the alt-username field FIELD (user_*);
+                     the auth cache is not flushed (a WARNING and that exit
+                     status, unless --no-cache-flush)
+  --expire D         lifetime of the rule (default 24h)
+  --auth-master PATH Dovecot's auth-master socket (default: auth-master in
+                     the base_dir of the config's anvil_socket, else
+                     /run/dovecot/auth-master); needs root, as doveadm does
+  --no-cache-flush   do not flush (Dovecot without an auth cache, or flushed
+                     by other means)
+  --timeout D        how long the flush may take (default 10s)
+  --dry-run          print what would be flushed and installed; change nothing
+  -c, --rules-dir    as for block
+` + exitStatus(exitOK, exitFailure, exitPartial, exitUsage, exitConfig)
 
 var drainUsage = `Usage:
   kickagent drain --dest IP [--rate N/s] [-a anvil_socket_path] [-c config | --rules-dir DIR]

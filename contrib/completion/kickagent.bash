@@ -34,7 +34,7 @@ _kickagent() {
 	run) flags="-c -a --rules --rules-dir --policy --interval --metrics --audit-log --state-dir --auth-policy --dry-run --once --max-kicks-per-cycle --breaker-fraction --log-level --log-json" ;;
 	block) flags="--for --reason --force -c --rules-dir" ;;
 	unblock | blocks) flags="-c --rules-dir" ;;
-	reset) flags="--at -f --expire -c --rules-dir" ;;
+	reset) flags="--at -f --expire --auth-master --no-cache-flush --timeout --dry-run -c --rules-dir" ;;
 	drain) flags="--dest --all --rate --status --cancel -a -c --rules-dir" ;;
 	check) flags="-c --rules --policy" ;;
 	plan) flags="-c --rules --policy --snapshot -a --json --now --policy-timeout --policy-memory-mib --timeout" ;;

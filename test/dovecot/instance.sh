@@ -5,9 +5,13 @@
 #   instance.sh stop-all     stops every instance, then unmounts the chroot's /proc and /dev
 #   instance.sh release      unmounts the chroot's /proc and /dev if no 2.4 instance runs
 #   instance.sh env NAME     prints $KA_ROOT/inst/NAME/env
+#   instance.sh passwd NAME USER NEWPASS   sets USER's password in p23/p24's SQLite db
+#                            (no cache flush: the auth cache still knows the old one)
 # NAME: v23 v23shared v23proxy (Dovecot 2.3, host) | v24 v24proxy v24proxyhp (2.4, chroot);
 # b23 b24: benchmark instances (bench/run.sh), apart from the ones integration tests use;
 # demo23 demo24: test/demo.sh's (ports 321xx, 323xx), apart from both.
+# p23 p24: SQLite passdb (users.db in the instance dir) with the auth cache on, and the
+# auth policy settings when KA_POLICY_URL is set at start (see policy_conf).
 # 2.3 files live in $KA_ROOT/inst/NAME; 2.4 files in $KA_ROOT/trixie/ka/NAME (the env file
 # is always $KA_ROOT/inst/NAME/env). Users alice bob carol jane jano james dave eve "john doe",
 # password "pass". Run test/dovecot/install.sh first.
@@ -26,7 +30,7 @@ KA_ROOT=$(cd "$KA_ROOT" && pwd)
 case $KA_ROOT in *[[:space:]\'\"]*) echo "instance.sh: KA_ROOT must not contain spaces or quotes" >&2; exit 1 ;; esac
 T=$KA_ROOT/trixie
 USERS=(alice bob carol jane jano james dave eve "john doe")
-ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy b23 b24 demo23 demo24)
+ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy b23 b24 demo23 demo24 p23 p24)
 
 die() { echo "instance.sh: $*" >&2; exit 1; }
 
@@ -49,6 +53,8 @@ def() {
   # (which stops what it started) leaves a running demo alone.
   demo23) VER=2.3 KIND=backend IMAP=32143 POP3=32110 ;;
   demo24) VER=2.4 KIND=backend IMAP=32343 POP3=32310 ;;
+  p23) VER=2.3 KIND=sql IMAP=33143 POP3=33110 ;;
+  p24) VER=2.4 KIND=sql IMAP=33343 POP3=33310 ;;
   *) die "unknown instance '$NAME' (known: ${ALL[*]})" ;;
   esac
   ENVDIR=$KA_ROOT/inst/$NAME
@@ -59,7 +65,9 @@ def() {
     CDIR=$KA_ROOT/inst/$NAME HDIR=$CDIR CHROOT=""
     DOVEADM="doveadm -c $CDIR/dovecot.conf"
   fi
-  CONF=$CDIR/dovecot.conf BASE=$HDIR/run
+  CONF=$CDIR/dovecot.conf BASE=$HDIR/run DB=""
+  [ "$KIND" = sql ] && DB=$HDIR/users.db
+  return 0
 }
 
 dc() { if [ -n "$CHROOT" ]; then chroot "$CHROOT" "$@"; else "$@"; fi; }
@@ -101,6 +109,76 @@ passwd_line() {
   esac
 }
 
+# sql_quote S: S as an SQL string literal.
+sql_quote() { local q="'"; printf "'%s'" "${1//$q/$q$q}"; }
+
+# write_db: users.db with every user, password "pass" (PLAIN) and the alt name.
+write_db() {
+  local u
+  {
+    echo "CREATE TABLE users (username TEXT PRIMARY KEY, password TEXT NOT NULL, user_alt TEXT NOT NULL);"
+    for u in "${USERS[@]}"; do
+      echo "INSERT INTO users VALUES ($(sql_quote "$u"), 'pass', $(sql_quote "${u// /_}-alt"));"
+    done
+  } | sqlite3 "$DB"
+  chmod 644 "$DB"
+  # 2.3 reads the SQL settings from a file named by the passdb's args.
+  if [ "$VER" = 2.3 ]; then
+    cat >"$HDIR/sql.conf.ext" <<EOF
+driver = sqlite
+connect = $CDIR/users.db
+default_pass_scheme = PLAIN
+password_query = SELECT username AS user, password FROM users WHERE username = '%u'
+EOF
+  fi
+}
+
+# policy_conf: the auth policy settings, only when KA_POLICY_URL is set. Request
+# attributes are Dovecot's defaults for that version plus user, passdb_user (empty until
+# the passdb has answered: it tells the after-authentication allow request from the
+# one before) and, on 2.4, user_alt (empty before authentication too).
+# KA_POLICY_SOCKET (2.4 only, a host path inside the chroot) sends the requests to a
+# UNIX socket instead: 2.4's HTTP client takes it as a proxy, so the request line
+# carries the absolute URL (POST http://host/?command=allow HTTP/1.1).
+policy_conf() {
+  [ -n "${KA_POLICY_URL:-}" ] || return 0
+  local ms=${KA_POLICY_TIMEOUT_MS:-2000} rof=${KA_POLICY_REJECT_ON_FAIL:-no} sock=${KA_POLICY_SOCKET:-}
+  if [ -n "$sock" ]; then
+    [ "$VER" = 2.4 ] || die "KA_POLICY_SOCKET: Dovecot 2.3's auth policy client speaks only TCP"
+    case $sock in "$T"/*) sock=${sock#"$T"} ;; *) die "KA_POLICY_SOCKET must be under $T (the 2.4 chroot)" ;; esac
+  fi
+  case $ms in ''|*[!0-9]*) die "KA_POLICY_TIMEOUT_MS must be a number of milliseconds, not '$ms'" ;; esac
+  case $rof in yes|no) ;; *) die "KA_POLICY_REJECT_ON_FAIL must be yes or no, not '$rof'" ;; esac
+  echo "auth_policy_server_url = $KA_POLICY_URL"
+  # Dovecot refuses to start without a nonce; a fixed one keeps pwhash comparable across runs.
+  echo "auth_policy_hash_nonce = kickagent-test-nonce"
+  echo "auth_policy_reject_on_fail = $rof"
+  [ -z "${KA_POLICY_HEADER:-}" ] || echo "auth_policy_server_api_header = $KA_POLICY_HEADER"
+  if [ "$VER" = 2.3 ]; then
+    echo "auth_policy_server_timeout_msecs = $ms"
+    echo "auth_policy_request_attributes = login=%{requested_username} pwhash=%{hashed_password} remote=%{rip} device_id=%{client_id} protocol=%s session_id=%{session} user=%{user} passdb_user=%{passdb:user}"
+  else
+    cat <<EOF
+auth_policy {
+  http_client_request_absolute_timeout = $ms ms${sock:+
+  http_client_proxy_socket_path = $sock}
+}
+auth_policy_request_attributes {
+  login = %{requested_username}
+  pwhash = %{hashed_password}
+  remote = %{remote_ip}
+  device_id = %{client_id}
+  protocol = %{protocol}
+  session_id = %{session}
+  fail_type = %{fail_type}
+  user = %{user}
+  passdb_user = %{passdb:user}
+  user_alt = %{passdb:user_alt}
+}
+EOF
+  fi
+}
+
 write_files() {
   local u p sock
   sock="$BASE/token-login/imap-urlauth-xxxxxx" # longest socket path Dovecot makes, plus margin
@@ -110,17 +188,22 @@ write_files() {
   fi
   rm -rf "$HDIR"
   mkdir -p "$HDIR/run" "$HDIR/state" "$HDIR/home" "$ENVDIR"
+  local policy
+  policy=$(policy_conf)
   sed -e "s|@NAME@|$NAME|g" -e "s|@DIR@|$CDIR|g" -e "s|@IMAP_PORT@|$IMAP|g" -e "s|@POP3_PORT@|$POP3|g" \
-    "$here/conf/${VER/./}-$KIND.conf.in" | awk -v extra="$EXTRA" '$0 == "@EXTRA@" {print extra; next} {print}' \
+    "$here/conf/${VER/./}-$KIND.conf.in" |
+    awk -v extra="$EXTRA" -v policy="$policy" '$0 == "@EXTRA@" {print extra; next} $0 == "@POLICY@" {print policy; next} {print}' \
     >"$HDIR/dovecot.conf"
-  if [ "$VER/$KIND" = 2.3/proxy ]; then
+  if [ "$KIND" = sql ]; then
+    write_db
+  elif [ "$VER/$KIND" = 2.3/proxy ]; then
     for p in imap pop3; do
       for u in "${USERS[@]}"; do passwd_line "$u" "$p"; done >"$HDIR/passwd-$p"
     done
   else
     for u in "${USERS[@]}"; do passwd_line "$u"; done >"$HDIR/passwd"
   fi
-  chmod 644 "$HDIR"/passwd*
+  [ "$KIND" = sql ] || chmod 644 "$HDIR"/passwd*
   dc chown vmail:vmail "$CDIR/home"
   cat >"$ENVDIR/env" <<EOF
 KA_NAME='$NAME'
@@ -136,6 +219,10 @@ KA_CONF='$CONF'
 KA_DOVEADM='$DOVEADM'
 KA_LOG='$HDIR/dovecot.log'
 KA_BACKEND='$BACKEND'
+KA_AUTH_MASTER='$BASE/auth-master'
+KA_DB='$DB'
+KA_POLICY_URL='${KA_POLICY_URL:-}'
+KA_POLICY_SOCKET='${KA_POLICY_SOCKET:-}'
 EOF
 }
 
@@ -151,6 +238,7 @@ start() {
   if [ -n "$BACKEND" ]; then (def "$BACKEND"; healthy) || "$0" start "$BACKEND"; fi
   [ "$VER" = 2.4 ] && mount_chroot
   ensure_vmail
+  policy_conf >/dev/null # bad KA_POLICY_* settings fail here, before the running instance stops
   stop "$NAME"
   write_files
   dc dovecot -c "$CONF" </dev/null >/dev/null 2>&1 || { tail -n 20 "$HDIR/dovecot.log" >&2 2>/dev/null; die "$NAME: dovecot failed to start"; }
@@ -189,7 +277,7 @@ stop_all() {
 # release unmounts the chroot's /proc and /dev once no 2.4 instance runs.
 release() {
   local n
-  for n in v24 v24proxy v24proxyhp b24 demo24; do (def "$n"; ! master_pid >/dev/null) || return 0; done
+  for n in v24 v24proxy v24proxyhp b24 demo24 p24; do (def "$n"; ! master_pid >/dev/null) || return 0; done
   [ -d "$T" ] || return 0
   # A dovecot child still exiting can hold the mount for a moment: retry,
   # then detach it lazily rather than leave /proc mounted after a run.
@@ -200,11 +288,23 @@ release() {
   done
 }
 
+# passwd_cmd NAME USER NEWPASS: changes the password in the db only; Dovecot's auth
+# cache is left alone, so a cached login goes on working until it is flushed.
+passwd_cmd() {
+  def "$1"
+  [ "$KIND" = sql ] || die "$NAME has no SQL passdb (passwd works on p23 p24)"
+  [ -f "$DB" ] || die "$NAME: no $DB; start the instance first"
+  local n
+  n=$(sqlite3 "$DB" "UPDATE users SET password = $(sql_quote "$3") WHERE username = $(sql_quote "$2"); SELECT changes();")
+  [ "$n" = 1 ] || die "$NAME: no user '$2' in $DB"
+}
+
 case ${1:-} in
 start) [ $# -eq 2 ] || die "usage: start NAME"; start "$2" ;;
 stop) [ $# -eq 2 ] || die "usage: stop NAME"; stop "$2" ;;
 stop-all) stop_all ;;
 release) release ;;
 env) [ $# -eq 2 ] || die "usage: env NAME"; def "$2"; cat "$ENVDIR/env" ;;
-*) die "usage: instance.sh start NAME | stop NAME | stop-all | env NAME" ;;
+passwd) [ $# -eq 4 ] || die "usage: passwd NAME USER NEWPASS"; passwd_cmd "$2" "$3" "$4" ;;
+*) die "usage: instance.sh start NAME | stop NAME | stop-all | release | env NAME | passwd NAME USER NEWPASS" ;;
 esac

@@ -32,7 +32,7 @@ func TestFaultStateResetRestart(t *testing.T) {
 			a := startAgent(t, inst, agentOpts{rules: noRules, args: []string{"--state-dir", state, "--dry-run"}})
 			a.waitHealthy(t, 5*time.Second)
 			old := holdListed(t, ctx, inst, login{"alice", "127.0.0.71", "imap"})[0]
-			a.mustJob(t, ctx, "reset", "alice")
+			a.mustJob(t, ctx, "reset", "alice", "--no-cache-flush") // passwd-file: nothing cached
 			waitStateSessions(t, state, 1, 5*time.Second)
 			// Logged in after the cutoff snapshot, with the new password.
 			fresh := holdListed(t, ctx, inst, login{"alice", "127.0.0.72", "pop3"})[0]
