@@ -34,6 +34,8 @@ ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy b23 b24 demo23 demo24 p23 p2
 
 die() { echo "instance.sh: $*" >&2; exit 1; }
 
+NOPENALTY=$'service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}'
+
 # def NAME: sets VER KIND IMAP POP3 BACKEND EXTRA and the paths of that instance.
 def() {
   NAME=$1 BACKEND="" EXTRA=""
@@ -53,8 +55,10 @@ def() {
   # (which stops what it started) leaves a running demo alone.
   demo23) VER=2.3 KIND=backend IMAP=32143 POP3=32110 ;;
   demo24) VER=2.4 KIND=backend IMAP=32343 POP3=32310 ;;
-  p23) VER=2.3 KIND=sql IMAP=33143 POP3=33110 ;;
-  p24) VER=2.4 KIND=sql IMAP=33343 POP3=33310 ;;
+  # p23 p24: anvil's auth penalty (a per-IP delay of up to 15 s after failed logins) is
+  # off, so that the brute-force tests' failures from one address take seconds, not minutes.
+  p23) VER=2.3 KIND=sql IMAP=33143 POP3=33110 EXTRA=$NOPENALTY ;;
+  p24) VER=2.4 KIND=sql IMAP=33343 POP3=33310 EXTRA=$NOPENALTY ;;
   *) die "unknown instance '$NAME' (known: ${ALL[*]})" ;;
   esac
   ENVDIR=$KA_ROOT/inst/$NAME
