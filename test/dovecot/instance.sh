@@ -146,6 +146,11 @@ EOF
 # carries the absolute URL (POST http://host/?command=allow HTTP/1.1).
 policy_conf() {
   [ -n "${KA_POLICY_URL:-}" ] || return 0
+  # The values go into dovecot.conf (through awk -v, which reads backslashes as escapes)
+  # and the env file (single-quoted).
+  case ${KA_POLICY_URL}${KA_POLICY_HEADER:-}${KA_POLICY_SOCKET:-} in
+  *[\'\\$'\n'\"]*) die "KA_POLICY_URL, KA_POLICY_HEADER and KA_POLICY_SOCKET must not contain quotes, backslashes or newlines" ;;
+  esac
   local ms=${KA_POLICY_TIMEOUT_MS:-2000} rof=${KA_POLICY_REJECT_ON_FAIL:-no} sock=${KA_POLICY_SOCKET:-}
   if [ -n "$sock" ]; then
     [ "$VER" = 2.4 ] || die "KA_POLICY_SOCKET: Dovecot 2.3's auth policy client speaks only TCP"
