@@ -16,7 +16,7 @@ const maxBody = 64 << 10
 // request is what kickagent reads of one policy request. The password
 // hash Dovecot sends (pwhash) is never read, logged or kept.
 type request struct {
-	login, user, protocol, sessionID string
+	login, user, passdbUser, protocol, sessionID string
 	remote                           netip.Addr
 	// alt holds the alt-username fields: top-level keys user_*, and the
 	// keys of an "alt" object (attributes named alt/user_*).
@@ -51,7 +51,7 @@ func parseRequest(r io.Reader) (*request, error) {
 	for _, f := range []struct {
 		key string
 		to  *string
-	}{{"login", &req.login}, {"user", &req.user}, {"protocol", &req.protocol},
+	}{{"login", &req.login}, {"user", &req.user}, {"passdb_user", &req.passdbUser}, {"protocol", &req.protocol},
 		{"session_id", &req.sessionID}, {"fail_type", &req.failType}} {
 		if *f.to, err = str(f.key); err != nil {
 			return nil, err
@@ -116,11 +116,15 @@ func (r *request) setAlt(k, v string) {
 	r.alt[k] = v
 }
 
-// name is the user the session would carry: the user attribute when the
-// operator sends it (user=%{user}: the name after auth_username_format and
-// the passdb), else the login name as the client sent it.
+// name is the user the session would carry: passdb_user when the
+// operator sends it (passdb_user=%{passdb:user}: the name the passdb
+// returned, empty before authentication), else user (user=%{user}: the
+// name after auth_username_format), else the login name as sent.
 func (r *request) name() string {
-	if r.user != "" {
+	switch {
+	case r.passdbUser != "":
+		return r.passdbUser
+	case r.user != "":
 		return r.user
 	}
 	return r.login

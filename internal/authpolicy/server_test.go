@@ -322,3 +322,19 @@ func TestCheckListen(t *testing.T) {
 		}
 	}
 }
+
+// TestNameAfterAuthentication: the name judged is the passdb's when the
+// request carries it (after authentication), else user, else login.
+func TestNameAfterAuthentication(t *testing.T) {
+	r := newRig(t, "rules:\n  - {name: mallory, users: [mallory@example.com]}\n", Settings{})
+	before := login("mallory", "198.51.100.1")
+	before["user"], before["passdb_user"] = "mallory", ""
+	if _, a := r.post("allow", before); a.Status != 0 {
+		t.Fatal("refused before authentication on a name the rule does not name")
+	}
+	after := login("mallory", "198.51.100.1")
+	after["user"], after["passdb_user"] = "mallory", "mallory@example.com"
+	if _, a := r.post("allow", after); a.Status != -1 {
+		t.Fatal("not refused after authentication, when the passdb named mallory@example.com")
+	}
+}
