@@ -17,7 +17,7 @@ const maxBody = 64 << 10
 // hash Dovecot sends (pwhash) is never read, logged or kept.
 type request struct {
 	login, user, passdbUser, protocol, sessionID string
-	remote                           netip.Addr
+	remote                                       netip.Addr
 	// alt holds the alt-username fields: top-level keys user_*, and the
 	// keys of an "alt" object (attributes named alt/user_*).
 	alt map[string]string
