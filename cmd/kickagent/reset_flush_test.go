@@ -51,6 +51,10 @@ func TestResetFlushesFirst(t *testing.T) {
 		t.Errorf("files before the flush answered: %v", filesAtFlush)
 	}
 	e := only(t, dir)
+	// Every kick's audit record carries the rule's description.
+	if !strings.HasSuffix(e.Rule.Description, "; auth cache: 3 entries flushed for Alice, alice") {
+		t.Errorf("description %q does not record the flush", e.Rule.Description)
+	}
 	if cut := cutoffOf(t, dir); cut.Before(answered) {
 		t.Errorf("cutoff %v before the flush answered at %v", cut, answered)
 	}
@@ -112,6 +116,9 @@ func TestResetFlushFails(t *testing.T) {
 		}
 		if cut := cutoffOf(t, dir); cut.Before(before) {
 			t.Errorf("%s: cutoff %v before the reset", tc.name, cut)
+		}
+		if d := only(t, dir).Rule.Description; !strings.Contains(d, "; auth cache NOT flushed: ") || !strings.Contains(d, tc.cause) {
+			t.Errorf("%s: description %q does not record the failed flush", tc.name, d)
 		}
 	}
 }

@@ -85,7 +85,9 @@ func asciiLower(s string) string {
 func (f resetFlush) reset(ctx context.Context, d jobs.Dir, at time.Time, newJob func(time.Time) jobs.Job, stdout, stderr io.Writer) int {
 	if f.names == nil {
 		f.reportSkip(stderr)
-		code := installIn(ctx, d, newJob(at), stdout, stderr)
+		job := newJob(at)
+		job.Rule.Description += "; auth cache not flushed (" + cmp.Or(shortSkip(f.skip), "skipped") + ")"
+		code := installIn(ctx, d, job, stdout, stderr)
 		if code == exitOK && f.partial {
 			return exitPartial
 		}
@@ -96,6 +98,13 @@ func (f resetFlush) reset(ctx context.Context, d jobs.Dir, at time.Time, newJob 
 		at = done
 	}
 	job := newJob(at)
+	// The rule's description is in every kick's audit record: the trail
+	// says whether the old password could still get in.
+	if ferr != nil {
+		job.Rule.Description += "; auth cache NOT flushed: " + ferr.Error()
+	} else {
+		job.Rule.Description += fmt.Sprintf("; auth cache: %d entries flushed for %s", n, strings.Join(f.names, ", "))
+	}
 	code := installIn(ctx, d, job, stdout, stderr)
 	cutoff := job.Rule.LoggedInBefore
 	if code != exitOK {
@@ -106,6 +115,17 @@ func (f resetFlush) reset(ctx context.Context, d jobs.Dir, at time.Time, newJob 
 		return exitPartial
 	}
 	return code
+}
+
+// shortSkip names why nothing was flushed, in a few words.
+func shortSkip(skip string) string {
+	if skip == "--no-cache-flush" {
+		return skip
+	}
+	if skip != "" {
+		return "reset by passdb field: flush its login names by hand"
+	}
+	return ""
 }
 
 // run flushes and returns the count; the reset goes on whatever happens.
