@@ -59,8 +59,8 @@ func bruteScope(scope string) bruteforce.Scope {
 
 // serveAuthPolicy starts the listener; it returns the address it listens
 // on.
-func serveAuthPolicy(ctx context.Context, addr string, srv *authpolicy.Server, log *slog.Logger) (string, error) {
-	ln, err := authpolicy.Listen(addr)
+func serveAuthPolicy(ctx context.Context, addr, group string, srv *authpolicy.Server, log *slog.Logger) (string, error) {
+	ln, err := authpolicy.Listen(addr, group)
 	if err != nil {
 		return "", err
 	}

@@ -232,7 +232,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Info("metrics listening", "addr", srv)
 	}
 	if door != nil {
-		addr, err := serveAuthPolicy(ctx, c.AuthPolicy.Listen, door, log.With("component", "auth-policy"))
+		addr, err := serveAuthPolicy(ctx, c.AuthPolicy.Listen, c.AuthPolicy.SocketGroup, door, log.With("component", "auth-policy"))
 		if err != nil {
 			log.Error("auth policy listener", "err", err)
 			return exitConfig

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -37,8 +39,11 @@ func CheckListen(addr string) error {
 }
 
 // Listen opens addr (CheckListen's forms). A UNIX socket left by an
-// earlier run is replaced; the new one is mode 0660.
-func Listen(addr string) (net.Listener, error) {
+// earlier run is replaced; the new one is mode 0660, owned by group
+// (a name or a number; "": the agent's own), which must be the group of
+// Dovecot's auth process (default_internal_user's, "dovecot"): the auth
+// process does not run as root.
+func Listen(addr, group string) (net.Listener, error) {
 	if err := CheckListen(addr); err != nil {
 		return nil, err
 	}
@@ -56,6 +61,16 @@ func Listen(addr string) (net.Listener, error) {
 	if err := os.Chmod(path, 0o660); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if group != "" {
+		gid, err := lookupGroup(group)
+		if err == nil {
+			err = os.Chown(path, -1, gid)
+		}
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("socket group %s of %s: %w", group, path, err)
+		}
 	}
 	return ln, nil
 }
@@ -75,4 +90,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("auth policy listener: %w", err)
 	}
 	return nil
+}
+
+// lookupGroup returns the gid of a group name or number.
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil && n >= 0 {
+		return n, nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(grp.Gid)
 }

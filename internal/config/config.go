@@ -63,6 +63,9 @@ type AuthPolicy struct {
 	// Listen: a loopback address and port, or unix:/path ("" or "off":
 	// no listener; authpolicy.CheckListen).
 	Listen string `yaml:"listen"`
+	// SocketGroup owns a unix: listener's socket (mode 0660): the group
+	// of Dovecot's auth process ("dovecot"); a name or a number.
+	SocketGroup string `yaml:"socket_group"`
 	// APIHeader must match Dovecot's auth_policy_server_api_header
 	// ("Name: value", or a bare value sent as X-API-Key); "" checks none.
 	APIHeader string `yaml:"api_header"`
@@ -243,6 +246,8 @@ func (p *AuthPolicy) set(key string, v *yaml.Node) error {
 		if p.Listen, err = str(v); err == nil {
 			err = authpolicy.CheckListen(p.Listen)
 		}
+	case "socket_group":
+		p.SocketGroup, err = str(v)
 	case "api_header":
 		p.APIHeader, err = str(v)
 	case "refuse_message":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -177,4 +178,53 @@ rules:
 			a.waitMetric(t, 0, 5*time.Second, "kickagent_bruteforce_blocks")
 		})
 	}
+}
+
+// TestAuthPolicyUnixSocket: Dovecot 2.4 reaches the listener on a UNIX
+// socket through its HTTP client's proxy socket (absolute-form request
+// lines): a blocked network is refused there too. 2.3's policy client
+// speaks only TCP.
+func TestAuthPolicyUnixSocket(t *testing.T) {
+	ctx := testCtx(t)
+	root, err := testrig.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Inside the chroot, where Dovecot 2.4 runs; short (socket paths are
+	// limited to about 100 bytes).
+	sock := fmt.Sprintf("%s/trixie/run/ka-policy-%d.sock", root, time.Now().UnixNano()%100000)
+	t.Cleanup(func() { _ = os.Remove(sock) })
+	inst := testrig.StartSQLT(t, testrig.P24, testrig.Policy{URL: "http://kickagent.invalid/", Header: policyHeader, Socket: sock})
+	// The auth process runs as the chroot's dovecot user: the socket is
+	// that user's group's (a number: the host has its own /etc/group).
+	gid := chrootGID(t, root+"/trixie", "dovecot")
+	a := startAgent(t, inst, agentOpts{rules: "rules: []\n",
+		config: fmt.Sprintf("auth_policy:\n  listen: %q\n  socket_group: %q\n  api_header: %q\n", "unix:"+sock, gid, policyHeader)})
+	a.waitHealthy(t, 10*time.Second)
+	a.waitLog(t, "auth policy listening", 1, 5*time.Second)
+	wantOK(t, try(t, ctx, inst, testrig.IMAP, "127.0.0.87", "alice", "pass"), "alice before the block")
+	reloads := a.count("rules reloaded")
+	a.mustJob(t, ctx, "block", "127.0.0.87/32")
+	a.waitLog(t, "rules reloaded", reloads+1, 5*time.Second)
+	wantRefused(t, try(t, ctx, inst, testrig.IMAP, "127.0.0.87", "alice", "pass"), "alice blocked, asked over the UNIX socket")
+	wantOK(t, try(t, ctx, inst, testrig.IMAP, "127.0.0.88", "alice", "pass"), "alice from another net")
+	if n, _ := a.metric(t, "kickagent_auth_policy_requests_total", "command", "allow", "verdict", "refuse"); n < 1 {
+		t.Errorf("no refusal counted: %v", n)
+	}
+}
+
+// chrootGID is group's gid in the chroot's /etc/group.
+func chrootGID(t *testing.T, chroot, group string) string {
+	t.Helper()
+	data, err := os.ReadFile(chroot + "/etc/group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Split(l, ":"); len(f) >= 3 && f[0] == group {
+			return f[2]
+		}
+	}
+	t.Fatalf("no group %s in %s/etc/group", group, chroot)
+	return ""
 }
