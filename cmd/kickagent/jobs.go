@@ -229,8 +229,12 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return helpOr(err)
 	}
-	if len(pos) != 1 || pos[0] == "" || *expire <= 0 {
-		fmt.Fprint(stderr, resetUsage)
+	switch {
+	case len(pos) != 1 || pos[0] == "":
+		fmt.Fprint(stderr, "kickagent reset: give one user (or, with -f, one value)\n\n", resetUsage)
+		return exitUsage
+	case *expire <= 0:
+		fmt.Fprintf(stderr, "kickagent reset: --expire %v: the reset must last a positive duration (its rule ends by itself)\n", *expire)
 		return exitUsage
 	}
 	if *noFlush && *socket != "" {

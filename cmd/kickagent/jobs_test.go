@@ -252,6 +252,10 @@ func TestReset(t *testing.T) {
 			t.Errorf("%q: exit %d", args, code)
 		}
 	}
+	// A usage error says what is wrong, not only the usage.
+	if _, _, errs := runCmd(t, append([]string{"reset", "a", "--expire", "-1h"}, rd...)...); !strings.HasPrefix(errs, "kickagent reset: --expire -1h0m0s: the reset must last a positive duration") {
+		t.Errorf("reset --expire -1h: %q", errs)
+	}
 }
 
 func TestDrainFiles(t *testing.T) {
