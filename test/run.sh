@@ -50,8 +50,9 @@ test/package.sh
 
 echo "== starting Dovecot instances"
 instances="v23 v23shared v23proxy v24 v24proxy v24proxyhp"
-# Stop exactly the instances this run started.
-trap 'for n in $instances; do test/dovecot/instance.sh stop "$n" >/dev/null 2>&1 || true; done
+# Stop exactly the instances this run started; p23 and p24 (SQL passdb, auth
+# cache, auth policy) are started by their tests, each with its own settings.
+trap 'for n in $instances p23 p24; do test/dovecot/instance.sh stop "$n" >/dev/null 2>&1 || true; done
       test/dovecot/instance.sh release >/dev/null 2>&1 || true' EXIT
 for n in $instances; do
   test/dovecot/instance.sh start "$n"
