@@ -43,13 +43,23 @@ func (s *Server) failureCounts(req *request, now time.Time) map[string]int {
 }
 
 // failure counts one failed login, and blocks its client where a
-// brute-force rule's threshold is reached.
+// brute-force rule's threshold is reached. Each counter counts the failure
+// once, however many rules and scopes share it.
 func (s *Server) failure(req *request) {
 	now := s.now()
 	s.m.failures.Inc()
+	counted := map[FailureCounter]int{}
+	add := func(c FailureCounter) int {
+		if n, ok := counted[c]; ok {
+			return n
+		}
+		n := c.Add(req.remote, req.login, now)
+		counted[c] = n
+		return n
+	}
 	for _, scope := range failureScopes {
 		if c := s.counter(scope, s.set.FailureWindow); c != nil {
-			c.Add(req.remote, req.login, now)
+			add(c)
 		}
 	}
 	rs := s.rules()
@@ -61,11 +71,9 @@ func (s *Server) failure(req *request) {
 		if c == nil {
 			continue
 		}
-		n := c.Add(req.remote, req.login, now)
-		if n < r.Threshold {
-			continue
+		if n := add(c); n >= r.Threshold {
+			s.block(rs, &r, req, n, now)
 		}
-		s.block(rs, &r, req, n, now)
 	}
 }
 

@@ -338,3 +338,28 @@ func TestNameAfterAuthentication(t *testing.T) {
 		t.Fatal("not refused after authentication, when the passdb named mallory@example.com")
 	}
 }
+
+// TestFailureCountedOnce: a rule whose window is the failure window (the
+// default 10m of both) shares its counter with input.attempt.failures, and
+// two rules may share one: each failure is still counted once.
+func TestFailureCountedOnce(t *testing.T) {
+	r := newRig(t, `
+rules:
+  - {name: bf-a, failed_logins: 4}
+  - {name: bf-b, failed_logins: 4, within: 10m}
+`, Settings{})
+	for i := 0; i < 3; i++ {
+		b := login("alice", "198.51.100.9")
+		b["success"] = false
+		r.post("report", b)
+	}
+	if _, a := r.post("allow", login("alice", "198.51.100.9")); a.Status != 0 {
+		t.Fatal("blocked after 3 failures with a threshold of 4: a failure was counted more than once")
+	}
+	b := login("alice", "198.51.100.9")
+	b["success"] = false
+	r.post("report", b)
+	if _, a := r.post("allow", login("alice", "198.51.100.9")); a.Status != -1 {
+		t.Fatal("not blocked after 4 failures")
+	}
+}
