@@ -35,6 +35,7 @@ func newAuthPolicy(c *config.Config, a **agent.Agent, auditLog *audit.Log, reg p
 		Logger:   log,
 		Metrics:  authpolicy.NewMetrics(reg),
 		OnBlock:  func() { (*a).Wake() },
+		Breaker:  func() bool { return (*a).BreakerOpen() },
 		Counters: func(scope string, window time.Duration) authpolicy.FailureCounter {
 			return bruteforce.New(bruteScope(scope), window, size,
 				bruteforce.WithPrefixes(authpolicy.NetworkBits4, authpolicy.NetworkBits6))

@@ -99,6 +99,9 @@ type Agent struct {
 	blocks Blocks        // nil: no auth policy listener
 	wake   chan struct{} // Wake: a cycle now
 	proto  atomic.Int32  // anvil.Protocol of the last snapshot (0: none yet)
+	// breakerOpen mirrors st.breaker.open for other goroutines (the auth
+	// policy listener refuses nothing while it is open).
+	breakerOpen atomic.Bool
 }
 
 // Deps are what New wires together.
@@ -163,6 +166,10 @@ func (a *Agent) Protocol() anvil.Protocol {
 	}
 	return anvil.Proto24
 }
+
+// BreakerOpen reports whether the circuit breaker holds the kicks: the
+// rules in force would kick too many sessions and are presumed wrong.
+func (a *Agent) BreakerOpen() bool { return a.breakerOpen.Load() }
 
 // Wake asks for a cycle now (a brute-force block started: its client's
 // sessions are kicked at once, not at the next tick).

@@ -199,6 +199,7 @@ func (a *Agent) breakerHolds(kicks []*engine.Decision, snap *anvil.Snapshot, rs 
 	} else {
 		a.m.breakerOpen.Set(0)
 	}
+	a.breakerOpen.Store(b.open)
 	return b.open
 }
 

@@ -35,6 +35,7 @@ const (
 	LoginRefused = "login-refused"
 	LoginDryRun  = "login-dry-run"
 	LoginAllowed = "login-allowed"
+	LoginBreaker = "login-breaker" // a kick rule selects it; the circuit breaker is open
 	Blocked      = "blocked"
 	BlockDryRun  = "block-dry-run"
 )

@@ -18,7 +18,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kickagent_auth_policy_requests_total",
-			Help: "Auth policy requests answered, by command (allow, report) and verdict (allow, refuse, dry-run, allow-listed, report, report-failure, unauthorized, error)."},
+			Help: "Auth policy requests answered, by command (allow, report) and verdict (allow, refuse, dry-run, allow-listed, breaker, report, report-failure, unauthorized, error)."},
 			[]string{"command", "verdict"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kickagent_auth_policy_request_seconds",
 			Help:    "Time to answer one auth policy request.",

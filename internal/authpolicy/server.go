@@ -76,6 +76,8 @@ type Server struct {
 	now      func() time.Time
 	newCount CounterFactory
 	blocks   *blocks
+	// breaker reports the agent's circuit breaker open: refuse nothing.
+	breaker func() bool
 	// onBlock is called when a block starts, so that the agent kicks the
 	// client's established sessions at once instead of at its next cycle.
 	onBlock func()
@@ -100,6 +102,10 @@ type Deps struct {
 	Now      func() time.Time
 	Counters CounterFactory
 	OnBlock  func()
+	// Breaker, if set, reports the agent's circuit breaker open: the
+	// rules would kick too many sessions and are presumed wrong, so no
+	// login is refused either until they change.
+	Breaker func() bool
 }
 
 // New returns a server.
@@ -114,7 +120,7 @@ func New(set Settings, d Deps) *Server {
 		set.TableSize = DefaultTableSize
 	}
 	s := &Server{set: set, rules: d.Rules, proto: d.Protocol, audit: d.Audit, log: d.Logger, m: d.Metrics,
-		now: d.Now, newCount: d.Counters, onBlock: d.OnBlock, blocks: newBlocks(set.TableSize),
+		now: d.Now, newCount: d.Counters, onBlock: d.OnBlock, breaker: d.Breaker, blocks: newBlocks(set.TableSize),
 		counters: map[counterKey]FailureCounter{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -247,6 +253,8 @@ func (s *Server) allow(ctx context.Context, req *request) (answer, string) {
 		result, verdict = audit.LoginAllowed, "allow-listed"
 	case d.Action == engine.ActionDryRun || s.set.DryRun:
 		result, verdict = audit.LoginDryRun, "dry-run"
+	case s.breaker != nil && s.breaker():
+		result, verdict = audit.LoginBreaker, "breaker"
 	default:
 		result, verdict = audit.LoginRefused, "refuse"
 		s.m.refusals.WithLabelValues(d.Rule).Inc()

@@ -363,3 +363,21 @@ rules:
 		t.Fatal("not blocked after 4 failures")
 	}
 }
+
+// TestBreakerOpenRefusesNothing: while the agent's circuit breaker holds
+// the kicks (the rules are presumed wrong), no login is refused.
+func TestBreakerOpenRefusesNothing(t *testing.T) {
+	r := newRig(t, testRules, Settings{})
+	open := true
+	r.srv.breaker = func() bool { return open }
+	if _, a := r.post("allow", login("alice", "192.0.2.5")); a.Status != 0 {
+		t.Fatal("refused while the breaker is open")
+	}
+	open = false
+	if _, a := r.post("allow", login("alice", "192.0.2.5")); a.Status != -1 {
+		t.Fatal("not refused once the breaker closed")
+	}
+	if got := strings.Join(r.audit.results(), "; "); !strings.HasPrefix(got, "login-breaker block-net 192.0.2.5; login-refused") {
+		t.Errorf("audit: %s", got)
+	}
+}
