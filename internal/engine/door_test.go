@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -259,4 +260,38 @@ kick contains {"session": s.id, "rule": "too-many-failures", "reason": "failures
 	if d.Rule != "too-many-failures" || d.Action != ActionKick || d.Engine != EngineRego {
 		t.Fatalf("10 failures: %+v", d)
 	}
+}
+
+// TestJudgeConcurrentWithEvaluate: logins are judged on the listener's
+// goroutines while a cycle evaluates the same ruleset (run with -race).
+func TestJudgeConcurrentWithEvaluate(t *testing.T) {
+	ctx := context.Background()
+	rrs, err := Load(ctx, Sources{Rules: []string{"testdata/equiv/rules.yaml"}, Policies: []string{"testdata/equiv/policy"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := randomEquivSnapshot(rand.New(rand.NewSource(5)), 500)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 5 {
+			if _, err := rrs.Evaluate(ctx, Input{Snapshot: snap, Now: doorNow}); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				s := &snap.Sessions[(g*200+i)%len(snap.Sessions)]
+				a := Attempt{User: s.User, IP: s.IP, Service: s.Service, Now: doorNow}
+				if _, err := rrs.Judge(ctx, &a); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	<-done
 }
