@@ -179,15 +179,7 @@ func TestBruteForceRuleErrors(t *testing.T) {
 // Rego policy refuse the same logins (as they kick the same sessions).
 func TestJudgeYAMLAndRegoAgree(t *testing.T) {
 	ctx := context.Background()
-	dir := "testdata/equiv"
-	yrs, err := Load(ctx, Sources{Rules: []string{filepath.Join(dir, "rules.yaml")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rrs, err := Load(ctx, Sources{Rules: []string{filepath.Join(dir, "allow.yaml")}, Policies: []string{filepath.Join(dir, "policy")}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	yrs, rrs := loadEquiv(t)
 	if why := rrs.DoorSkip(); why != "" {
 		t.Fatalf("the scenario policy does not judge logins: %s", why)
 	}
@@ -266,10 +258,7 @@ kick contains {"session": s.id, "rule": "too-many-failures", "reason": "failures
 // goroutines while a cycle evaluates the same ruleset (run with -race).
 func TestJudgeConcurrentWithEvaluate(t *testing.T) {
 	ctx := context.Background()
-	rrs, err := Load(ctx, Sources{Rules: []string{"testdata/equiv/rules.yaml"}, Policies: []string{"testdata/equiv/policy"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rrs := loadEquiv(t)
 	snap := randomEquivSnapshot(rand.New(rand.NewSource(5)), 500)
 	done := make(chan struct{})
 	go func() {

@@ -21,15 +21,7 @@ import (
 // rule and action, the allow list included.
 func TestYAMLAndRegoAgree(t *testing.T) {
 	ctx := context.Background()
-	dir := "testdata/equiv"
-	yrs, err := Load(ctx, Sources{Rules: []string{filepath.Join(dir, "rules.yaml")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rrs, err := Load(ctx, Sources{Rules: []string{filepath.Join(dir, "allow.yaml")}, Policies: []string{filepath.Join(dir, "policy")}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	yrs, rrs := loadEquiv(t)
 	snaps := map[string]*anvil.Snapshot{}
 	files, _ := filepath.Glob("../../cmd/kickagent/testdata/plan/*.snap.json")
 	if len(files) < 4 {
@@ -72,6 +64,23 @@ func TestYAMLAndRegoAgree(t *testing.T) {
 		t.Fatalf("only %d decisions over all snapshots: the scenario does not exercise the rules", total)
 	}
 	t.Logf("%d snapshots, %d identical decisions", len(snaps), total)
+}
+
+// loadEquiv loads the equivalence scenario as YAML rules and as a Rego
+// policy (with the same allow list).
+func loadEquiv(t *testing.T) (yaml, rego *Ruleset) {
+	t.Helper()
+	ctx := context.Background()
+	dir := "testdata/equiv"
+	yrs, err := Load(ctx, Sources{Rules: []string{filepath.Join(dir, "rules.yaml")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rrs, err := Load(ctx, Sources{Rules: []string{filepath.Join(dir, "allow.yaml")}, Policies: []string{filepath.Join(dir, "policy")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return yrs, rrs
 }
 
 func decisionKeys(ds []Decision) []string {
