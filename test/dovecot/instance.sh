@@ -10,8 +10,9 @@
 # NAME: v23 v23shared v23proxy (Dovecot 2.3, host) | v24 v24proxy v24proxyhp (2.4, chroot);
 # b23 b24: benchmark instances (bench/run.sh), apart from the ones integration tests use;
 # demo23 demo24: test/demo.sh's (ports 321xx, 323xx), apart from both.
-# p23 p24: SQLite passdb (users.db in the instance dir) with the auth cache on, and the
-# auth policy settings when KA_POLICY_URL is set at start (see policy_conf).
+# p23 p24: SQLite passdb (users.db in the instance dir) with the auth cache on.
+# Backends (not proxies) get the auth policy settings when KA_POLICY_URL is set at start
+# (see policy_conf): p23 p24 for the tests, demo23 demo24 for test/demo.sh.
 # 2.3 files live in $KA_ROOT/inst/NAME; 2.4 files in $KA_ROOT/trixie/ka/NAME (the env file
 # is always $KA_ROOT/inst/NAME/env). Users alice bob carol jane jano james dave eve "john doe",
 # password "pass". Run test/dovecot/install.sh first.
@@ -146,6 +147,8 @@ EOF
 # carries the absolute URL (POST http://host/?command=allow HTTP/1.1).
 policy_conf() {
   [ -n "${KA_POLICY_URL:-}" ] || return 0
+  # Only the backend and sql templates have the @POLICY@ line: say so rather than ignore it.
+  [ "$KIND" != proxy ] || die "$NAME: KA_POLICY_URL is for backends (the proxy templates have no auth policy settings)"
   # The values go into dovecot.conf (through awk -v, which reads backslashes as escapes)
   # and the env file (single-quoted).
   case ${KA_POLICY_URL}${KA_POLICY_HEADER:-}${KA_POLICY_SOCKET:-} in
@@ -244,10 +247,10 @@ healthy() {
 
 start() {
   def "$1"
+  policy_conf >/dev/null # bad KA_POLICY_* settings fail here, before any instance stops
   if [ -n "$BACKEND" ]; then (def "$BACKEND"; healthy) || "$0" start "$BACKEND"; fi
   [ "$VER" = 2.4 ] && mount_chroot
   ensure_vmail
-  policy_conf >/dev/null # bad KA_POLICY_* settings fail here, before the running instance stops
   stop "$NAME"
   write_files
   dc dovecot -c "$CONF" </dev/null >/dev/null 2>&1 || { tail -n 20 "$HDIR/dovecot.log" >&2 2>/dev/null; die "$NAME: dovecot failed to start"; }
