@@ -7,8 +7,9 @@
 # afterwards; the demo is stopped (test/demo.sh stop).
 #   test/fresh.sh [--demo-only] [DIR]     (DIR default /var/tmp/kickagent-fresh; recreated)
 # Run as root. The chroot shares the host's network: the demo needs ports
-# 32143 32110 32343 32310 and 9869 free, the tests 31110-31643 (the v*
-# instances) and 9868: stop the host's test instances first
+# 32143 32110 32343 32310, 9869 and 9871 (its auth policy listener) free, the
+# tests 31110-31643 (the v* instances), 33110-33343 (p23, p24) and 9868: stop
+# the host's test instances first
 # (test/dovecot/instance.sh stop-all), or use --demo-only. Needs network
 # access to the Debian mirror (KA_DEBIAN_MIRROR overrides) and the module proxy.
 set -euo pipefail
@@ -30,8 +31,8 @@ busy() {
     fi
   done
 }
-busy 32143 32110 32343 32310 9869
-$demo_only || busy 31143 31110 31243 31210 31343 31310 31443 31410 31543 31510 31643 31610 9868
+busy 32143 32110 32343 32310 9869 9871
+$demo_only || busy 31143 31110 31243 31210 31343 31310 31443 31410 31543 31510 31643 31610 33143 33110 33343 33310 9868
 
 # unmount_all: every mount under DIR, deepest first (the nested 2.4 chroot's too).
 unmount_all() {
