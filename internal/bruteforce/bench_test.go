@@ -3,6 +3,7 @@ package bruteforce
 import (
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -82,28 +83,61 @@ func BenchmarkAddFlood(b *testing.B) {
 }
 
 // BenchmarkRotation is the one Add in capacity/2 that swaps generations:
-// the Add that holds the lock longest, since it walks and clears the
-// dropped generation.
+// the Add that holds the lock longest, since it clears the dropped
+// generation's map. Every key is still counting, as in a flood.
 func BenchmarkRotation(b *testing.B) {
 	for _, capacity := range []int{100_000, 1_000_000} {
 		b.Run("capacity="+strconv.Itoa(capacity), func(b *testing.B) {
 			c := New(ScopeIP, 10*time.Minute, capacity)
-			half := capacity / 2
 			next := 0
-			fill := func() { // a full current generation of new keys
-				for range half {
-					c.Add(nthIP(next&(1<<24-1)), "", t0)
-					next++
-				}
-			}
-			fill()
-			for b.Loop() {
-				b.StopTimer()
-				fill()
-				b.StartTimer()
-				c.Add(nthIP(next&(1<<24-1)), "", t0) // rotates
+			add := func() {
+				c.Add(nthIP(next&(1<<24-1)), "", t0)
 				next++
 			}
+			for range capacity { // both generations full
+				add()
+			}
+			for b.Loop() {
+				add() // swaps: the current generation is full
+				b.StopTimer()
+				for range capacity/2 - 1 {
+					add()
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(c.Evictions())/float64(b.N), "evictions/op")
+		})
+	}
+}
+
+// BenchmarkFloodPause feeds 5 × capacity new addresses (10 generation
+// swaps) to a new counter per iteration and reports the longest single
+// Add, the pause a policy request may see: while the two generations first
+// grow (their slabs and maps reallocate and copy), and after that, when
+// only swaps remain. The median Add is for scale.
+func BenchmarkFloodPause(b *testing.B) {
+	for _, capacity := range []int{100_000, 1_000_000} {
+		b.Run("capacity="+strconv.Itoa(capacity), func(b *testing.B) {
+			var growing, grown, median time.Duration
+			took := make([]time.Duration, 5*capacity)
+			next := 0
+			for b.Loop() {
+				c := New(ScopeIP, 10*time.Minute, capacity)
+				for i := range took {
+					start := time.Now()
+					c.Add(nthIP(next&(1<<24-1)), "", t0)
+					took[i] = time.Since(start)
+					next++
+				}
+				// The first capacity keys fill both generations once.
+				growing = max(growing, slices.Max(took[:capacity]))
+				grown = max(grown, slices.Max(took[capacity:]))
+				slices.Sort(took)
+				median = took[len(took)/2]
+			}
+			b.ReportMetric(float64(growing)/1e6, "max-growing-ms")
+			b.ReportMetric(float64(grown)/1e6, "max-grown-ms")
+			b.ReportMetric(float64(median), "median-ns")
 		})
 	}
 }

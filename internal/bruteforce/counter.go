@@ -94,7 +94,7 @@ func (c *Counter) Add(ip netip.Addr, login string, now time.Time) (count int) {
 		// m[string(b)] lookups do not allocate; only a key new to the
 		// current generation is copied into a string.
 		if i, ok := t.cur.idx[string(k)]; ok {
-			return t.cur.ents[i].add(s)
+			return t.cur.hit(i, s)
 		}
 		return t.insert(string(k), s)
 	}
@@ -121,10 +121,10 @@ func (c *Counter) Count(ip netip.Addr, login string, now time.Time) int {
 		defer c.mu.Unlock()
 		t := &c.names
 		if i, ok := t.cur.idx[string(k)]; ok {
-			return t.cur.ents[i].count(s)
+			return t.cur.ents.at(i).count(s)
 		}
 		if i, ok := t.old.idx[string(k)]; ok {
-			return t.old.ents[i].count(s)
+			return t.old.ents.at(i).count(s)
 		}
 		return 0
 	}

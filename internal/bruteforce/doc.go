@@ -42,11 +42,12 @@
 // dropped. A key with at least one failure per capacity/2 new distinct keys
 // is therefore never evicted: a flood of new addresses pushes out cold keys,
 // not the one an attacker keeps failing with. Evictions counts the dropped
-// keys whose window still held failures. The swap walks and clears the
-// dropped generation under the lock: constant time per new key amortized,
-// but the one Add in capacity/2 that swaps waits for it (about 0.7 ms at
-// a capacity of 1,000,000; figures in BENCHMARKS.md). A key costs about 90
-// bytes (an address) to 125 bytes (a short login), maps and slabs included.
+// keys whose window still held failures. The swap clears the dropped
+// generation's map under the lock: constant time per new key amortized,
+// but the one Add in capacity/2 that swaps waits for it (about 0.3 ms at a
+// capacity of 100,000 and 5 ms at 1,000,000 on the 2-core test machine;
+// figures in BENCHMARKS.md). A key costs about 70–90 bytes (an address) or
+// 100–125 bytes (a short login), map and entries included.
 //
 // Keys: ScopeIP uses the address with IPv4-mapped IPv6 unmapped and the
 // zone dropped; ScopeNetwork masks that address to a prefix (/24 and /64

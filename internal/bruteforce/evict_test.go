@@ -16,7 +16,7 @@ func nthIP(n int) netip.Addr {
 // A flood of 10 × capacity distinct addresses evicts cold keys but not a
 // key that keeps failing, and never holds more than capacity keys.
 func TestEvictionKeepsHotKey(t *testing.T) {
-	const capacity = 1000
+	const capacity = 5000 // generations span several slab chunks
 	c := New(ScopeIP, 10*time.Minute, capacity)
 	hot := netip.MustParseAddr("198.51.100.7")
 	now := t0
@@ -24,7 +24,7 @@ func TestEvictionKeepsHotKey(t *testing.T) {
 	for i := range 10 * capacity {
 		now = now.Add(time.Millisecond)
 		c.Add(nthIP(i), "", now)
-		// Once per 100 new keys: well within the 500 of a generation.
+		// Once per 100 new keys: well within the 2500 of a generation.
 		if i%100 == 0 {
 			hotAdds++
 			if got := c.Add(hot, "", now); got != hotAdds {
@@ -82,6 +82,36 @@ func TestEvictionsCountOnlyKeysWithFailures(t *testing.T) {
 	if got := c.Len(); got != 100 {
 		t.Errorf("Len %d, want 100", got)
 	}
+}
+
+// A dropped generation holding both expired keys and keys still counting
+// counts only the latter as evictions.
+func TestEvictionsInMixedGeneration(t *testing.T) {
+	c := New(ScopeIP, window80, 100) // generations of 50
+	later := t0.Add(2 * window80)
+	for i := range 23 {
+		c.Add(nthIP(i), "", t0)
+	}
+	// Later's window is slots later-70 s … later (10 s buckets).
+	c.Add(nthIP(23), "", later.Add(-window80))                // just expired
+	c.Add(nthIP(24), "", later.Add(-window80+10*time.Second)) // still counting
+	for i := 25; i < 50; i++ {
+		c.Add(nthIP(i), "", later)
+	}
+	c.Add(nthIP(100), "", later) // swaps: the first generation is full
+	// Keys 40–49 fail again: moved to the second generation, so not
+	// evicted when the first is dropped.
+	for i := 40; i < 50; i++ {
+		c.Add(nthIP(i), "", later)
+	}
+	for i := 101; i < 141; i++ { // fills the second generation, then swaps
+		c.Add(nthIP(i), "", later)
+	}
+	if got := c.Evictions(); got != 16 {
+		t.Errorf("Evictions %d, want 16 (keys 24–39)", got)
+	}
+	wantCount(t, "refreshed key", c.Count(nthIP(45), "", later), 2)
+	wantCount(t, "evicted key", c.Count(nthIP(30), "", later), 0)
 }
 
 // Concurrent Adds to one key all count; run with -race.
