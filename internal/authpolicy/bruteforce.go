@@ -57,13 +57,20 @@ func (s *Server) failure(req *request) {
 		counted[c] = n
 		return n
 	}
-	for _, scope := range failureScopes {
-		if c := s.counter(scope, s.set.FailureWindow); c != nil {
-			add(c)
+	rs := s.rules()
+	if rs == nil {
+		return
+	}
+	// The counts Rego policies see cost memory (up to table_size keys
+	// each): kept only while a policy may read them.
+	if rs.HasPolicy() {
+		for _, scope := range failureScopes {
+			if c := s.counter(scope, s.set.FailureWindow); c != nil {
+				add(c)
+			}
 		}
 	}
-	rs := s.rules()
-	if rs == nil || !req.remote.IsValid() {
+	if !req.remote.IsValid() {
 		return
 	}
 	for _, r := range rs.BruteForceRules(now) {

@@ -223,7 +223,9 @@ func (s *Server) attempt(req *request, now time.Time) *engine.Attempt {
 	if s.blocks.len() > 0 {
 		a.Blocked = func(ip netip.Addr) (engine.Block, bool) { return s.blocks.lookup(ip, now) }
 	}
-	a.Failures = s.failureCounts(req, now)
+	if rs := s.rules(); rs != nil && rs.HasPolicy() && rs.DoorSkip() == "" {
+		a.Failures = s.failureCounts(req, now)
+	}
 	return a
 }
 

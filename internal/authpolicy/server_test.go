@@ -91,11 +91,26 @@ type rig struct {
 
 func newRig(t *testing.T, rules string, set Settings) *rig {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "rules.yaml")
+	return newRigPolicy(t, rules, "", set)
+}
+
+// newRigPolicy is newRig with a Rego policy (one file) when policy is set.
+func newRigPolicy(t *testing.T, rules, policy string, set Settings) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	f := filepath.Join(dir, "rules.yaml")
 	if err := os.WriteFile(f, []byte(rules), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := engine.Load(context.Background(), engine.Sources{Rules: []string{f}})
+	src := engine.Sources{Rules: []string{f}}
+	if policy != "" {
+		pf := filepath.Join(dir, "p.rego")
+		if err := os.WriteFile(pf, []byte(policy), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		src.Policies = []string{pf}
+	}
+	rs, err := engine.Load(context.Background(), src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,10 +358,17 @@ func TestNameAfterAuthentication(t *testing.T) {
 // default 10m of both) shares its counter with input.attempt.failures, and
 // two rules may share one: each failure is still counted once.
 func TestFailureCountedOnce(t *testing.T) {
-	r := newRig(t, `
+	// A policy that reads the counts: the failure window's counters are kept.
+	r := newRigPolicy(t, `
 rules:
   - {name: bf-a, failed_logins: 4}
   - {name: bf-b, failed_logins: 4, within: 10m}
+`, `package kickagent
+
+kick contains {"session": s.id, "rule": "many-failures", "reason": "r"} if {
+	some s in input.sessions
+	input.attempt.failures.ip > 100
+}
 `, Settings{})
 	for i := 0; i < 3; i++ {
 		b := login("alice", "198.51.100.9")
