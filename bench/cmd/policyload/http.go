@@ -27,7 +27,7 @@ func httpCmd(args []string) (*result, error) {
 	rate := fs.Float64("rate", 1000, "requests per second")
 	dur := fs.Duration("d", 20*time.Second, "measured duration")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured load before it, at the same rate")
-	conns := fs.Int("conns", 8, "keep-alive connections at most (more requests in flight wait for one)")
+	conns := fs.Int("conns", 100, "keep-alive connections at most, as Dovecot 2.3's policy client (more requests in flight wait)")
 	timeout := fs.Duration("timeout", 2*time.Second, "per request (Dovecot's default policy timeout)")
 	header := fs.String("header", "", `API header "Name:value" (Dovecot's auth_policy_server_api_header)`)
 	users := fs.String("users", "alice,bob,carol,jane,jano,james,dave,eve,john doe", "login names: a,b,c or @FILE")
@@ -36,7 +36,7 @@ func httpCmd(args []string) (*result, error) {
 	dovecot := fs.Int("dovecot", 24, "request fields of Dovecot 23 or 24 (fail_type, user_alt)")
 	seed := fs.Uint64("seed", 1, "random seed of the mix")
 	asJSON := fs.Bool("json", false, "JSON output")
-	raw := fs.String("raw", "", "also write every measured latency to this file (ms, one a line)")
+	raw := fs.String("raw", "", "also write every measured latency to this file (ms, one a line), and those from the send to FILE.send")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -82,8 +82,9 @@ func httpCmd(args []string) (*result, error) {
 	var mu sync.Mutex
 	late := schedule(*rate, len(reqs), func(i int, at time.Time) {
 		rq := &reqs[i]
+		sent := time.Now()
 		answer, err := post(client, *url, rq, hdrName, hdrValue)
-		d := time.Since(at)
+		end := time.Now()
 		if i < nWarm {
 			return
 		}
@@ -92,19 +93,26 @@ func httpCmd(args []string) (*result, error) {
 		kinds[rq.kind]++
 		// A failed request counts with the time it took to fail: leaving it out would hide
 		// exactly the stalls this measures.
-		t.lat = append(t.lat, d)
+		t.lat = append(t.lat, end.Sub(at))
+		t.fromSend = append(t.fromSend, end.Sub(sent))
+		t.lag = append(t.lag, sent.Sub(at))
 		if err != nil {
 			t.fail(fmt.Errorf("%s: %w", rq.kind, err))
 			return
 		}
 		t.answers[answer]++
 	})
-	lat := summarise(t.lat)
+	lat, fromSend, lag := summarise(t.lat), summarise(t.fromSend), summarise(t.lag)
 	if err := writeRaw(*raw, t.lat); err != nil {
 		return nil, err
 	}
+	if *raw != "" {
+		if err := writeRaw(*raw+".send", t.fromSend); err != nil {
+			return nil, err
+		}
+	}
 	return &result{asJSON: *asJSON, What: "auth policy requests to " + *url, Rate: *rate, Duration: dur.Seconds(),
-		Sent: nMeas, Latency: lat, Answers: t.answers, Kinds: kinds, Errors: t.errors,
+		Sent: nMeas, Latency: lat, FromSend: &fromSend, Lag: &lag, Answers: t.answers, Kinds: kinds, Errors: t.errors,
 		ErrorSamples: t.samples, LateMax: ms(late)}, nil
 }
 

@@ -10,6 +10,8 @@ import (
 // loop sleeps until the next due time and then catches up on every call that is due, so a
 // late wake-up shifts no later call.
 func schedule(rate float64, n int, fire func(i int, at time.Time)) time.Duration {
+	sleep, done := preciseSleep()
+	defer done()
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now().Add(10 * time.Millisecond)
@@ -29,7 +31,9 @@ func schedule(rate float64, n int, fire func(i int, at time.Time)) time.Duration
 			}(i, at)
 		}
 		if i < n {
-			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+				sleep(d)
+			}
 		}
 	}
 	wg.Wait()

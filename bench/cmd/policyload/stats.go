@@ -51,6 +51,11 @@ type result struct {
 	Sent     int     `json:"sent"`
 	// Latency: scheduled send time → answer read (http); → LOGIN's tagged OK (logins).
 	Latency dist `json:"latency"`
+	// FromSend (http only): the same from when the request's goroutine started, which leaves
+	// out the generator's own lateness (Lag: that start minus the scheduled time). The sends
+	// never wait for answers, so a server stall still counts in it.
+	FromSend *dist `json:"from_send,omitempty"`
+	Lag      *dist `json:"lag,omitempty"`
 	// Total (logins only): scheduled time → LOGOUT's tagged OK.
 	Total *dist `json:"total,omitempty"`
 	// Answers counts the answers by kind (http: allowed, refused, report; logins: ok, no).
@@ -73,6 +78,12 @@ func (r *result) text() string {
 			name, d.N, d.P50, d.P90, d.P99, d.Max, d.Mean)
 	}
 	line("latency", r.Latency)
+	if r.FromSend != nil {
+		line("from send", *r.FromSend)
+	}
+	if r.Lag != nil {
+		line("dispatch lag", *r.Lag)
+	}
 	if r.Total != nil {
 		line("total", *r.Total)
 	}
@@ -98,10 +109,10 @@ func counts(m map[string]int) string {
 
 // tally collects outcomes from concurrent requests.
 type tally struct {
-	lat, total []time.Duration
-	answers    map[string]int
-	errors     int
-	samples    []string
+	lat, total, fromSend, lag []time.Duration
+	answers                   map[string]int
+	errors                    int
+	samples                   []string
 }
 
 func newTally(n int) *tally {
