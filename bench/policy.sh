@@ -12,8 +12,9 @@
 #    for four cases: (0) no rules (`rules: []`: the floor of HTTP, parsing and the load
 #    generator), (a) 1,000 YAML rules (bench/cmd/cycle gen -kind mix, plus one brute-force
 #    rule), (b) the example Rego policy (policy/: blocked networks, drain, password resets;
-#    all judge logins), (c) both. ROUNDS rounds; within a round the order rotates; a fresh
-#    agent per run. Then one more run of (c) with KICKAGENT_CPUPROFILE (PROFILE=0 skips it).
+#    all judge logins), (c) both, (g) both with GOGC=400 (the agent's garbage collector runs
+#    a quarter as often). ROUNDS rounds; within a round the order rotates; a fresh agent per
+#    run. Then one more run of (c) with KICKAGENT_CPUPROFILE (PROFILE=0 skips it).
 # 2. Logins: p23 and p24 (VERSIONS) restarted for every run, either without auth policy
 #    settings or with KA_POLICY_URL pointing at an agent running case (c) on that instance's
 #    anvil; LOGIN_N IMAP logins at LOGIN_RATE/s (policyload logins: connect, LOGIN, LOGOUT,
@@ -93,12 +94,15 @@ declare -A CASE=(
   [a]="--rules $R/rules.yaml"
   [b]="--policy policy"
   [c]="--rules $R/rules.yaml --policy policy"
+  [g]="--rules $R/rules.yaml --policy policy"
 )
+declare -A CASE_ENV=([g]="GOGC=400")
 declare -A CASE_NAME=(
   [0]="(0) no rules (rules: [])"
   [a]="(a) $nrules YAML rules + brute force"
   [b]="(b) example Rego policy (policy/)"
   [c]="(c) both"
+  [g]="(g) both, GOGC=400"
 )
 
 # instance_start NAME [POLICY_URL]: (re)starts p23/p24, with auth policy settings if a URL
@@ -147,11 +151,12 @@ A23=$(anvil_of p23)
 [ -S "$A23" ] || die "p23's anvil socket $A23 is missing"
 hz=$(getconf CLK_TCK)
 : >"$W/http.tsv"
-names=(0 a b c)
+names=(0 a b c g)
 for ((r = 0; r < ROUNDS; r++)); do
   for ((j = 0; j < ${#names[@]}; j++)); do
     c=${names[$(((r + j) % ${#names[@]}))]}
-    agent_start "$c$r" "$A23" "$c"
+    # shellcheck disable=SC2086 # CASE_ENV holds VAR=value words
+    agent_start "$c$r" "$A23" "$c" ${CASE_ENV[$c]:-}
     t0=$(cpu_ticks)
     rc=0
     "$W/policyload" http -url "http://127.0.0.1:$aport/" -rate "$RATE" -d "${SECS}s" -warmup "$WARMUP" \
