@@ -22,6 +22,7 @@ import (
 	"github.com/kickagent/kickagent/internal/agent"
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/anvil/anviltest"
+	"github.com/kickagent/kickagent/internal/authpolicy"
 )
 
 // The shipped dashboard and alerting rules query only metrics and labels the
@@ -111,7 +112,8 @@ func contribScrape(t *testing.T) map[string][]string {
 	done := make(chan int, 1)
 	go func() {
 		code := run(ctx, []string{"run", "-a", srv.Path, "--rules", rules, "--interval", "1s",
-			"--metrics", "127.0.0.1:0", "--dry-run", "--state-dir", filepath.Join(dir, "state")}, io.Discard, pw)
+			"--metrics", "127.0.0.1:0", "--dry-run", "--state-dir", filepath.Join(dir, "state"),
+			"--auth-policy", "127.0.0.1:0"}, io.Discard, pw)
 		pw.Close()
 		done <- code
 	}()
@@ -243,6 +245,7 @@ func contribRegistered(t *testing.T) map[string][]string {
 	t.Helper()
 	r := &contribRecorder{}
 	agent.NewMetrics(r)
+	authpolicy.NewMetrics(r) // the auth policy listener's, on the same registry
 	ch := make(chan *prometheus.Desc, 100)
 	go func() {
 		for _, c := range r.cs {

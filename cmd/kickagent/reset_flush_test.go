@@ -52,6 +52,9 @@ func TestResetFlushesFirst(t *testing.T) {
 	}
 	e := only(t, dir)
 	// Every kick's audit record carries the rule's description.
+	if e.Rule.AuthCacheFlush != "flushed" {
+		t.Errorf("auth_cache_flush %q, want flushed (kickagent_resets counts it)", e.Rule.AuthCacheFlush)
+	}
 	if !strings.HasSuffix(e.Rule.Description, "; auth cache: 3 entries flushed for Alice, alice") {
 		t.Errorf("description %q does not record the flush", e.Rule.Description)
 	}
@@ -116,6 +119,9 @@ func TestResetFlushFails(t *testing.T) {
 		}
 		if cut := cutoffOf(t, dir); cut.Before(before) {
 			t.Errorf("%s: cutoff %v before the reset", tc.name, cut)
+		}
+		if f := only(t, dir).Rule.AuthCacheFlush; f != "failed" {
+			t.Errorf("%s: auth_cache_flush %q, want failed", tc.name, f)
 		}
 		if d := only(t, dir).Rule.Description; !strings.Contains(d, "; auth cache NOT flushed: ") || !strings.Contains(d, tc.cause) {
 			t.Errorf("%s: description %q does not record the failed flush", tc.name, d)

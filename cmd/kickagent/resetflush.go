@@ -11,6 +11,7 @@ import (
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/authmaster"
 	"github.com/kickagent/kickagent/internal/config"
+	"github.com/kickagent/kickagent/internal/engine"
 	"github.com/kickagent/kickagent/internal/jobs"
 )
 
@@ -87,6 +88,7 @@ func (f resetFlush) reset(ctx context.Context, d jobs.Dir, at time.Time, newJob 
 		f.reportSkip(stderr)
 		job := newJob(at)
 		job.Rule.Description += "; auth cache not flushed (" + cmp.Or(shortSkip(f.skip), "skipped") + ")"
+		job.Rule.AuthCacheFlush = engine.CacheFlushSkipped
 		code := installIn(ctx, d, job, stdout, stderr)
 		if code == exitOK && f.partial {
 			return exitPartial
@@ -102,8 +104,10 @@ func (f resetFlush) reset(ctx context.Context, d jobs.Dir, at time.Time, newJob 
 	// says whether the old password could still get in.
 	if ferr != nil {
 		job.Rule.Description += "; auth cache NOT flushed: " + ferr.Error()
+		job.Rule.AuthCacheFlush = engine.CacheFlushFailed
 	} else {
 		job.Rule.Description += fmt.Sprintf("; auth cache: %d entries flushed for %s", n, strings.Join(f.names, ", "))
+		job.Rule.AuthCacheFlush = engine.CacheFlushed
 	}
 	code := installIn(ctx, d, job, stdout, stderr)
 	cutoff := job.Rule.LoggedInBefore

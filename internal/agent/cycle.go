@@ -54,6 +54,10 @@ func (a *Agent) cycle(ctx context.Context) error {
 		a.m.sessions.WithLabelValues(c.service).Set(float64(c.n))
 	}
 	a.m.expiredRules.Set(float64(len(rs.Expired(now))))
+	flushes := rs.ResetFlushes(now)
+	for _, r := range []string{engine.CacheFlushed, engine.CacheFlushFailed, engine.CacheFlushSkipped, "unknown"} {
+		a.m.resetFlushes.WithLabelValues(r).Set(float64(flushes[r]))
+	}
 
 	a.proto.Store(int32(snap.Protocol))
 	var blocked func(netip.Addr) (engine.Block, bool)

@@ -32,6 +32,7 @@ type Metrics struct {
 	breakerOpen    prometheus.Gauge
 	lastCycleTime  prometheus.Gauge
 	expiredRules   prometheus.Gauge
+	resetFlushes   *prometheus.GaugeVec // active resets by what reset did with the auth cache
 	drainRemaining *prometheus.GaugeVec
 	auditErrors    prometheus.Counter
 	auditDropped   prometheus.Counter
@@ -193,6 +194,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.rejectedFiles = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_files_rejected",
 		Help: "Drop-in rules files with errors in the active ruleset: each left out, or loaded at its last good version."})
 	reg.MustRegister(m.rejectedFiles)
+	m.resetFlushes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_resets",
+		Help: "Active reset rules, by what kickagent reset did with Dovecot's auth cache (flushed, failed, skipped; unknown: written by hand)."},
+		[]string{"auth_cache_flush"})
+	for _, r := range []string{"flushed", "failed", "skipped", "unknown"} {
+		m.resetFlushes.WithLabelValues(r) // at 0 from the start, for alerts on failed
+	}
+	reg.MustRegister(m.resetFlushes)
 	m.rulesInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kickagent_rules_info",
 		Help: "Always 1; rev is the revision of the active rule set (rules files, drop-ins and Rego policy together), as in every decision log line."},
 		[]string{"rev"})

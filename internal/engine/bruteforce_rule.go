@@ -89,7 +89,7 @@ func compileBruteForce(s *RuleSpec, fail func(key, format string, a ...any)) *Br
 		{"dest_hosts", len(s.DestHosts) > 0}, {"passdb_field", s.PassdbField != ""}, {"values", len(s.Values) > 0},
 		{"except_users", len(s.ExceptUsers) > 0}, {"except_networks", len(s.ExceptNetworks) > 0},
 		{"max_kicks_per_cycle", s.MaxKicks != 0}, {"logged_in_before", s.LoggedInBefore != ""},
-		{"rate", s.Rate != ""}, {"drain", s.Drain},
+		{"rate", s.Rate != ""}, {"drain", s.Drain}, {"auth_cache_flush", s.AuthCacheFlush != ""},
 	} {
 		if k.set {
 			fail(k.key, "%s: not allowed in a brute-force rule (it counts failed logins from any client; the allow list exempts clients)", k.key)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
 	"slices"
@@ -140,6 +141,19 @@ func (rs *Ruleset) DoorSkip() string {
 		return ""
 	}
 	return rs.policy.DoorSkip()
+}
+
+// ResetFlushes counts the active reset rules by what reset did with the
+// auth cache (flushed, failed, skipped; "unknown" for a reset written by
+// hand or by an older kickagent).
+func (rs *Ruleset) ResetFlushes(now time.Time) map[string]int {
+	out := map[string]int{}
+	for _, r := range rs.rules {
+		if !r.loggedInBefore.IsZero() && r.active(now) {
+			out[cmp.Or(r.cacheFlush, "unknown")]++
+		}
+	}
+	return out
 }
 
 // BruteForceRules lists the active brute-force rules.

@@ -284,3 +284,29 @@ func TestJudgeConcurrentWithEvaluate(t *testing.T) {
 	wg.Wait()
 	<-done
 }
+
+// TestResetFlushes: reset rules are counted by auth_cache_flush; the key
+// is only for reset rules and takes three values.
+func TestResetFlushes(t *testing.T) {
+	rs := loadDoorRules(t, `
+rules:
+  - {name: r1, users: [a], logged_in_before: "2026-12-06T11:00:00Z", auth_cache_flush: flushed}
+  - {name: r2, users: [b], logged_in_before: "2026-12-06T11:00:00Z", auth_cache_flush: failed}
+  - {name: r3, users: [c], logged_in_before: "2026-12-06T11:00:00Z"}
+  - {name: r4, users: [d], logged_in_before: "2026-12-06T11:00:00Z", auth_cache_flush: failed, expires: "2026-12-01T00:00:00Z"}
+`, "")
+	got := rs.ResetFlushes(doorNow)
+	if got["flushed"] != 1 || got["failed"] != 1 || got["unknown"] != 1 || len(got) != 3 {
+		t.Errorf("ResetFlushes = %v", got)
+	}
+	for _, bad := range []string{
+		"rules:\n  - {name: x, users: [a], auth_cache_flush: flushed}\n",
+		"rules:\n  - {name: x, users: [a], logged_in_before: \"2026-12-06T11:00:00Z\", auth_cache_flush: maybe}\n",
+	} {
+		f := filepath.Join(t.TempDir(), "r.yaml")
+		os.WriteFile(f, []byte(bad), 0o600)
+		if _, err := Load(context.Background(), Sources{Rules: []string{f}}); err == nil || !strings.Contains(err.Error(), "auth_cache_flush") {
+			t.Errorf("%q: got %v", bad, err)
+		}
+	}
+}

@@ -40,7 +40,16 @@ type rule struct {
 	drain          bool
 
 	bf *BruteForceRule // a brute-force rule: never matches a session
+
+	cacheFlush string // a reset rule's auth_cache_flush
 }
+
+// What kickagent reset did with the auth cache (RuleSpec.AuthCacheFlush).
+const (
+	CacheFlushed      = "flushed"
+	CacheFlushFailed  = "failed"
+	CacheFlushSkipped = "skipped"
+)
 
 func (r *rule) active(now time.Time) bool { return r.expires.IsZero() || now.Before(r.expires) }
 
@@ -147,6 +156,16 @@ func compileRule(file string, s *RuleSpec) (*rule, Errors) {
 		r.rate = v
 	}
 	r.drain = s.Drain
+	switch s.AuthCacheFlush {
+	case "":
+	case CacheFlushed, CacheFlushFailed, CacheFlushSkipped:
+		if s.LoggedInBefore == "" {
+			fail("auth_cache_flush", "auth_cache_flush: only on a reset rule (logged_in_before)")
+		}
+		r.cacheFlush = s.AuthCacheFlush
+	default:
+		fail("auth_cache_flush", "auth_cache_flush: %q: want %s, %s or %s", s.AuthCacheFlush, CacheFlushed, CacheFlushFailed, CacheFlushSkipped)
+	}
 	return r, errs
 }
 

@@ -18,7 +18,7 @@ func TestRuleSpecRoundTrip(t *testing.T) {
 	in := RuleSpec{Name: "n", Description: "d", Users: []string{"u*"}, Networks: []string{"192.0.2.0/24"},
 		Services: []string{"imap"}, DestHosts: []string{"10.0.0.2"}, PassdbField: "user_alt", Values: []string{"v"},
 		ExceptUsers: []string{"x"}, ExceptNetworks: []string{"192.0.2.1"}, DryRun: true, Expires: "2030-01-01T00:00:00Z",
-		MaxKicks: 3, LoggedInBefore: "2029-01-01T00:00:00Z", Rate: "5/s", Drain: true,
+		MaxKicks: 3, LoggedInBefore: "2029-01-01T00:00:00Z", Rate: "5/s", Drain: true, AuthCacheFlush: "flushed",
 		FailedLogins: 20, Within: "10m", Per: "network", BlockFor: "1h"}
 	// Every key is set: a new field left out here fails the test.
 	v := reflect.ValueOf(in)

@@ -39,6 +39,9 @@ type RuleSpec struct {
 	LoggedInBefore string   `yaml:"logged_in_before,omitempty"`
 	Rate           string   `yaml:"rate,omitempty"`
 	Drain          bool     `yaml:"drain,omitempty"`
+	// AuthCacheFlush records what reset did with Dovecot's auth cache
+	// (flushed, failed, skipped): reset rules only, for the metrics.
+	AuthCacheFlush string `yaml:"auth_cache_flush,omitempty"`
 	// Brute-force rules (bruteforce_rule.go).
 	FailedLogins int    `yaml:"failed_logins,omitempty"`
 	Within       string `yaml:"within,omitempty"`
