@@ -45,7 +45,7 @@ func newAuthPolicy(c *config.Config, a **agent.Agent, auditLog *audit.Log, reg p
 		d.Audit = auditLog // a nil *audit.Log must not become a non-nil interface
 	}
 	return authpolicy.New(authpolicy.Settings{APIHeader: p.APIHeader, RefuseMessage: p.RefuseMessage,
-		DryRun: c.DryRun, FailureWindow: p.FailureWindow.Duration, TableSize: size}, d)
+		DryRun: c.DryRun, FailureWindow: p.FailureWindow.Duration, TableSize: size, StateDir: stateDir(c.StateDir)}, d)
 }
 
 func bruteScope(scope string) bruteforce.Scope {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/kickagent/kickagent/internal/statefile"
 )
 
 // The reset state file: what a restarted agent needs to judge the
@@ -188,46 +190,18 @@ func (st *stateStore) save(p *persisted) error {
 
 func (st *stateStore) write(p *persisted) error {
 	if p == nil {
-		if err := os.Remove(st.path()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := statefile.Remove(st.dir, stateFileName); err != nil {
 			return fmt.Errorf("state: %w", err)
 		}
-		return syncDir(st.dir)
+		return nil
 	}
 	p.Version, p.Anvil = stateVersion, st.anvil
 	data, err := formatState(p)
 	if err != nil {
 		return fmt.Errorf("state: encode: %w", err)
 	}
-	tmp, err := os.CreateTemp(st.dir, stateFileName+".tmp-*")
-	if err != nil {
+	if err := statefile.Write(st.dir, stateFileName, data); err != nil {
 		return fmt.Errorf("state: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after the rename: nothing there
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), st.path())
-	}
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return syncDir(st.dir)
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("state: fsync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ type blocks struct {
 	lens4  map[int]int // prefix lengths in use → entries, for Lookup
 	lens6  map[int]int
 	evicts int
+	dirty  bool // changed since the last save
 }
 
 // evictSample is how many blocks a full table compares to pick one to drop.
@@ -47,6 +48,7 @@ func (b *blocks) add(p netip.Prefix, until time.Time, e engine.Block) bool {
 			old.Block = e
 		}
 		b.m[p] = old
+		b.dirty = true
 		return false
 	}
 	if len(b.m) >= b.max {
@@ -69,6 +71,7 @@ func (b *blocks) add(p netip.Prefix, until time.Time, e engine.Block) bool {
 	}
 	b.m[p] = blockEntry{Block: e, until: until}
 	b.lens(p)[p.Bits()]++
+	b.dirty = true
 	return true
 }
 
@@ -84,6 +87,7 @@ func (b *blocks) del(p netip.Prefix) {
 		return
 	}
 	delete(b.m, p)
+	b.dirty = true
 	l := b.lens(p)
 	if l[p.Bits()]--; l[p.Bits()] == 0 {
 		delete(l, p.Bits())

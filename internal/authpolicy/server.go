@@ -55,6 +55,9 @@ type Settings struct {
 	DryRun        bool
 	FailureWindow time.Duration
 	TableSize     int
+	// StateDir keeps the brute-force blocks across restarts (blocks.json;
+	// "": in memory only).
+	StateDir string
 }
 
 // AuditLog is where refusals and blocks are recorded.
@@ -131,6 +134,15 @@ func New(set Settings, d Deps) *Server {
 	if s.m == nil {
 		s.m = NewMetrics(nil)
 	}
+	if set.StateDir != "" {
+		n, err := s.blocks.restore(set.StateDir, s.now())
+		switch {
+		case err != nil:
+			s.log.Error("brute-force blocks not restored; they start empty", "err", err)
+		case n > 0:
+			s.log.Info("brute-force blocks restored", "blocks", n, "dir", set.StateDir)
+		}
+	}
 	if name, value, ok := strings.Cut(set.APIHeader, ":"); ok {
 		s.hdrName, s.hdrValue = strings.TrimSpace(name), []byte(strings.TrimSpace(value))
 	} else if set.APIHeader != "" {
@@ -149,13 +161,19 @@ func (s *Server) Blocked() func(ip netip.Addr) (engine.Block, bool) {
 	return func(ip netip.Addr) (engine.Block, bool) { return s.blocks.lookup(ip, now) }
 }
 
-// Expire ends the blocks that are over; the agent calls it every cycle.
+// Expire ends the blocks that are over and saves the blocks when they
+// changed; the agent calls it every cycle.
 func (s *Server) Expire() {
 	left, ended := s.blocks.expire(s.now())
 	for _, p := range ended {
 		s.log.Info("brute-force block ended", "client", p.String())
 	}
 	s.m.blocks.Set(float64(left))
+	if s.set.StateDir != "" {
+		if err := s.blocks.save(s.set.StateDir); err != nil {
+			s.log.Error("cannot save the brute-force blocks; a restart would forget them", "err", err)
+		}
+	}
 }
 
 type answer struct {

@@ -403,3 +403,38 @@ func TestBreakerOpenRefusesNothing(t *testing.T) {
 		t.Errorf("audit: %s", got)
 	}
 }
+
+// TestBlocksSurviveRestart: a block is saved at the next cycle (Expire)
+// and a new server on the same state directory refuses the client until
+// the block ends; a block already over is not restored; a corrupt file is
+// an error and no block.
+func TestBlocksSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := newRig(t, testRules, Settings{StateDir: dir})
+	for range 3 {
+		b := login("alice", "198.51.100.66")
+		b["success"] = false
+		r.post("report", b)
+	}
+	r.srv.Expire() // the cycle saves
+	data, err := os.ReadFile(filepath.Join(dir, "blocks.json"))
+	if err != nil || !strings.Contains(string(data), `"198.51.100.66/32"`) {
+		t.Fatalf("blocks.json: %s %v", data, err)
+	}
+	r2 := newRig(t, testRules, Settings{StateDir: dir})
+	r2.now = r.now.Add(time.Minute)
+	if _, a := r2.post("allow", login("alice", "198.51.100.66")); a.Status != -1 {
+		t.Fatal("the restarted server let a blocked client in")
+	}
+	r3 := newRig(t, testRules, Settings{StateDir: dir})
+	r3.now = r.now.Add(11 * time.Minute) // block_for 10m: over
+	if n, err := r3.srv.blocks.restore(dir, r3.now); err != nil || n != 0 {
+		t.Fatalf("restore after the block ended: %d blocks, %v", n, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "blocks.json"), []byte("{half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newBlocks(10).restore(dir, r.now); err == nil || !strings.Contains(err.Error(), "blocks.json") {
+		t.Fatalf("corrupt file: %v", err)
+	}
+}
