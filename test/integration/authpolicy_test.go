@@ -21,16 +21,22 @@ import (
 const policyHeader = "X-Kickagent-Key:it-secret"
 
 // policyAgent starts p23/p24 asking an agent on a free port, and that agent.
-func policyAgent(t *testing.T, name, rules string, p testrig.Policy) (*testrig.Instance, *agentProc, string) {
+func policyAgent(t *testing.T, name, rules string, p testrig.Policy, args ...string) (*testrig.Instance, *agentProc, string) {
 	t.Helper()
 	addr := freeLoopbackPort(t)
 	p.URL, p.Header = "http://"+addr+"/", policyHeader
 	inst := testrig.StartSQLT(t, name, p)
-	a := startAgent(t, inst, agentOpts{rules: rules,
+	return inst, startPolicyAgent(t, inst, addr, rules, args...), addr
+}
+
+// startPolicyAgent starts an agent whose auth policy listener is on addr.
+func startPolicyAgent(t *testing.T, inst *testrig.Instance, addr, rules string, args ...string) *agentProc {
+	t.Helper()
+	a := startAgent(t, inst, agentOpts{rules: rules, args: args,
 		config: fmt.Sprintf("auth_policy:\n  listen: %q\n  api_header: %q\n", addr, policyHeader)})
 	a.waitHealthy(t, 10*time.Second)
 	a.waitLog(t, "auth policy listening", 1, 5*time.Second)
-	return inst, a, addr
+	return a
 }
 
 // try logs user in once from src; it fails the test on connection trouble.
@@ -138,7 +144,8 @@ rules:
 	for _, name := range []string{testrig.P23, testrig.P24} {
 		t.Run(name, func(t *testing.T) {
 			ctx := testCtx(t)
-			inst, a, _ := policyAgent(t, name, rules, testrig.Policy{})
+			state := t.TempDir()
+			inst, a, addr := policyAgent(t, name, rules, testrig.Policy{}, "--state-dir", state)
 			hs := holdListed(t, ctx, inst, login{"alice", "127.0.0.85", "imap"}, login{"bob", "127.0.0.86", "imap"},
 				login{"dave", "127.0.0.85", "imap"})
 			// Ten wrong passwords at once (Dovecot delays each failure's
@@ -172,6 +179,13 @@ rules:
 			if rs := results(a.auditLog(t), "blocked"); len(rs) != 1 {
 				t.Errorf("%s: blocked audit records %v, want one", name, rs)
 			}
+			// A restarted agent still refuses the blocked IP (state_dir).
+			a.stop(t)
+			a = startPolicyAgent(t, inst, addr, rules, "--state-dir", state)
+			if a.count("brute-force blocks restored") != 1 {
+				t.Errorf("%s: no \"brute-force blocks restored\" after the restart", name)
+			}
+			wantRefused(t, try(t, ctx, inst, testrig.IMAP, "127.0.0.85", "alice", "pass"), "the blocked IP after the agent restarted")
 			// The block ends block_for after it started.
 			time.Sleep(time.Until(blockedAt.Add(blockFor + time.Second)))
 			wantOK(t, try(t, ctx, inst, testrig.IMAP, "127.0.0.85", "alice", "pass"), "alice after block_for")
