@@ -54,7 +54,8 @@ inroot() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEB
 
 echo "== building the packages"
 base=$(git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//; s/-\([0-9]*\)-g/+\1.g/' || true)
-[ -n "$base" ] || base=0.0.0+$(git rev-parse --short=12 HEAD)
+# A tree without .git (git archive, as test/fresh.sh copies it) has no commit.
+[ -n "$base" ] || base=0.0.0+$(git rev-parse --short=12 HEAD 2>/dev/null || echo tree)
 v1=$base v2=$base.1
 VERSION=$v1 packaging/build.sh "$work/v1" >/dev/null
 # The upgrade changes the shipped rules.yaml, so that dpkg must choose
