@@ -8,7 +8,7 @@
 # an edited conffile (kept), and a purge (config, job files, state, binary
 # gone); the same in a minimal Debian 12 root (made once with debootstrap,
 # kept in KA_ROOT/bookworm-minbase; PACKAGE_BOOKWORM=DIR|no). Installs what it
-# needs (go-md2man, rpm, make, debootstrap, nfpm). Run as root: ~20 s with a
+# needs (go-md2man, rpm, make, man-db, debootstrap, nfpm). Run as root: ~20 s with a
 # warm Go cache and both roots present. KA_ROOT (default .dovecot) holds the
 # Debian 13 chroot of the tests (test/dovecot/install.sh).
 set -euo pipefail
@@ -25,6 +25,9 @@ command -v go-md2man >/dev/null || need_apt="$need_apt go-md2man"
 command -v rpm >/dev/null || need_apt="$need_apt rpm"
 command -v systemd-analyze >/dev/null || need_apt="$need_apt systemd"
 command -v make >/dev/null || need_apt="$need_apt make"
+# systemd-analyze verify runs man for the unit's man: Documentation (a
+# minimal Debian has no man).
+command -v man >/dev/null || need_apt="$need_apt man-db"
 command -v debootstrap >/dev/null || need_apt="$need_apt debootstrap"
 if [ -n "$need_apt" ]; then
 	apt-get update -qq
