@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kickagent/kickagent/internal/anvil"
 )
 
 // Permission cannot be refused to root, who runs the tests: the mapping of
@@ -19,8 +21,8 @@ func TestDialErrorPermission(t *testing.T) {
 	}
 }
 
-// Escaping round-trips through the fake's unescape in the client tests;
-// here the exact bytes Dovecot expects.
+// Names go out with anvil.Escape (the same tab-escaping); here the exact
+// bytes Dovecot expects of a CACHE-FLUSH name.
 func TestEscape(t *testing.T) {
 	for in, want := range map[string]string{
 		"alice":       "alice",
@@ -30,8 +32,8 @@ func TestEscape(t *testing.T) {
 		"\x01t":       "\x011t",
 		"ünïcode@d.e": "ünïcode@d.e",
 	} {
-		if got := escape(in); got != want {
-			t.Errorf("escape(%q) = %q, want %q", in, got, want)
+		if got := anvil.Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

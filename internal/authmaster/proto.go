@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/kickagent/kickagent/internal/anvil"
 )
 
 // protocolMajor is the auth-master protocol's major version on Dovecot
@@ -42,15 +44,6 @@ var (
 	ErrBadUser = errors.New("bad user name for CACHE-FLUSH")
 )
 
-// escape tab-escapes s as Dovecot's str_append_tabescaped: the server
-// splits the line at tabs and unescapes each field.
-func escape(s string) string {
-	if !strings.ContainsAny(s, "\x01\t\r\n") {
-		return s
-	}
-	return strings.NewReplacer("\x01", "\x011", "\t", "\x01t", "\r", "\x01r", "\n", "\x01n").Replace(s)
-}
-
 // formatFlush is the CACHE-FLUSH command line for users with request id.
 // An empty list is refused: on the wire it means the whole cache.
 func formatFlush(id uint32, users []string) (string, error) {
@@ -68,7 +61,7 @@ func formatFlush(id uint32, users []string) (string, error) {
 			// shorter name than the one given.
 			return "", fmt.Errorf("%w: %q holds a NUL byte", ErrBadUser, u)
 		}
-		b.WriteString("\t" + escape(u))
+		b.WriteString("\t" + anvil.Escape(u)) // Dovecot's tab-escaping, as anvil's
 	}
 	b.WriteByte('\n')
 	if b.Len() > maxCommand {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kickagent/kickagent/internal/anvil"
 )
 
 // Mode is which of Dovecot's auth sockets the fake is.
@@ -201,7 +203,7 @@ func (s *Server) answer(line string) (string, bool) {
 	}
 	id, users := f[1], f[2:]
 	for i, u := range users {
-		users[i] = unescape(u)
+		users[i] = anvil.Unescape(u)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -245,8 +247,4 @@ func isUser(k string, users []string) bool {
 		}
 	}
 	return false
-}
-
-func unescape(s string) string {
-	return strings.NewReplacer("\x011", "\x01", "\x01t", "\t", "\x01r", "\r", "\x01n", "\n").Replace(s)
 }
