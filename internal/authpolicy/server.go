@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kickagent/kickagent/internal/anvil"
@@ -87,7 +88,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	counters map[counterKey]FailureCounter
-	skipLog  string // the last DoorSkip reason logged
+
+	lastRules    atomic.Pointer[engine.Ruleset] // the rule set noteRules saw last
+	policyWarned atomic.Int64                   // unix nanos of the last policy-failure warning
 }
 
 type counterKey struct {
@@ -231,8 +234,8 @@ func cmdLabel(cmd string) string {
 	return "other"
 }
 
-// attempt builds the engine's view of the request.
-func (s *Server) attempt(req *request, now time.Time) *engine.Attempt {
+// attempt builds the engine's view of the request, judged by rs.
+func (s *Server) attempt(rs *engine.Ruleset, req *request, now time.Time) *engine.Attempt {
 	a := &engine.Attempt{User: req.name(), IP: req.remote, Service: req.protocol, Alt: req.alt, Now: now,
 		Login: req.login, Protocol: anvil.Proto24}
 	if s.proto != nil {
@@ -241,7 +244,7 @@ func (s *Server) attempt(req *request, now time.Time) *engine.Attempt {
 	if s.blocks.len() > 0 {
 		a.Blocked = func(ip netip.Addr) (engine.Block, bool) { return s.blocks.lookup(ip, now) }
 	}
-	if rs := s.rules(); rs != nil && rs.HasPolicy() && rs.DoorSkip() == "" {
+	if rs.HasPolicy() && rs.DoorSkip() == "" {
 		a.Failures = s.failureCounts(req, now)
 	}
 	return a
@@ -256,13 +259,17 @@ func (s *Server) allow(ctx context.Context, req *request) (answer, string) {
 		return answer{}, "allow"
 	}
 	now := s.now()
-	a := s.attempt(req, now)
-	s.noteSkip(rs)
+	a := s.attempt(rs, req, now)
+	s.noteRules(rs)
 	d, err := rs.Judge(ctx, a)
 	if perr := (*engine.PolicyError)(nil); errors.As(err, &perr) {
-		// The YAML rules' verdict stands; the cycle reports the policy.
+		// The YAML rules' verdict stands; the cycle reports the policy
+		// (ERROR, metrics, /healthz). Here: counted, and logged at most
+		// once a minute, not once per login.
 		s.m.policyErrors.Inc()
-		s.log.Warn("auth policy: the Rego policy failed on a login; judged by the YAML rules alone", "err", err)
+		if last := s.policyWarned.Load(); now.UnixNano()-last >= int64(time.Minute) && s.policyWarned.CompareAndSwap(last, now.UnixNano()) {
+			s.log.Warn("auth policy: the Rego policy failed on a login; judged by the YAML rules alone (logged at most once a minute)", "err", err)
+		}
 	}
 	if d.Rule == "" {
 		return answer{}, "allow"
@@ -286,15 +293,13 @@ func (s *Server) allow(ctx context.Context, req *request) (answer, string) {
 	return answer{}, verdict
 }
 
-// noteSkip logs once per reason that the Rego policy does not judge
-// logins.
-func (s *Server) noteSkip(rs *engine.Ruleset) {
-	why := rs.DoorSkip()
-	s.mu.Lock()
-	changed := why != s.skipLog
-	s.skipLog = why
-	s.mu.Unlock()
-	if changed && why != "" {
+// noteRules logs, once per rule set, that its Rego policy does not judge
+// logins (a lock-free check per request).
+func (s *Server) noteRules(rs *engine.Ruleset) {
+	if s.lastRules.Swap(rs) == rs {
+		return
+	}
+	if why := rs.DoorSkip(); why != "" {
 		s.log.Warn("auth policy: the Rego policy does not judge logins; only the agent's cycles enforce it", "why", why)
 	}
 }

@@ -1,8 +1,10 @@
 package authpolicy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kickagent/kickagent/internal/audit"
 	"github.com/kickagent/kickagent/internal/engine"
@@ -436,5 +440,37 @@ func TestBlocksSurviveRestart(t *testing.T) {
 	}
 	if _, err := newBlocks(10).restore(dir, r.now); err == nil || !strings.Contains(err.Error(), "blocks.json") {
 		t.Fatalf("corrupt file: %v", err)
+	}
+}
+
+// TestPolicyFailureLoggedOncePerMinute: a Rego policy failing on every
+// login leaves the YAML verdict, is counted per login, and is logged at
+// most once a minute (it was logged on every login: a log flood at 1,000
+// logins/s).
+func TestPolicyFailureLoggedOncePerMinute(t *testing.T) {
+	r := newRigPolicy(t, testRules, `package kickagent
+
+kick contains {"session": s.id, "rule": "bad", "reason": "r"} if {
+	some s in input.sessions
+	kickagent.in_networks(s.ip, [concat("", [input.attempt.login, "/99"])]) # fails at the door only
+}
+`, Settings{})
+	var buf bytes.Buffer
+	r.srv.log = slog.New(slog.NewTextHandler(&buf, nil))
+	for range 5 {
+		if code, a := r.post("allow", login("alice", "198.51.100.5")); code != 200 || a.Status != 0 {
+			t.Fatalf("a login no YAML rule names: HTTP %d status %d while the policy failed", code, a.Status)
+		}
+	}
+	if n := testutil.ToFloat64(r.srv.m.policyErrors); n != 5 {
+		t.Errorf("policy errors counted: %v, want 5", n)
+	}
+	if n := strings.Count(buf.String(), "the Rego policy failed on a login"); n != 1 {
+		t.Errorf("logged %d times in a minute, want once:\n%s", n, buf.String())
+	}
+	r.now = r.now.Add(time.Minute)
+	r.post("allow", login("alice", "198.51.100.5"))
+	if n := strings.Count(buf.String(), "the Rego policy failed on a login"); n != 2 {
+		t.Errorf("not logged again a minute later: %d", n)
 	}
 }
