@@ -53,6 +53,7 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 	fs.Var(&policies, "policy", "policy directory")
 	fs.Var(checked(&f.RulesDir, parseString, nil), "rules-dir", "drop-in directory")
 	fs.Var(checked(&f.Interval.Duration, config.ParseDuration, config.CheckInterval), "interval", "cycle interval")
+	fs.Var(checked(&f.IdleInterval.Duration, config.ParseDuration, config.CheckInterval), "idle-interval", "longest gap between snapshots while idle")
 	fs.Var(checked(&f.Metrics, parseString, config.CheckMetricsListen), "metrics", "metrics listen address")
 	fs.Var(checked(&f.AuditLog, parseString, nil), "audit-log", "audit log file")
 	fs.Var(checked(&f.StateDir, parseString, config.CheckStateDir), "state-dir", "state directory")
@@ -98,6 +99,9 @@ func parseRun(args []string, stderr io.Writer) (*runSettings, int, bool) {
 	c.Policies = append(c.Policies, policies...)
 	if f.Interval.Duration != 0 {
 		c.Interval = f.Interval
+	}
+	if f.IdleInterval.Duration != 0 {
+		c.IdleInterval = f.IdleInterval
 	}
 	if *dryRun {
 		c.DryRun = true
@@ -199,15 +203,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		door = newAuthPolicy(c, &a, auditLog, reg, log.With("component", "auth-policy"))
 		blocks = door
 	}
-	a = agent.New(agent.Settings{Interval: interval, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
+	a = agent.New(agent.Settings{Interval: interval, IdleInterval: c.IdleInterval.Duration, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
 		BreakerFraction: c.Limits.BreakerFraction, BreakerMinSessions: c.Limits.BreakerMinSessions,
 		RepeatThreshold: c.Limits.RepeatThreshold},
 		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ForSocket(c.AnvilSocket), Settle: min(2*time.Second, interval/3)},
 			LoadKeeping: func(ctx context.Context, prev *engine.Ruleset) (*engine.Ruleset, error) {
 				return engine.LoadKeeping(ctx, sources(), prev)
 			},
-			Jobs:  jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}},
-			Audit: auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv(),
+			Jobs:        jobs.Dir{Path: c.RulesDir, Sources: engine.Sources{Rules: c.Rules, Policies: c.Policies}},
+			AnvilSocket: cmp.Or(c.AnvilSocket, anvil.DefaultSocket),
+			Audit:       auditLog, Metrics: metrics, Logger: log.With("component", "agent"), Notify: sdnotify.FromEnv(),
 			StateDir: stateDir(c.StateDir), StateAnvil: c.AnvilSocket, Blocks: blocks})
 	defer a.Close()
 
@@ -270,7 +275,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			log.Warn("file watching unavailable; reload with SIGHUP", "err", err)
 		}
 	}()
-	log.Info("kickagent running", "anvil", cmp.Or(c.AnvilSocket, anvil.DefaultSocket), "interval", interval, "dry_run", c.DryRun,
+	log.Info("kickagent running", "anvil", cmp.Or(c.AnvilSocket, anvil.DefaultSocket), "interval", interval, "idle_interval", max(interval, cmp.Or(c.IdleInterval.Duration, agent.DefaultIdleInterval)), "dry_run", c.DryRun,
 		"version", build.Version, "revision", build.Revision)
 	if err := a.Run(ctx, reload, false); err != nil {
 		log.Error("agent stopped", "err", err)

@@ -1,7 +1,7 @@
 package main
 
 var runUsage = `Usage: kickagent run [-c config] [-a anvil_socket_path] [--rules PATH]... [--rules-dir DIR] [--policy DIR]...
-                     [--interval 5s] [--metrics ADDR] [--audit-log FILE] [--state-dir DIR] [--auth-policy ADDR]
+                     [--interval 5s] [--idle-interval 1m] [--metrics ADDR] [--audit-log FILE] [--state-dir DIR] [--auth-policy ADDR]
                      [--dry-run] [--once]
                      [--max-kicks-per-cycle N] [--breaker-fraction F] [--log-level info] [--log-json]
 
@@ -36,6 +36,12 @@ The flags are:
   --policy DIR         Rego policy directory (repeatable)
   --interval D         time between cycles, 1s to 1h (default 5s); a cycle
                        must finish within 0.9 x the interval
+  --idle-interval D    longest gap between anvil snapshots once the last 3
+                       selected nothing to kick, 1s to 1h (default 1m; the
+                       gap is one interval per 10,000 sessions, so a small
+                       server keeps the interval); a rule change, a block
+                       and a reset's time take one at once; set it to the
+                       interval for a snapshot every interval
   --metrics ADDR       listen address of /metrics and /healthz
                        (default 127.0.0.1:9868; "off" disables)
   --audit-log FILE     append one JSON line per decision acted on ("-": stdout);

@@ -31,7 +31,7 @@ _kickagent() {
 	case $cmd in
 	who) flags="-a -1 -f --json --timeout" ;;
 	kick) flags="-a -f -h --dry-run --json --force --ipc --timeout" ;;
-	run) flags="-c -a --rules --rules-dir --policy --interval --metrics --audit-log --state-dir --auth-policy --dry-run --once --max-kicks-per-cycle --breaker-fraction --log-level --log-json" ;;
+	run) flags="-c -a --rules --rules-dir --policy --interval --idle-interval --metrics --audit-log --state-dir --auth-policy --dry-run --once --max-kicks-per-cycle --breaker-fraction --log-level --log-json" ;;
 	block) flags="--for --reason --force -c --rules-dir" ;;
 	unblock | blocks) flags="-c --rules-dir" ;;
 	reset) flags="--at -f --expire --auth-master --no-cache-flush --timeout --dry-run -c --rules-dir" ;;

@@ -19,7 +19,10 @@ import (
 
 // Settings tune the loop.
 type Settings struct {
-	Interval           time.Duration
+	Interval time.Duration
+	// IdleInterval is the longest gap between dumps while the rules
+	// select nothing to kick (schedule.go); at most Interval: a fixed one.
+	IdleInterval       time.Duration
 	DryRun             bool
 	MaxKicksPerCycle   int
 	BreakerFraction    float64
@@ -27,11 +30,19 @@ type Settings struct {
 	RepeatThreshold    int
 }
 
+// DefaultIdleInterval is the longest gap between dumps while nothing is
+// selected (Settings.IdleInterval).
+const DefaultIdleInterval = time.Minute
+
 // Defaults fills zero settings with the documented defaults.
 func (s *Settings) Defaults() {
 	if s.Interval <= 0 {
 		s.Interval = 5 * time.Second
 	}
+	if s.IdleInterval == 0 {
+		s.IdleInterval = DefaultIdleInterval
+	}
+	s.IdleInterval = max(s.IdleInterval, s.Interval)
 	if s.MaxKicksPerCycle <= 0 {
 		s.MaxKicksPerCycle = 100
 	}
@@ -91,8 +102,12 @@ type Agent struct {
 	healthy atomic.Int64 // unix nanos of the last completed cycle
 	policy  policyHealth // a failing Rego policy (policyfail.go)
 
-	st   state            // owned by the loop goroutine
-	prep *engine.Prepared // the cycle's per-session work done during the dump
+	st    state // owned by the loop goroutine
+	sched pacer // owned by the loop goroutine
+	// anvilCPU reads the CPU time of anvil, to report what each dump costs
+	// Dovecot (anvilcpu.go).
+	anvilCPU anvilCPU
+	prep     *engine.Prepared // the cycle's per-session work done during the dump
 
 	store *stateStore // nil: reset state in memory only
 
@@ -125,6 +140,9 @@ type Deps struct {
 	StateDir, StateAnvil string
 	// Blocks, if set, are brute-force blocks whose sessions are kicked.
 	Blocks Blocks
+	// AnvilSocket, if set, is the socket of the anvil whose CPU time per
+	// dump is reported (kickagent_anvil_dump_cpu_seconds).
+	AnvilSocket string
 }
 
 // New returns an agent; it does not load rules yet.
@@ -139,8 +157,11 @@ func New(set Settings, d Deps) *Agent {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	a.st.init()
+	a.sched = newPacer(set.Interval, set.IdleInterval)
+	a.anvilCPU.socket = d.AnvilSocket
 	if a.m != nil {
 		a.m.interval.Set(set.Interval.Seconds())
+		a.m.pace.idle.Set(set.IdleInterval.Seconds())
 	}
 	if d.StateDir != "" {
 		var p *persisted
@@ -253,8 +274,9 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 			_ = a.notify.Send("STOPPING=1")
 			return a.audit.Flush()
 		case <-t.C:
-			runCycle()
+			a.tick(runCycle)
 		case <-a.wake:
+			a.sched.wake()
 			runCycle()
 			t.Reset(a.set.Interval)
 		case <-watchdog:
@@ -270,6 +292,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 			_ = a.notify.Send("READY=1")
 			if changed {
 				// A new block takes effect now, not at the next tick.
+				a.sched.wake()
 				runCycle()
 				t.Reset(a.set.Interval)
 			}
@@ -279,6 +302,24 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 			}
 		}
 	}
+}
+
+// tick runs the cycle when a dump is due (schedule.go). A tick without
+// one still counts as a completed cycle for /healthz, the watchdog and
+// kickagent_last_successful_cycle_timestamp_seconds: the loop is alive
+// and nothing it enforces needed a snapshot.
+func (a *Agent) tick(run func()) {
+	now := a.now()
+	held := a.blocks != nil && a.blocks.Blocked() != nil
+	due, why := a.sched.due(now, a.rules.Load().Demand(a.sched.last, now), held)
+	if due {
+		run()
+		a.m.pace.gap.Set(a.sched.gap.Seconds())
+		return
+	}
+	a.m.pace.skipped.WithLabelValues(why).Inc()
+	a.healthy.Store(time.Now().UnixNano())
+	a.m.lastCycleTime.Set(float64(now.Unix()))
 }
 
 // Step runs one cycle with the active rules, loading them first when none

@@ -28,16 +28,24 @@ func (a *Agent) cycle(ctx context.Context) error {
 	defer cancel()
 	defer func() { a.m.cycleDuration.Observe(time.Since(start).Seconds()) }()
 	defer a.flushAudit()
+	// Until the cycle shows it: the dump selected sessions to kick (or
+	// failed), so the next tick takes one too (schedule.go).
+	busy, dumped := true, 0
+	defer func() { a.sched.dumped(now, dumped, busy) }()
 
 	// Per-session work that needs only the session is done while the dump
 	// arrives, in time otherwise spent waiting for anvil: the first-seen
 	// lookups and the rules' cache keys (a reload during the dump just
 	// leaves the keys unused).
 	a.prep = a.rules.Load().Prepare(a.prep)
+	cpu0, cpuOK := a.anvilCPU.read()
 	snap, err := a.src.Dump(ctx, func(i int, s *anvil.Session) {
 		a.st.seen.prepare(i, s)
 		a.prep.Add(i, s)
 	})
+	if cpu1, ok := a.anvilCPU.read(); ok && cpuOK && err == nil {
+		a.m.pace.anvilCPU.Observe((cpu1 - cpu0).Seconds())
+	}
 	if err != nil {
 		a.m.anvilErrors.Inc()
 		a.m.cycles.WithLabelValues("error").Inc()
@@ -45,6 +53,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 		a.st.status = "anvil unreachable: " + err.Error()
 		return err
 	}
+	dumped = len(snap.Sessions)
 	a.badLines(snap.BadLines)
 	rs := a.rules.Load()
 	a.st.observe(snap.Sessions, now)
@@ -104,6 +113,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	}
 	a.m.setDecisions(counts)
 	a.endJobs(rs, decisions, now)
+	busy = len(kicks) > 0 // the breaker holding them too: it is watched every tick
 	kicked := 0
 	if a.breakerHolds(kicks, snap, rs) {
 		// Drains mean to empty the server: the breaker does not judge them.

@@ -37,6 +37,7 @@ type Metrics struct {
 	auditErrors    prometheus.Counter
 	auditDropped   prometheus.Counter
 	policy         policyMetrics // policyfail.go
+	pace           paceMetrics   // schedule.go
 
 	// decisionGauges are the kickagent_decisions series of the last cycle,
 	// kept so that a cycle sets them without looking labels up again.
@@ -191,6 +192,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.breakerOpen, m.lastCycleTime, m.expiredRules, m.drainRemaining)
 	reg.MustRegister(m.auditErrors, m.auditDropped)
 	m.policy = newPolicyMetrics(reg)
+	m.pace = newPaceMetrics(reg)
 	m.rejectedFiles = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kickagent_rules_files_rejected",
 		Help: "Drop-in rules files with errors in the active ruleset: each left out, or loaded at its last good version."})
 	reg.MustRegister(m.rejectedFiles)

@@ -41,6 +41,10 @@ type Config struct {
 
 	// Interval between cycles (default 5s; CheckInterval).
 	Interval Duration `yaml:"interval"`
+	// IdleInterval is the longest gap between anvil snapshots while the
+	// rules select nothing to kick (default 1m; CheckInterval; at most
+	// Interval: snapshots every interval).
+	IdleInterval Duration `yaml:"idle_interval"`
 	// AuditLog is the JSON-lines audit file ("-": stdout; default none).
 	AuditLog string `yaml:"audit_log"`
 	// Metrics is the listen address of /metrics and /healthz (default
@@ -224,6 +228,8 @@ func (c *Config) set(key string, v *yaml.Node) error {
 		c.Policies, err = list(v)
 	case "interval":
 		c.Interval.Duration, err = duration(v, CheckInterval)
+	case "idle_interval":
+		c.IdleInterval.Duration, err = duration(v, CheckInterval)
 	case "audit_log":
 		c.AuditLog, err = str(v)
 	case "metrics_listen":
