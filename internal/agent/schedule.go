@@ -28,7 +28,8 @@ const idleSessions = 10000
 // pacer decides at each tick whether the cycle takes a dump. Dumps are the
 // agent's whole cost to Dovecot; they are skipped when no rule can select
 // a session, and spaced out (up to idle) while the rules select nothing.
-// A rule change, a block and a reset's time take one at once.
+// A rule change, a block, a reset's time and a rule's expiry take one at
+// once.
 type pacer struct {
 	base, idle time.Duration
 	perGap     int           // idleSessions; smaller in tests
@@ -44,10 +45,10 @@ func newPacer(base, idle time.Duration) pacer {
 // due says whether a tick at now takes a dump; if not, why.
 func (p *pacer) due(now time.Time, d engine.Demand, blocks bool) (bool, string) {
 	switch {
+	case p.last.IsZero() || d.Due:
+		return true, ""
 	case !d.Selects && !blocks:
 		return false, skipNothing
-	case p.last.IsZero() || d.ResetDue:
-		return true, ""
 	case now.Sub(p.last) >= p.gap-p.base/2: // ticks jitter: half a tick early is on time
 		return true, ""
 	}

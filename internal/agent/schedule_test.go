@@ -12,15 +12,20 @@ func TestPacer(t *testing.T) {
 	base := 5 * time.Second
 	sel := engine.Demand{Selects: true}
 	p := newPacer(base, time.Minute)
+	if ok, _ := p.due(t0, engine.Demand{}, false); !ok {
+		t.Fatal("the first tick dumps")
+	}
+	p.dumped(t0.Add(-base), 10, false)
 	if ok, why := p.due(t0, engine.Demand{}, false); ok || why != skipNothing {
 		t.Fatalf("nothing selectable: due %v %q", ok, why)
 	}
+	if ok, _ := p.due(t0, engine.Demand{Due: true}, false); !ok {
+		t.Fatal("a rule expired since the last dump: dump (its job ends)")
+	}
 	if ok, _ := p.due(t0, engine.Demand{}, true); !ok {
-		t.Fatal("a held block can select: the first tick dumps")
+		t.Fatal("a held block can select")
 	}
-	if ok, _ := p.due(t0, sel, false); !ok {
-		t.Fatal("the first tick dumps")
-	}
+	p = newPacer(base, time.Minute)
 	// 100k sessions: every tick while dumps select sessions or have not
 	// been quiet idleAfter times, then one interval per 10,000: 50 s.
 	took := 100000
@@ -56,7 +61,7 @@ func TestPacer(t *testing.T) {
 	if ok, _ := p.due(now.Add(base), sel, false); ok {
 		t.Fatal("idle: the next tick waits")
 	}
-	if ok, _ := p.due(now.Add(base), engine.Demand{Selects: true, ResetDue: true}, false); !ok {
+	if ok, _ := p.due(now.Add(base), engine.Demand{Selects: true, Due: true}, false); !ok {
 		t.Fatal("a reset time passed: dump now")
 	}
 	// wake (new rules, a block) ends the idle spell.

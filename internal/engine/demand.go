@@ -11,11 +11,12 @@ type Demand struct {
 	// at the door) and expired rules: a snapshot could not change what
 	// is enforced.
 	Selects bool
-	// ResetDue: an active reset's logged_in_before is in (since, now]. A
-	// reset judges by the first snapshot taken at or after that time, so
-	// one must be taken at once: a later one would count the logins made
-	// meanwhile (with the new password) as old.
-	ResetDue bool
+	// Due: a rule's time came in (since, now]: a reset's
+	// logged_in_before (a reset judges by the first snapshot taken at or
+	// after it, so one must be taken at once: a later one would count the
+	// logins made meanwhile, with the new password, as old), or a rule's
+	// expires (the cycle after it ends the job and deletes its file).
+	Due bool
 }
 
 // Demand reports what rs needs at now, when the caller's last snapshot
@@ -26,13 +27,17 @@ func (rs *Ruleset) Demand(since, now time.Time) Demand {
 		return d
 	}
 	d.Selects = rs.policy != nil
+	in := func(t time.Time) bool { return t.After(since) && !t.After(now) }
 	for _, r := range rs.rules {
+		if in(r.expires) {
+			d.Due = true
+		}
 		if !r.active(now) {
 			continue
 		}
 		d.Selects = true
-		if t := r.loggedInBefore; t.After(since) && !t.After(now) {
-			d.ResetDue = true
+		if in(r.loggedInBefore) {
+			d.Due = true
 		}
 	}
 	return d

@@ -33,6 +33,7 @@ func TestDemand(t *testing.T) {
 		{"one network rule", "rules:\n  - name: n\n    networks: [192.0.2.0/24]\n", true, false},
 		{"dry-run rule", "rules:\n  - name: n\n    networks: [192.0.2.0/24]\n    dry_run: true\n", true, false},
 		{"expired rule", "rules:\n  - name: n\n    networks: [192.0.2.0/24]\n    expires: 2026-12-06T11:00:00Z\n", false, false},
+		{"rule expired since the last snapshot", "rules:\n  - name: n\n    networks: [192.0.2.0/24]\n    expires: 2026-12-06T11:59:59Z\n", false, true},
 		{"brute-force rule only", "rules:\n  - name: bf\n    failed_logins: 5\n    within: 1m\n    per: ip\n    block_for: 10m\n", false, false},
 		{"past reset", "rules:\n  - name: r\n    users: [alice]\n    logged_in_before: 2026-12-06T11:00:00Z\n", true, false},
 		{"reset passed since the last snapshot", "rules:\n  - name: r\n    users: [alice]\n    logged_in_before: 2026-12-06T11:59:30Z\n", true, true},
@@ -48,8 +49,8 @@ func TestDemand(t *testing.T) {
 				rs = loadDemandRules(t, tc.yaml)
 			}
 			d := rs.Demand(now.Add(-time.Minute), now)
-			if d.Selects != tc.selects || d.ResetDue != tc.due {
-				t.Errorf("Demand = %+v, want selects %v, reset due %v", d, tc.selects, tc.due)
+			if d.Selects != tc.selects || d.Due != tc.due {
+				t.Errorf("Demand = %+v, want selects %v, due %v", d, tc.selects, tc.due)
 			}
 		})
 	}
