@@ -204,7 +204,7 @@ k50live() {
   local d=$W/k50dir port i n t0 t1 rc=0
   rm -rf "$d" && mkdir -p "$d"
   printf 'rules:\n  - name: nobody\n    users: [nobody@kick50.invalid]\n' >"$d/00-nobody.yaml"
-  "$W/kickagent" run -a "$A" --rules-dir "$d" --interval 5s --metrics 127.0.0.1:0 --max-kicks-per-cycle 1000000 --breaker-fraction 0.9 2>"$W/k50live.log" &
+  "$W/kickagent" run -a "$A" --rules-dir "$d" --interval 5s --idle-interval 5s --metrics 127.0.0.1:0 --max-kicks-per-cycle 1000000 --breaker-fraction 0.9 2>"$W/k50live.log" &
   apid=$!
   for ((i = 0; i < 100; i++)); do
     port=$(sed -n 's/.*msg="metrics listening".*addr=127.0.0.1:\([0-9]*\).*/\1/p' "$W/k50live.log")
@@ -252,7 +252,7 @@ done
 rssrun() {
   local label=$1 secs=$2 port hz u0 s0 c0 u1 s1 c1 maxrss=0 rss i
   shift 2
-  env "$@" "$W/kickagent" run -a "$A" --rules "$R/mix1000.yaml" --dry-run --interval 5s --metrics 127.0.0.1:0 2>"$W/agent-rss.log" &
+  env "$@" "$W/kickagent" run -a "$A" --rules "$R/mix1000.yaml" --dry-run --interval 5s --idle-interval 5s --metrics 127.0.0.1:0 2>"$W/agent-rss.log" &
   apid=$!
   for ((i = 0; i < 100; i++)); do
     port=$(sed -n 's/.*msg="metrics listening".*addr=127.0.0.1:\([0-9]*\).*/\1/p' "$W/agent-rss.log")
@@ -298,7 +298,7 @@ fi
 # Rule file written -> client sees EOF: a real IMAP session, the agent at 5 s interval.
 log "b24: $LAT_N trials rule file -> EOF"
 mkdir -p "$W/rules.d"
-"$W/kickagent" run -a "$A" --rules-dir "$W/rules.d" --interval 5s --metrics off 2>"$W/agent-lat.log" &
+"$W/kickagent" run -a "$A" --rules-dir "$W/rules.d" --interval 5s --idle-interval 5s --metrics off 2>"$W/agent-lat.log" &
 apid=$!
 sleep 2
 "$W/latency" -inst b24 -dir "$W/rules.d" -n "$LAT_N" >"$W/lat.txt" || die "latency failed: $(tail -3 "$W/lat.txt")"
@@ -616,7 +616,7 @@ kall() { sed -n "s/^sc=$1 tool=$2 .*$3=\([0-9.-]*\).*/\1/p" "$W/kick.txt" | tr '
   echo
   echo "### Agent RSS and CPU (Dovecot 2.4, $SESSIONS synthetic sessions)"
   echo
-  echo "\`kickagent run -a SOCK --rules mix1000.yaml --dry-run --interval 5s --metrics 127.0.0.1:0\`, measured from the end of"
+  echo "\`kickagent run -a SOCK --rules mix1000.yaml --dry-run --interval 5s --idle-interval 5s --metrics 127.0.0.1:0\`, measured from the end of"
   echo "its first cycle: utime+stime from /proc/PID/stat over the cycles counted by \`kickagent_cycles_total\`;"
   echo "VmHWM/VmRSS from /proc/PID/status (max VmRSS sampled each second)."
   echo

@@ -23,7 +23,8 @@
 #
 # Knobs (environment): SOAK_SECS=3600, VER=2.4 (2.3 or 2.4: one version per run),
 # SESSIONS=100000 (synthetic, testrig.SyntheticMix), SEED=1, RULES=1000 (the probe's rule
-# included), INTERVAL=1s (the agent's --interval), RESTART_EVERY=300 (s; instance.sh start, then
+# included), INTERVAL=1s (the agent's --interval; IDLE_INTERVAL, default INTERVAL: snapshots every
+# interval, as the probes' 5 s criterion assumes), RESTART_EVERY=300 (s; instance.sh start, then
 # the synthetic sessions registered again; 0: never), RESTART_GRACE=10 (s), EDIT_EVERY=120 (s;
 # alternately a drop-in replaced by rename and another rewritten in place with cat >; 0:
 # never), PROBE_EVERY=15 (s; 0: never), PROBE_TIMEOUT=5 (s), PROBE_USER=dave, RSS_EVERY=10 (s),
@@ -132,7 +133,7 @@ gen b "$NB" 0 probe >"$D/20-inplace.yaml"
 
 # ---- the agent ----
 # shellcheck disable=SC2086 # AGENT_ARGS is a list of flags
-"$W/kickagent" run -a "$A" --rules-dir "$D" --interval "$INTERVAL" --metrics 127.0.0.1:0 \
+"$W/kickagent" run -a "$A" --rules-dir "$D" --interval "$INTERVAL" --idle-interval "${IDLE_INTERVAL:-$INTERVAL}" --metrics 127.0.0.1:0 \
   --audit-log "$W/audit.log" --state-dir "$W/state" $AGENT_ARGS 2>"$W/agent.log" &
 apid=$!
 port=
