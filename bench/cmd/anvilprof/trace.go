@@ -20,7 +20,7 @@ type call struct {
 func (c call) end() float64 { return c.start + c.dur }
 
 // perf trace: "   12.345 ( 0.003 ms): anvil/1234 write(fd: 9, buf: 0x…, count: 61) = 61".
-var lineRE = regexp.MustCompile(`^\s*([0-9.]+) \(\s*([0-9.]*) ms\): \S+ (\w+)\((.*)\)\s+= (\S+)(?: (E[A-Z]+))?`)
+var lineRE = regexp.MustCompile(`^\s*([0-9.]+) \(\s*([0-9.]*) ms\): (?:\S+/\d+ )?(\w+)\((.*)\)\s+= (\S+)(?: (E[A-Z]+))?`)
 var fdRE = regexp.MustCompile(`^fd: (\d+)`)
 
 // parseTrace reads perf trace's output; lines it does not know (a call

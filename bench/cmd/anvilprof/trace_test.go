@@ -45,3 +45,16 @@ func TestAnalyse(t *testing.T) {
 		t.Errorf("got %+v", st)
 	}
 }
+
+// perf trace -p PID prints no comm/pid column.
+func TestParseWithoutComm(t *testing.T) {
+	calls, err := parseTrace(strings.NewReader(
+		"     0.043 ( 0.010 ms): accept4(fd: 3, upeer_sockaddr: 0x7ffe, upeer_addrlen: 0x7ffe, flags: 524288) = 5\n" +
+			"    10.542 ( 0.001 ms): write(fd: 5, buf: 0x7f25, count: 61)                          = -1 EAGAIN (Resource temporarily unavailable)\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 2 || calls[0].name != "accept4" || calls[0].ret != 5 || calls[1].fd != 5 || calls[1].errno != "EAGAIN" {
+		t.Errorf("got %+v", calls)
+	}
+}
