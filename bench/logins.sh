@@ -11,6 +11,8 @@
 #   defaults    kickagent run with its defaults (5 s interval) on a realistic rule set
 #   interval1s  the same with --interval 1s
 #   before      the defaults case with the kickagent binary $BEFORE (only when BEFORE is set)
+#   raw-S       for each S in RAW (plain, paced, wait=D): no agent, a bench/cmd/rawdump loop with
+#               that read strategy, one dump every RAW_INTERVAL (5 s): what a reader alone costs
 # The rule set, in the agent's --rules-dir: three network blocks (kickagent block) of networks
 # that hold no login source, a reset (kickagent reset --no-cache-flush) of a user without
 # sessions, and a drain of a dest host no session goes to (the drain job's rule, kept as an
@@ -24,6 +26,7 @@
 # cycles in that time (kickagent_cycles_total).
 #
 # Knobs: SESSIONS=100000 SEED=1 ROUNDS=3 RATE=20 N=400 WARM=10 VERSIONS="23 24" BEFORE=
+# RAW= (e.g. "paced wait=20ms") RAW_INTERVAL=5
 # OUT=- (markdown section; a file name writes it there) DATA= (keep the raw latencies there).
 # Needs KA_ROOT as test/dovecot/instance.sh does. Uses only b23/b24 (restarted, stopped at the
 # end); run it under the benchmark lock.
@@ -32,6 +35,7 @@ export LC_ALL=C
 cd "$(dirname "$0")/.."
 SESSIONS=${SESSIONS:-100000} SEED=${SEED:-1} ROUNDS=${ROUNDS:-3} RATE=${RATE:-20} N=${N:-400}
 WARM=${WARM:-10} VERSIONS=${VERSIONS:-"23 24"} BEFORE=${BEFORE:-} OUT=${OUT:--}
+RAW=${RAW:-} RAW_INTERVAL=${RAW_INTERVAL:-5}
 inst=test/dovecot/instance.sh
 W=$(mktemp -d /tmp/kickagent-logins.XXXXXX)
 D=${DATA:-$W/data}
@@ -50,12 +54,15 @@ log() { echo "$(date +%T) logins: $*" >&2; }
 die() { log "$*"; exit 1; }
 [ -z "$BEFORE" ] || [ -x "$BEFORE" ] || die "BEFORE=$BEFORE is not an executable"
 
-log "building kickagent (work tree at $(git rev-parse --short HEAD)) and bench/cmd/{synth,policyload}"
+log "building kickagent (work tree at $(git rev-parse --short HEAD)) and bench/cmd/{synth,policyload,rawdump}"
 go build -o "$W/kickagent" ./cmd/kickagent
-for c in synth policyload; do go build -o "$W/$c" "./bench/cmd/$c"; done
+for c in synth policyload rawdump; do go build -o "$W/$c" "./bench/cmd/$c"; done
 hz=$(getconf CLK_TCK)
 cases=(none defaults interval1s)
 [ -z "$BEFORE" ] || cases+=(before)
+for s in $RAW; do
+  case $s in plain | paced | wait=*) cases+=("raw-$s") ;; *) die "RAW: unknown strategy $s (plain, paced, wait=D)" ;; esac
+done
 
 # anvil_pid VERSION: the anvil child of that instance's master.
 anvil_pid() {
@@ -96,6 +103,27 @@ stop_agent() {
   wait "$apid" || true
   apid=
 }
+# start_raw STRATEGY: a loop of rawdump reads (the agent's dumps without the agent); counts them
+# in $W/raw.count. Sets apid.
+start_raw() {
+  local f=()
+  case $1 in paced) f=(-pace) ;; wait=*) f=(-wait "${1#wait=}") ;; esac
+  : >"$W/raw.count"
+  while :; do
+    "$W/rawdump" -q "${f[@]}" -v "$ver" "$A" || true
+    echo >>"$W/raw.count"
+    sleep "$RAW_INTERVAL"
+  done &
+  apid=$!
+}
+# counts: the cycles (or raw dumps) so far and the failed ones.
+counts() {
+  case $k in
+  none) echo 0 0 ;;
+  raw-*) echo "$(wc -l <"$W/raw.count") 0" ;;
+  *) cycles "$port" ;;
+  esac
+}
 
 : >"$D/cases.tsv" # ver case round p99 max errors secs anvil_ticks cycles failed_cycles
 src=70
@@ -114,8 +142,8 @@ for ver in $VERSIONS; do
   done
   "$W/kickagent" reset nobody-reset@example.invalid --no-cache-flush --rules-dir "$R" >&2
   "$W/kickagent" drain --dest 10.9.9.9 -a "$A" --rules-dir "$W/drainjob$ver" >&2 || true
-  f=$(ls "$W/drainjob$ver"/*.yaml) || die "no drain rule written"
-  grep -v '^# Managed by kickagent' "$f" >"$R/50-drain-maintenance.yaml"
+  dj=$(ls "$W/drainjob$ver"/*.yaml) || die "no drain rule written"
+  grep -v '^# Managed by kickagent' "$dj" >"$R/50-drain-maintenance.yaml"
   "$W/kickagent" check --rules "$R" >&2 || die "the rule set does not load"
   sel=$("$W/kickagent" plan --rules "$R" -a "$A" --json | wc -l)
   [ "$sel" = 0 ] || die "the rule set selects $sel sessions on b$ver: pick other networks"
@@ -129,16 +157,18 @@ for ver in $VERSIONS; do
       defaults) start_agent "$W/kickagent" "$D/agent-$ver-$k-$r.log" ;;
       interval1s) start_agent "$W/kickagent" "$D/agent-$ver-$k-$r.log" --interval 1s ;;
       before) start_agent "$BEFORE" "$D/agent-$ver-$k-$r.log" ;;
+      raw-*) start_raw "${k#raw-}" ;;
       esac
       [ "$k" = none ] || sleep "$WARM"
       c0=0 f0=0 c1=0 f1=0
-      [ "$k" = none ] || read -r c0 f0 < <(cycles "$port")
+      read -r c0 f0 < <(counts)
       t0=$(cpu "$apv") s0=${EPOCHREALTIME/./}
       rc=0
       "$W/policyload" logins -inst "b$ver" -rate "$RATE" -n "$N" -src "$src" -json \
         -raw "$D/lat-$ver-$k-$r.txt" >"$D/res-$ver-$k-$r.json" || rc=$?
       t1=$(cpu "$apv") s1=${EPOCHREALTIME/./}
-      [ "$k" = none ] || { read -r c1 f1 < <(cycles "$port"); stop_agent; }
+      read -r c1 f1 < <(counts)
+      [ "$k" = none ] || stop_agent
       ((rc <= 1)) || die "policyload failed ($rc)"
       [ -d "/proc/$apv" ] || die "b$ver: anvil $apv is gone"
       read -r p99 mx errs < <(jq -r '"\(.latency.p99_ms) \(.latency.max_ms) \(.errors)"' "$D/res-$ver-$k-$r.json")
