@@ -99,6 +99,7 @@ type Policy struct {
 	query rego.PreparedEvalQuery
 	bi    *regoBuiltins
 	deps  policyDeps
+	guard *regoGuard // nil: every session is evaluated by OPA (rego_guard.go)
 
 	mu    sync.Mutex // serializes Evaluate; guards cache and stats
 	cache regoCache
@@ -138,6 +139,8 @@ type policyOptions struct {
 	// strictBuiltinErrors makes every builtin error (net.cidr_contains on
 	// a bad CIDR, …) an evaluation error instead of undefined.
 	strictBuiltinErrors bool
+	// noGuard evaluates every session in OPA (rego_guard.go), to compare.
+	noGuard bool
 }
 
 // LoadPolicy loads, compiles and prepares the policy in dirs (directories
@@ -192,8 +195,13 @@ func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy,
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	// Validated without the guards: the synthetic sessions go through
+	// OPA whatever the guards would skip.
 	if errs = p.validate(ctx, compiler, opt); len(errs) > 0 {
 		return nil, errs
+	}
+	if !opt.noGuard {
+		p.guard = p.buildGuard(ctx, compiler, opt)
 	}
 	return p, nil
 }

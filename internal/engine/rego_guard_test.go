@@ -1,0 +1,250 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/anvil/anviltest"
+)
+
+// TestRegoFieldValueMatchesTerm: the guards see each scalar field as the
+// input object holds it.
+func TestRegoFieldValueMatchesTerm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	snap := randomSnapshot(rng, 300)
+	b := newTermBuilder()
+	for i, s := range snap.Sessions {
+		if i%2 == 0 {
+			s.ConnGUID = fmt.Sprintf("%032x", s.PID)
+		}
+		s.PID *= int64(rng.IntN(3)) // 0 too
+		s.Connections = rng.IntN(3)
+		e := &regoEntry{id: s.ID(), sess: s, firstSeen: regoT0.Add(time.Duration(rng.IntN(1e6)) * time.Microsecond)}
+		e.setAggregates(rng.IntN(4), rng.IntN(4))
+		obj := b.session(e)
+		for name, f := range regoFieldNames {
+			want := obj.Get(ast.StringTerm(string(name)))
+			if got := regoFieldValue(e, f); want == nil || got.Compare(want.Value) != 0 || got.Hash() != want.Value.Hash() {
+				t.Fatalf("session %d field %s: guard sees %v, input holds %v", i, name, got, want)
+			}
+		}
+	}
+}
+
+// TestRegoGuardExamplePolicy: every shipped kick rule has a guard, so a
+// cold evaluation of the benchmark's sessions goes to OPA only for the
+// few that may be kicked.
+func TestRegoGuardExamplePolicy(t *testing.T) {
+	p, err := LoadPolicy(context.Background(), []string{"../../policy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.guard == nil || len(p.guard.rules) != 3 {
+		t.Fatalf("guard %+v, want one program for each of the 3 kick rules", p.guard)
+	}
+	if q := mustLoadPolicy(t, perUserPolicy); q.guard != nil {
+		t.Errorf("a cross-session policy has a guard")
+	}
+
+	// The benchmark's sessions, first seen before and after the resets:
+	// the same decisions as without guards, and OPA sees few sessions.
+	full, err := loadPolicy(context.Background(), []string{"../../policy"}, policyOptions{noGuard: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := anviltest.Sessions24(20_000)
+	for i := range ss {
+		if i%7 == 0 {
+			ss[i].User = "Alice@Example.com"
+		}
+	}
+	snap := &anvil.Snapshot{Protocol: anvil.Proto24, AltNames: anviltest.AltNames24, Sessions: ss}
+	seen := func(i int, _ string) time.Time { // a third before the resets
+		if i%3 == 0 {
+			return regoT0.Add(time.Duration(i) * time.Second)
+		}
+		return regoNow
+	}
+	in := PolicyInput{Snapshot: snap, Now: regoNow, FirstSeen: seen}
+	want, got := mustEvaluate(t, full, in), mustEvaluate(t, p, in)
+	if g, w := policyLines(got), policyLines(want); !slices.Equal(g, w) || len(w) < 300 {
+		t.Errorf("guarded: %d decisions, full: %d", len(g), len(w))
+	}
+	if st := p.Stats(); st.Evaluated != len(ss) || st.Guarded < len(ss)*6/10 {
+		t.Errorf("stats %+v: the guards decided too few", st)
+	}
+}
+
+// guardTests are body lines for random kick rules: tests the guards
+// understand, bindings, and lines that end a guard program (alt fields,
+// negation, calls with an output, input-dependent rules, errors).
+var guardLines = []string{
+	`s.service == "{SVC}"`,
+	`s.service != "{SVC}"`,
+	`s.user == "alice"`,
+	`s.dest_ip != ""`,
+	`s.dest_ip == ""`,
+	`s.ip == ""`,
+	`s.pid > {PID}`,
+	`s.pid <= {PID}`,
+	`s.pid < "{PID}"`,        // types differ: OPA orders numbers before strings
+	`s.pid >= {PID}.0`,       // a float spelling of an integer
+	`s.connections == 1.0`,   // equal as numbers
+	`s.connections != 1`,     //
+	`s.pid == s.connections`, // two fields
+	`u := s.user
+	u != "x"`,
+	`s.first_seen_ns <= cutoff_ns`,
+	`s.first_seen < "2025-03-01T10:0{N}:00Z"`,
+	`s.user_sessions > {N}`,
+	`s.ip_sessions >= {N}`,
+	`kickagent.in_networks(s.ip, nets)`,
+	`kickagent.in_networks(s.ip, ["192.0.2.0/30", "10.0.0.0/16"])`,
+	`kickagent.in_networks(s.dest_ip, "10.0.0.{N}")`,
+	`kickagent.in_networks(s.ip, nets_computed)`,
+	`kickagent.user_match(["*@example.org", "alice", "j?hn*"], s.user)`,
+	`kickagent.user_match(masks, s.user)`,
+	`s.service == dovecot_service`, // a rule that reads the input
+	`s.service == tricky`,          // defined without input, different with it
+	`s.alt.user_alt == "legacy-a"`, // ends the program
+	`not s.service == "lmtp"`,      // ends the program
+	`lower(s.user) != "zzz"`,       // a call with an output ends it
+	`s.id != ""`,
+	`s.conn_guid != ""`,
+}
+
+// guardErrorLine fails the evaluation (a builtin error) for sessions
+// whose user is not an address: OPA must see them.
+const guardErrorLine = `kickagent.in_networks(s.user, ["10.0.0.0/8"])`
+
+const guardPrelude = `package kickagent
+
+nets := [{NETS}]
+
+nets_computed := [n | some n in nets]
+
+masks := {"carol@*", "x", "*@example.net"}
+
+cutoff_ns := max({time.parse_rfc3339_ns("2025-03-01T10:02:00Z"), time.parse_rfc3339_ns("2025-03-01T10:01:00Z")})
+
+dovecot_service := "imap" if input.dovecot == "2.4"
+
+default tricky := "pop3"
+
+tricky := "imap" if not input.dovecot
+
+dry := {DRY}
+`
+
+// randomGuardPolicy writes one to three kick rules of zero to four lines.
+func randomGuardPolicy(rng *rand.Rand, withErrors bool) string {
+	repl := func(s string) string {
+		return strings.NewReplacer(
+			"{SVC}", pick(rng, randServices),
+			"{PID}", strconv.Itoa(100+rng.IntN(80)),
+			"{N}", strconv.Itoa(1+rng.IntN(3)),
+		).Replace(s)
+	}
+	var nets []string
+	for range 1 + rng.IntN(4) {
+		nets = append(nets, strconv.Quote(randomNetwork(rng)))
+	}
+	var b strings.Builder
+	b.WriteString(strings.NewReplacer("{NETS}", strings.Join(nets, ", "), "{DRY}", strconv.FormatBool(rng.IntN(2) == 0)).Replace(guardPrelude))
+	for r := range 1 + rng.IntN(3) {
+		dry := ""
+		if rng.IntN(3) == 0 {
+			dry = `, "dry_run": dry`
+		}
+		fmt.Fprintf(&b, "\nkick contains {\"session\": s.id, \"rule\": \"r%d\", \"reason\": sprintf(\"%%s %%d\", [s.user, s.pid])%s} if {\n\tsome s in input.sessions\n", r, dry)
+		for range rng.IntN(5) {
+			line := pick(rng, guardLines)
+			if withErrors && rng.IntN(12) == 0 {
+				line = guardErrorLine
+			}
+			b.WriteString("\t" + repl(line) + "\n")
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// TestRegoGuardEqualsFull: over random per-session policies and random
+// snapshots with churn, cycle after cycle, a policy with guards decides
+// exactly as the same policy evaluating every session in OPA, and fails
+// exactly when it fails; strict builtin errors and not (as the agent).
+func TestRegoGuardEqualsFull(t *testing.T) {
+	iterations := 300
+	if testing.Short() {
+		iterations = 60
+	}
+	ctx := context.Background()
+	guarded, evaluated, decided, failed, withGuard := 0, 0, 0, 0, 0
+	for seed := range uint64(iterations) {
+		rng := rand.New(rand.NewPCG(seed, 0x6775617264))
+		strict := seed%2 == 0
+		src := randomGuardPolicy(rng, strict)
+		dir := mustWritePolicy(t, map[string]string{"p.rego": src})
+		full, errFull := loadPolicy(ctx, []string{dir}, policyOptions{strictBuiltinErrors: strict, noGuard: true})
+		fast, errFast := loadPolicy(ctx, []string{dir}, policyOptions{strictBuiltinErrors: strict})
+		if (errFull == nil) != (errFast == nil) {
+			t.Fatalf("seed %d: load: full %v, guarded %v\n%s", seed, errFull, errFast, src)
+		}
+		if errFull != nil {
+			continue // refused at load either way (the synthetic run)
+		}
+		if fast.guard != nil {
+			withGuard++
+		}
+		snap := randomSnapshot(rng, 40+rng.IntN(60))
+		seen := func(_ int, id string) time.Time {
+			return regoT0.Add(time.Duration(len(id)*7%5) * time.Minute)
+		}
+		now := regoNow
+		for cycle := range 4 {
+			if cycle > 0 {
+				snap = churn(rng, snap)
+				now = now.Add(5 * time.Second)
+			}
+			if seed%3 == 0 {
+				snap.Protocol = anvil.Proto23
+			} else {
+				for i := range snap.Sessions {
+					s := &snap.Sessions[i]
+					s.ConnGUID = fmt.Sprintf("%032x", s.PID)
+				}
+			}
+			in := PolicyInput{Snapshot: snap, Now: now, FirstSeen: seen}
+			want, errW := full.Evaluate(ctx, in)
+			got, errG := fast.Evaluate(ctx, in)
+			if (errW == nil) != (errG == nil) {
+				t.Fatalf("seed %d cycle %d: error: full %v, guarded %v\n%s", seed, cycle, errW, errG, src)
+			}
+			if errW != nil {
+				failed++
+				break // a failed Evaluate leaves the caches undecided: start over
+			}
+			if g, w := policyLines(got), policyLines(want); !slices.Equal(g, w) {
+				t.Fatalf("seed %d cycle %d: guarded\n%v\nfull\n%v\npolicy:\n%s", seed, cycle, g, w, src)
+			}
+			st := fast.Stats()
+			guarded += st.Guarded
+			evaluated += st.Evaluated
+			decided += len(got)
+		}
+	}
+	t.Logf("%d policies with a guard; %d decisions, %d sessions evaluated, %d of them by the guards; %d failed evaluations",
+		withGuard, decided, evaluated, guarded, failed)
+	if withGuard < iterations/5 || guarded < evaluated/10 || decided < iterations*5 || failed == 0 {
+		t.Errorf("the generator proves little")
+	}
+}
