@@ -2,10 +2,11 @@ package engine
 
 import (
 	"context"
-	"strconv"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // Guards: the sessions a per-session policy cannot select are decided in
@@ -28,15 +29,20 @@ import (
 //	x = data.<ref>         a rule that does not depend on the input,
 //	                       evaluated once at load (its value, as OPA has it)
 //	x = <ground value>
+//	x = a[k]               a lookup in a constant object or a bound value
+//	                       by a constant or bound key (undefined: rejects)
+//	lower(a, x), upper(a, x)
+//	a = b                  a unification of two known values: equality
 //	equal, neq, lt, lte, gt, gte, kickagent.in_networks, kickagent.user_match
 //	                       called with those, as a test (no output)
 //
 // Those expressions become a small program. For a session, a test that is
-// false (computed with OPA's own comparison functions and our builtins, on
-// the values the session's input object would hold) proves the rule has
-// no result and no error for it: OPA evaluates a body in order and stops
-// at the first false expression, and everything before it was a binding
-// that cannot fail or a true test. A session that every kick rule's
+// false or a lookup that is undefined (computed with OPA's own comparison
+// functions, builtins and our builtins, on the values the session's input
+// object would hold) proves the rule has no result and no error for it:
+// OPA evaluates a body in order and stops at the first expression without
+// a solution, and everything before it was a binding or lookup that
+// succeeded or a true test. A session that every kick rule's
 // program rejects gets no decisions without an Eval; any other session
 // (a test true to the end of the program, an error, anything unknown) is
 // evaluated by OPA as before. The guards change no decision
@@ -44,73 +50,16 @@ import (
 // policies and snapshots). They are used only for per-session policies: a
 // cross-session policy still sees the whole snapshot in one Eval.
 
-// regoField is a scalar field of a session object (rego_input.go).
-type regoField uint8
+// A guard program's operations.
+type guardKind uint8
 
 const (
-	fieldID regoField = iota
-	fieldUser
-	fieldService
-	fieldPID
-	fieldIP
-	fieldConnGUID
-	fieldDestIP
-	fieldConnections
-	fieldFirstSeen
-	fieldFirstSeenNs
-	fieldUserSessions
-	fieldIPSessions
-	numRegoFields
+	opTest  guardKind = iota // a test: false rejects the session
+	opIndex                  // slot = a[keys...] in an object; undefined rejects
+	opCall                   // slot = lower(a) or upper(a)
 )
 
-var regoFieldNames = map[ast.String]regoField{
-	"id": fieldID, "user": fieldUser, "service": fieldService, "pid": fieldPID,
-	"ip": fieldIP, "conn_guid": fieldConnGUID, "dest_ip": fieldDestIP,
-	"connections": fieldConnections, "first_seen": fieldFirstSeen,
-	"first_seen_ns": fieldFirstSeenNs, "user_sessions": fieldUserSessions,
-	"ip_sessions": fieldIPSessions,
-}
-
-// regoFieldValue is the value of field f in e's input object, exactly as
-// termBuilder.session builds it (TestRegoFieldValueMatchesTerm).
-func regoFieldValue(e *regoEntry, f regoField) ast.Value {
-	s := &e.sess
-	switch f {
-	case fieldID:
-		return ast.String(e.id)
-	case fieldUser:
-		return ast.String(s.User)
-	case fieldService:
-		return ast.String(s.Service)
-	case fieldPID:
-		return ast.Number(strconv.FormatInt(s.PID, 10))
-	case fieldIP:
-		if !s.IP.IsValid() {
-			return ast.String("")
-		}
-		return ast.String(s.IP.String())
-	case fieldConnGUID:
-		return ast.String(s.ConnGUID)
-	case fieldDestIP:
-		if !s.DestIP.IsValid() {
-			return ast.String("")
-		}
-		return ast.String(s.DestIP.String())
-	case fieldConnections:
-		return ast.Number(strconv.Itoa(s.Connections))
-	case fieldFirstSeen:
-		return ast.String(timeString(e.firstSeen))
-	case fieldFirstSeenNs:
-		return ast.Number(strconv.FormatInt(e.firstSeen.UnixNano(), 10))
-	case fieldUserSessions:
-		return ast.Number(strconv.Itoa(e.userSessions))
-	case fieldIPSessions:
-		return ast.Number(strconv.Itoa(e.ipSessions))
-	}
-	panic("regoFieldValue: unknown field")
-}
-
-// guardTest is a test expression of a guard program.
+// guardTest is the function of an opTest.
 type guardTest uint8
 
 const (
@@ -131,17 +80,35 @@ var guardTests = map[string]guardTest{
 	builtinInNetworks: testInNetworks, builtinUserMatch: testUserMatch,
 }
 
-// guardOperand is a session field (field ≥ 0) or a constant.
+// guardCalls are the builtins with an output a guard may call: pure,
+// called through OPA's own implementation (topdown.GetBuiltin).
+var guardCalls = map[string]bool{ast.Lower.Name: true, ast.Upper.Name: true}
+
+// guardOperand is a session field, a constant, or a slot (the value an
+// earlier opIndex or opCall computed).
 type guardOperand struct {
-	field int // -1: constant
+	kind  uint8 // operandField, operandConst, operandSlot
+	field regoField
+	slot  int
 	c     *ast.Term
 }
 
-// guardOp is one test; the bindings before it were resolved at load into
-// its operands.
+const (
+	operandField uint8 = iota
+	operandConst
+	operandSlot
+)
+
+// maxGuardSlots bounds the values one program computes.
+const maxGuardSlots = 16
+
 type guardOp struct {
+	kind guardKind
 	test guardTest
-	a, b guardOperand
+	fn   topdown.BuiltinFunc // opCall
+	a, b guardOperand        // opTest: both; opIndex, opCall: a
+	keys []guardOperand      // opIndex
+	dst  int                 // opIndex, opCall: the slot written
 }
 
 // regoGuard holds one program per kick rule. nil: no guard (some kick rule
@@ -149,6 +116,10 @@ type guardOp struct {
 type regoGuard struct {
 	rules [][]guardOp
 	bi    *regoBuiltins
+	// The first_seen values of the last session, reused by the next
+	// (a cold cycle's sessions are mostly first seen at the same time).
+	seen            time.Time
+	seenStr, seenNs ast.Value
 }
 
 // buildGuard compiles the guards of a per-session policy's kick rules, or
@@ -158,11 +129,11 @@ func (p *Policy) buildGuard(ctx context.Context, c *ast.Compiler, opt policyOpti
 		return nil
 	}
 	g := &regoGuard{bi: p.bi}
-	consts := map[string]*ast.Term{} // data ref → value; nil: not constant
+	gc := &guardCompiler{p: p, ctx: ctx, c: c, opt: opt, consts: map[string]*ast.Term{}}
 	for _, r := range c.GetRulesExact(regoKickRef) {
 		for ; r != nil; r = r.Else {
-			prog := p.guardProgram(ctx, c, opt, r, consts)
-			if len(prog) == 0 {
+			prog := gc.program(r)
+			if !hasTest(prog) {
 				return nil
 			}
 			g.rules = append(g.rules, prog)
@@ -174,98 +145,211 @@ func (p *Policy) buildGuard(ctx context.Context, c *ast.Compiler, opt policyOpti
 	return g
 }
 
-// guardProgram reads r's leading tests (see above); empty if none.
-func (p *Policy) guardProgram(ctx context.Context, c *ast.Compiler, opt policyOptions, r *ast.Rule, consts map[string]*ast.Term) []guardOp {
+func hasTest(prog []guardOp) bool {
+	for _, op := range prog {
+		if op.kind == opTest {
+			return true
+		}
+	}
+	return false
+}
+
+// guardCompiler compiles kick rules into programs.
+type guardCompiler struct {
+	p      *Policy
+	ctx    context.Context
+	c      *ast.Compiler
+	opt    policyOptions
+	consts map[string]*ast.Term // data ref → value; nil: not constant
+
+	// per rule
+	sess  ast.Var
+	bound map[ast.Var]guardOperand
+	prog  []guardOp
+	slots int
+}
+
+// program reads r's leading bindings and tests (see above).
+func (gc *guardCompiler) program(r *ast.Rule) []guardOp {
 	body := r.Body
 	if len(body) == 0 || !isSessionBinding(body[0]) {
 		return nil
 	}
-	sess := sessionVar(body[0])
-	bound := map[ast.Var]guardOperand{}
-	// resolve returns what t stands for, if known.
-	resolve := func(t *ast.Term) (guardOperand, bool) {
-		switch v := t.Value.(type) {
-		case ast.Var:
-			o, ok := bound[v]
-			return o, ok
-		case ast.Ref:
-			if len(v) == 2 && v[0].Value.Compare(sess) == 0 {
-				if key, ok := v[1].Value.(ast.String); ok {
-					if f, ok := regoFieldNames[key]; ok {
-						return guardOperand{field: int(f)}, true
-					}
-				}
-				return guardOperand{}, false
-			}
-			k := v.String()
-			cv, seen := consts[k]
-			if !seen {
-				cv = p.constantTerm(ctx, c, opt, v)
-				consts[k] = cv
-			}
-			return guardOperand{field: -1, c: cv}, cv != nil
-		default:
-			if t.IsGround() {
-				return guardOperand{field: -1, c: t}, true
-			}
+	gc.sess, gc.bound, gc.prog, gc.slots = sessionVar(body[0]), map[ast.Var]guardOperand{}, nil, 0
+	for _, e := range body[1:] {
+		if !gc.expr(e) {
+			break
 		}
+	}
+	// Trailing operations without a test after them decide nothing.
+	for len(gc.prog) > 0 && gc.prog[len(gc.prog)-1].kind != opTest {
+		gc.prog = gc.prog[:len(gc.prog)-1]
+	}
+	return gc.prog
+}
+
+// expr compiles one body expression; false ends the program there.
+func (gc *guardCompiler) expr(e *ast.Expr) bool {
+	if e.Negated || len(e.With) > 0 {
+		return false
+	}
+	if e.IsEquality() || e.IsAssignment() {
+		l, r := e.Operand(0), e.Operand(1)
+		if v, other, ok := gc.newBinding(l, r); ok {
+			o, ok := gc.operand(other)
+			if ok {
+				gc.bound[v] = o
+			}
+			return ok
+		}
+		// Both sides known: a test. OPA unifies two values (a field, a
+		// constant) by equality (biunifyValues).
+		return gc.test(testEqual, l, r)
+	}
+	if !e.IsCall() {
+		return false
+	}
+	name := e.Operator().String()
+	args := e.Operands()
+	if test, ok := guardTests[name]; ok && len(args) == 2 {
+		return gc.test(test, args[0], args[1])
+	}
+	if guardCalls[name] && len(args) == 2 {
+		out, ok := args[1].Value.(ast.Var)
+		if !ok || gc.isBound(out) {
+			return false
+		}
+		a, ok := gc.operand(args[0])
+		if !ok {
+			return false
+		}
+		fn := topdown.GetBuiltin(name)
+		if fn == nil {
+			return false
+		}
+		o, ok := gc.emit(guardOp{kind: opCall, fn: fn, a: a})
+		if ok {
+			gc.bound[out] = o
+		}
+		return ok
+	}
+	return false
+}
+
+func (gc *guardCompiler) test(test guardTest, l, r *ast.Term) bool {
+	a, okA := gc.operand(l)
+	b, okB := gc.operand(r)
+	if !okA || !okB {
+		return false
+	}
+	gc.prog = append(gc.prog, guardOp{kind: opTest, test: test, a: a, b: b})
+	return true
+}
+
+// emit appends an operation that writes a new slot.
+func (gc *guardCompiler) emit(op guardOp) (guardOperand, bool) {
+	if gc.slots == maxGuardSlots {
 		return guardOperand{}, false
 	}
-	var prog []guardOp
-	for _, e := range body[1:] {
-		if e.Negated || len(e.With) > 0 {
-			break
-		}
-		if e.IsEquality() || e.IsAssignment() {
-			l, rt := e.Operand(0), e.Operand(1)
-			if v, other, ok := newBinding(l, rt, bound, sess); ok {
-				o, ok := resolve(other)
-				if !ok {
-					break
-				}
-				bound[v] = o
-				continue
-			}
-			// Both sides known: a test. OPA unifies two values (a
-			// field, a constant) by equality (biunifyValues).
-			a, okA := resolve(l)
-			b, okB := resolve(rt)
-			if !okA || !okB {
-				break
-			}
-			prog = append(prog, guardOp{test: testEqual, a: a, b: b})
-			continue
-		}
-		if !e.IsCall() || len(e.Operands()) != 2 {
-			break
-		}
-		test, ok := guardTests[e.Operator().String()]
-		if !ok {
-			break
-		}
-		a, okA := resolve(e.Operand(0))
-		b, okB := resolve(e.Operand(1))
-		if !okA || !okB {
-			break
-		}
-		prog = append(prog, guardOp{test: test, a: a, b: b})
-	}
-	return prog
+	op.dst = gc.slots
+	gc.slots++
+	gc.prog = append(gc.prog, op)
+	return guardOperand{kind: operandSlot, slot: op.dst}, true
+}
+
+func (gc *guardCompiler) isBound(v ast.Var) bool {
+	_, ok := gc.bound[v]
+	return ok || v.Compare(gc.sess) == 0
 }
 
 // newBinding returns the variable of a unification that binds a variable
 // not bound yet, and the term it is bound to.
-func newBinding(l, r *ast.Term, bound map[ast.Var]guardOperand, sess ast.Var) (ast.Var, *ast.Term, bool) {
+func (gc *guardCompiler) newBinding(l, r *ast.Term) (ast.Var, *ast.Term, bool) {
 	for _, side := range [2][2]*ast.Term{{l, r}, {r, l}} {
-		v, ok := side[0].Value.(ast.Var)
-		if !ok || v.Compare(sess) == 0 {
-			continue
-		}
-		if _, dup := bound[v]; !dup {
+		if v, ok := side[0].Value.(ast.Var); ok && !gc.isBound(v) {
 			return v, side[1], true
 		}
 	}
 	return "", nil, false
+}
+
+// operand returns what t stands for: a session field, a constant, a
+// bound variable's value, or the result of a lookup (emitted as opIndex).
+func (gc *guardCompiler) operand(t *ast.Term) (guardOperand, bool) {
+	switch v := t.Value.(type) {
+	case ast.Var:
+		o, ok := gc.bound[v]
+		return o, ok
+	case ast.Ref:
+		return gc.ref(v)
+	}
+	if t.IsGround() {
+		return guardOperand{kind: operandConst, c: t}, true
+	}
+	return guardOperand{}, false
+}
+
+// ref resolves s.<field>, a constant data document, or a lookup by keys
+// (constants or bound variables) in a constant or a bound variable.
+func (gc *guardCompiler) ref(ref ast.Ref) (guardOperand, bool) {
+	var base guardOperand
+	var rest ast.Ref
+	switch head := ref[0].Value.(type) {
+	case ast.Var:
+		switch {
+		case head.Compare(gc.sess) == 0:
+			if len(ref) != 2 {
+				return guardOperand{}, false // s.alt.x, s[k]: not a scalar field
+			}
+			key, ok := ref[1].Value.(ast.String)
+			f, known := regoFieldNames[key]
+			if !ok || !known {
+				return guardOperand{}, false
+			}
+			return guardOperand{kind: operandField, field: f}, true
+		case head.Equal(ast.DefaultRootDocument.Value):
+			prefix := ref.GroundPrefix()
+			if len(prefix) < 3 {
+				return guardOperand{}, false
+			}
+			k := prefix.String()
+			cv, seen := gc.consts[k]
+			if !seen {
+				cv = gc.p.constantTerm(gc.ctx, gc.c, gc.opt, prefix)
+				gc.consts[k] = cv
+			}
+			if cv == nil {
+				return guardOperand{}, false
+			}
+			base, rest = guardOperand{kind: operandConst, c: cv}, ref[len(prefix):]
+		default:
+			o, ok := gc.bound[head]
+			if !ok {
+				return guardOperand{}, false
+			}
+			base, rest = o, ref[1:]
+		}
+	default:
+		return guardOperand{}, false
+	}
+	if len(rest) == 0 {
+		return base, true
+	}
+	var keys []guardOperand
+	for _, k := range rest {
+		switch k.Value.(type) {
+		case ast.Var: // bound: a lookup; unbound: an iteration, not ours
+		case ast.String, ast.Number, ast.Boolean, ast.Null:
+		default:
+			return guardOperand{}, false
+		}
+		o, ok := gc.operand(k)
+		if !ok {
+			return guardOperand{}, false
+		}
+		keys = append(keys, o)
+	}
+	return gc.emit(guardOp{kind: opIndex, a: base, keys: keys})
 }
 
 func isSessionBinding(e *ast.Expr) bool {
@@ -355,63 +439,4 @@ func inputFree(c *ast.Compiler, ref ast.Ref) bool {
 		}
 	}
 	return free
-}
-
-// selects reports whether e may get a decision or an error from the
-// policy: false only if every kick rule's program has a false test.
-func (g *regoGuard) selects(e *regoEntry) bool {
-	var vals [numRegoFields]ast.Value // computed once per session
-	val := func(o guardOperand) ast.Value {
-		if o.field < 0 {
-			return o.c.Value
-		}
-		if vals[o.field] == nil {
-			vals[o.field] = regoFieldValue(e, regoField(o.field))
-		}
-		return vals[o.field]
-	}
-	for _, prog := range g.rules {
-		if !g.rejects(prog, val) {
-			return true
-		}
-	}
-	return false
-}
-
-// rejects runs one program: true if a test is false (without error).
-func (g *regoGuard) rejects(prog []guardOp, val func(guardOperand) ast.Value) bool {
-	for _, op := range prog {
-		a, b := val(op.a), val(op.b)
-		var ok bool
-		switch op.test {
-		case testEqual:
-			ok = ast.ValueEqual(a, b)
-		case testNeq:
-			ok = !ast.ValueEqual(a, b)
-		case testLt:
-			ok = a.Compare(b) < 0
-		case testLte:
-			ok = a.Compare(b) <= 0
-		case testGt:
-			ok = a.Compare(b) > 0
-		case testGte:
-			ok = a.Compare(b) >= 0
-		case testInNetworks, testUserMatch:
-			f := g.bi.inNetworks
-			if op.test == testUserMatch {
-				f = g.bi.userMatch
-			}
-			// No context: an error is returned, not recorded; the
-			// session is then evaluated and OPA reports it.
-			t, err := f(rego.BuiltinContext{}, ast.NewTerm(a), ast.NewTerm(b))
-			if err != nil {
-				return false
-			}
-			ok = !ast.ValueEqual(t.Value, ast.Boolean(false)) // as OPA: any result but false
-		}
-		if !ok {
-			return true
-		}
-	}
-	return false
 }
