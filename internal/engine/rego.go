@@ -56,7 +56,9 @@ import (
 //
 // Cost and caching (rego_cache.go): a decision is cached per session id
 // and reused while the session's input is unchanged, so a poll cycle
-// evaluates only new (or changed) sessions. That is valid only when a
+// evaluates only new (or changed) sessions. Of those, a per-session
+// policy's guards (rego_guard.go: the leading tests of each kick rule,
+// run in Go) decide the ones no kick rule can select without OPA. That is valid only when a
 // session's decision depends on that session's object alone. LoadPolicy
 // checks the compiled policy and falls back to evaluating every session
 // every cycle (Volatile says why) when it reads input.now/now_ns, or
