@@ -133,8 +133,8 @@ func (p *Policy) buildGuard(ctx context.Context, c *ast.Compiler, opt policyOpti
 	for _, r := range c.GetRulesExact(regoKickRef) {
 		for ; r != nil; r = r.Else {
 			prog := gc.program(r)
-			if !hasTest(prog) {
-				return nil
+			if !hasTest(prog) || (!p.deps.aggregates && readsAggregates(prog)) {
+				return nil // the counts are kept only for a policy that reads them
 			}
 			g.rules = append(g.rules, prog)
 		}
@@ -143,6 +143,17 @@ func (p *Policy) buildGuard(ctx context.Context, c *ast.Compiler, opt policyOpti
 		return nil
 	}
 	return g
+}
+
+func readsAggregates(prog []guardOp) bool {
+	for _, op := range prog {
+		for _, o := range append([]guardOperand{op.a, op.b}, op.keys...) {
+			if o.kind == operandField && (o.field == fieldUserSessions || o.field == fieldIPSessions) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func hasTest(prog []guardOp) bool {
