@@ -25,7 +25,8 @@ import (
 // session binding (s = input.sessions[k], which perSessionKick requires),
 // then as long as each expression is one of
 //
-//	x = s.<field>          a scalar field of the session object
+//	x = s.<field>          a field of the session object (s.alt.<name>:
+//	                       a lookup, undefined if the session lacks it)
 //	x = data.<ref>         a rule that does not depend on the input,
 //	                       evaluated once at load (its value, as OPA has it)
 //	x = <ground value>
@@ -309,15 +310,12 @@ func (gc *guardCompiler) ref(ref ast.Ref) (guardOperand, bool) {
 	case ast.Var:
 		switch {
 		case head.Compare(gc.sess) == 0:
-			if len(ref) != 2 {
-				return guardOperand{}, false // s.alt.x, s[k]: not a scalar field
-			}
 			key, ok := ref[1].Value.(ast.String)
 			f, known := regoFieldNames[key]
 			if !ok || !known {
-				return guardOperand{}, false
+				return guardOperand{}, false // s[k], or a field the input lacks
 			}
-			return guardOperand{kind: operandField, field: f}, true
+			base, rest = guardOperand{kind: operandField, field: f}, ref[2:] // s.alt.<name>: a lookup
 		case head.Equal(ast.DefaultRootDocument.Value):
 			prefix := ref.GroundPrefix()
 			if len(prefix) < 3 {

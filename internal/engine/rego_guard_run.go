@@ -10,7 +10,7 @@ import (
 
 // Running the guards (rego_guard.go) on a session.
 
-// regoField is a scalar field of a session object (rego_input.go).
+// regoField is a field of a session object (rego_input.go).
 type regoField uint8
 
 const (
@@ -26,6 +26,7 @@ const (
 	fieldFirstSeenNs
 	fieldUserSessions
 	fieldIPSessions
+	fieldAlt // an object: read by lookups (s.alt.<name>)
 	numRegoFields
 )
 
@@ -34,11 +35,12 @@ var regoFieldNames = map[ast.String]regoField{
 	"ip": fieldIP, "conn_guid": fieldConnGUID, "dest_ip": fieldDestIP,
 	"connections": fieldConnections, "first_seen": fieldFirstSeen,
 	"first_seen_ns": fieldFirstSeenNs, "user_sessions": fieldUserSessions,
-	"ip_sessions": fieldIPSessions,
+	"ip_sessions": fieldIPSessions, "alt": fieldAlt,
 }
 
 // regoFieldValue is the value of field f in e's input object, exactly as
 // termBuilder.session builds it (TestRegoFieldValueMatchesTerm).
+// fieldAlt allocates an object: read only by programs that look in it.
 func regoFieldValue(e *regoEntry, f regoField) ast.Value {
 	s := &e.sess
 	switch f {
@@ -72,6 +74,8 @@ func regoFieldValue(e *regoEntry, f regoField) ast.Value {
 		return ast.Number(strconv.Itoa(e.userSessions))
 	case fieldIPSessions:
 		return ast.Number(strconv.Itoa(e.ipSessions))
+	case fieldAlt:
+		return altObject(s, ast.StringTerm)
 	}
 	panic("regoFieldValue: unknown field")
 }

@@ -84,9 +84,9 @@ func TestRegoGuardExamplePolicy(t *testing.T) {
 	}
 }
 
-// guardTests are body lines for random kick rules: tests the guards
-// understand, bindings, and lines that end a guard program (alt fields,
-// negation, calls with an output, input-dependent rules, errors).
+// guardLines are body lines for random kick rules: tests the guards
+// understand, bindings, and lines that end a guard program (negation,
+// other calls with an output, input-dependent rules, errors).
 var guardLines = []string{
 	`s.service == "{SVC}"`,
 	`s.service != "{SVC}"`,
@@ -115,9 +115,15 @@ var guardLines = []string{
 	`kickagent.user_match(masks, s.user)`,
 	`s.service == dovecot_service`, // a rule that reads the input
 	`s.service == tricky`,          // defined without input, different with it
-	`s.alt.user_alt == "legacy-a"`, // ends the program
-	`not s.service == "lmtp"`,      // ends the program
-	`lower(s.user) != "zzz"`,       // a call with an output ends it
+	`s.alt.user_alt == "legacy-a"`,
+	`s.alt.user_ext != ""`,
+	`x := s.alt.user_alt
+	upper(x) == "LEGACY-B"`,
+	`s.alt.user_none == "x"`, // not an alt column: undefined
+	`s.alt == {}`,
+	`not s.service == "lmtp"`, // ends the program
+	`lower(s.user) != "zzz"`,
+	`trim_space(s.user) != "zzz"`, // a call the guards do not know ends the program
 	`s.id != ""`,
 	`s.conn_guid != ""`,
 	`r := resets[lower(s.user)]
