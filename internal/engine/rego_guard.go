@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -36,9 +37,11 @@ import (
 //	a = b                  a unification of two known values: equality
 //	equal, neq, lt, lte, gt, gte, kickagent.in_networks, kickagent.user_match
 //	                       called with those, as a test (no output)
+//	a                      one term as a test: defined and not false
+//	not E                  E one of the above, with its own lookups and calls
 //
 // Those expressions become a small program. For a session, a test that is
-// false or a lookup that is undefined (computed with OPA's own comparison
+// false, a lookup that is undefined or a "not E" whose E succeeds (computed with OPA's own comparison
 // functions, builtins and our builtins, on the values the session's input
 // object would hold) proves the rule has no result and no error for it:
 // OPA evaluates a body in order and stops at the first expression without
@@ -58,6 +61,7 @@ const (
 	opTest  guardKind = iota // a test: false rejects the session
 	opIndex                  // slot = a[keys...] in an object; undefined rejects
 	opCall                   // slot = lower(a) or upper(a)
+	opNot                    // not <inner>: rejects if inner succeeds
 )
 
 // guardTest is the function of an opTest.
@@ -72,6 +76,7 @@ const (
 	testGte
 	testInNetworks
 	testUserMatch
+	testTruthy // an expression of one term: defined and not false
 )
 
 var guardTests = map[string]guardTest{
@@ -104,12 +109,13 @@ const (
 const maxGuardSlots = 16
 
 type guardOp struct {
-	kind guardKind
-	test guardTest
-	fn   topdown.BuiltinFunc // opCall
-	a, b guardOperand        // opTest: both; opIndex, opCall: a
-	keys []guardOperand      // opIndex
-	dst  int                 // opIndex, opCall: the slot written
+	kind  guardKind
+	test  guardTest
+	fn    topdown.BuiltinFunc // opCall
+	a, b  guardOperand        // opTest: both; opIndex, opCall: a
+	keys  []guardOperand      // opIndex
+	dst   int                 // opIndex, opCall: the slot written
+	inner []guardOp           // opNot: one expression's operations
 }
 
 // regoGuard holds one program per kick rule. nil: no guard (some kick rule
@@ -153,13 +159,20 @@ func readsAggregates(prog []guardOp) bool {
 				return true
 			}
 		}
+		if readsAggregates(op.inner) {
+			return true
+		}
 	}
 	return false
 }
 
+// decides reports whether an operation can reject a session by itself
+// (the others compute values for it).
+func (op *guardOp) decides() bool { return op.kind == opTest || op.kind == opNot }
+
 func hasTest(prog []guardOp) bool {
-	for _, op := range prog {
-		if op.kind == opTest {
+	for i := range prog {
+		if prog[i].decides() {
 			return true
 		}
 	}
@@ -194,7 +207,7 @@ func (gc *guardCompiler) program(r *ast.Rule) []guardOp {
 		}
 	}
 	// Trailing operations without a test after them decide nothing.
-	for len(gc.prog) > 0 && gc.prog[len(gc.prog)-1].kind != opTest {
+	for len(gc.prog) > 0 && !gc.prog[len(gc.prog)-1].decides() {
 		gc.prog = gc.prog[:len(gc.prog)-1]
 	}
 	return gc.prog
@@ -202,8 +215,18 @@ func (gc *guardCompiler) program(r *ast.Rule) []guardOp {
 
 // expr compiles one body expression; false ends the program there.
 func (gc *guardCompiler) expr(e *ast.Expr) bool {
-	if e.Negated || len(e.With) > 0 {
+	if len(e.With) > 0 {
 		return false
+	}
+	if e.Negated {
+		return gc.not(e)
+	}
+	if t, ok := e.Terms.(*ast.Term); ok {
+		a, ok := gc.operand(t)
+		if ok {
+			gc.prog = append(gc.prog, guardOp{kind: opTest, test: testTruthy, a: a})
+		}
+		return ok
 	}
 	if e.IsEquality() || e.IsAssignment() {
 		l, r := e.Operand(0), e.Operand(1)
@@ -246,6 +269,24 @@ func (gc *guardCompiler) expr(e *ast.Expr) bool {
 		return ok
 	}
 	return false
+}
+
+// not compiles "not E": E's operations (lookups, calls, ending in its
+// test) run apart; E without a solution lets the rule go on. Bindings
+// inside E are E's own.
+func (gc *guardCompiler) not(e *ast.Expr) bool {
+	outer, bound := gc.prog, maps.Clone(gc.bound)
+	gc.prog = nil
+	inner := e.Copy()
+	inner.Negated = false
+	ok := gc.expr(inner)
+	ops := gc.prog
+	gc.prog, gc.bound = outer, bound
+	if !ok || len(ops) == 0 || ops[len(ops)-1].kind != opTest {
+		return false
+	}
+	gc.prog = append(gc.prog, guardOp{kind: opNot, inner: ops})
+	return true
 }
 
 func (gc *guardCompiler) test(test guardTest, l, r *ast.Term) bool {

@@ -86,12 +86,23 @@ func regoFieldValue(e *regoEntry, f regoField) ast.Value {
 func (g *regoGuard) selects(e *regoEntry) bool {
 	r := guardRun{g: g, e: e}
 	for _, prog := range g.rules {
-		if !r.rejects(prog) {
+		if r.run(prog) != guardFailed {
 			return true
 		}
 	}
 	return false
 }
+
+// guardOutcome is a program's: every test true (the rule may select the
+// session), a test false or a lookup undefined (it cannot, without
+// error), or unknown (an error, or a value the guards leave to OPA).
+type guardOutcome uint8
+
+const (
+	guardPassed guardOutcome = iota
+	guardFailed
+	guardUnknown
+)
 
 // guardRun is one session's run: the fields computed once for every
 // program, the slots per program.
@@ -131,9 +142,9 @@ func (g *regoGuard) field(e *regoEntry, f regoField) ast.Value {
 	return g.seenNs
 }
 
-// rejects runs one program: true if a test is false or a lookup is
-// undefined, without any error before.
-func (r *guardRun) rejects(prog []guardOp) bool {
+// run runs a program (or a "not"'s expression) in order, as OPA
+// evaluates a body.
+func (r *guardRun) run(prog []guardOp) guardOutcome {
 	for i := range prog {
 		op := &prog[i]
 		switch op.kind {
@@ -142,11 +153,11 @@ func (r *guardRun) rejects(prog []guardOp) bool {
 			for _, k := range op.keys {
 				obj, ok := v.(ast.Object)
 				if !ok {
-					return false // a lookup in a set, array or scalar: OPA decides
+					return guardUnknown // a lookup in a set, array or scalar: OPA's
 				}
 				t := obj.Get(&ast.Term{Value: r.val(k)})
 				if t == nil {
-					return true // undefined
+					return guardFailed // undefined
 				}
 				v = t.Value
 			}
@@ -158,20 +169,27 @@ func (r *guardRun) rejects(prog []guardOp) bool {
 				return nil
 			})
 			if err != nil || out == nil {
-				return false // OPA reports the error
+				return guardUnknown // OPA reports the error
 			}
 			r.slots[op.dst] = out.Value
+		case opNot:
+			switch r.run(op.inner) {
+			case guardPassed:
+				return guardFailed
+			case guardUnknown:
+				return guardUnknown
+			}
 		case opTest:
 			ok, err := r.test(op)
 			if err != nil {
-				return false
+				return guardUnknown
 			}
 			if !ok {
-				return true
+				return guardFailed
 			}
 		}
 	}
-	return false
+	return guardPassed
 }
 
 // test computes a test as OPA does (topdown/comparison.go, and an
@@ -191,6 +209,8 @@ func (r *guardRun) test(op *guardOp) (bool, error) {
 		return a.Compare(b) > 0, nil
 	case testGte:
 		return a.Compare(b) >= 0, nil
+	case testTruthy:
+		return !ast.ValueEqual(a, ast.Boolean(false)), nil
 	}
 	// No context: our builtins return an error, not record it; the
 	// session is then evaluated, and OPA reports it.

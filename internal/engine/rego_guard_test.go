@@ -121,7 +121,15 @@ var guardLines = []string{
 	upper(x) == "LEGACY-B"`,
 	`s.alt.user_none == "x"`, // not an alt column: undefined
 	`s.alt == {}`,
-	`not s.service == "lmtp"`, // ends the program
+	`not s.service == "lmtp"`,
+	`not kickagent.in_networks(s.ip, nets)`,
+	`not resets[lower(s.user)]`,
+	`resets[lower(s.user)]`,
+	`not s.alt.user_alt == "legacy-a"`,
+	`flags[s.service]`, // false for pop3: a defined value that fails
+	`not flags[s.service]`,
+	`not svc_set[s.service]`,      // a set: OPA's
+	`not startswith(s.user, "a")`, // a call the guards do not know
 	`lower(s.user) != "zzz"`,
 	`trim_space(s.user) != "zzz"`, // a call the guards do not know ends the program
 	`s.id != ""`,
@@ -139,9 +147,12 @@ var guardLines = []string{
 	`s.user == resets`, // types differ
 }
 
-// guardErrorLine fails the evaluation (a builtin error) for sessions
+// guardErrorLines fail the evaluation (a builtin error) for sessions
 // whose user is not an address: OPA must see them.
-const guardErrorLine = `kickagent.in_networks(s.user, ["10.0.0.0/8"])`
+var guardErrorLines = []string{
+	`kickagent.in_networks(s.user, ["10.0.0.0/8"])`,
+	`not kickagent.in_networks(s.user, ["10.0.0.0/8"])`,
+}
 
 const guardPrelude = `package kickagent
 
@@ -168,6 +179,8 @@ resets := {lower(u): {"ns": time.parse_rfc3339_ns(at)} |
 pids := {100: "a", 101.0: "b", 102: "c", "103": "d"}
 
 svc_set := {"imap", "pop3"}
+
+flags := {"imap": true, "pop3": false, "lmtp": 0}
 `
 
 // randomGuardPolicy writes one to three kick rules of zero to four lines.
@@ -194,7 +207,7 @@ func randomGuardPolicy(rng *rand.Rand, withErrors bool) string {
 		for range rng.IntN(5) {
 			line := pick(rng, guardLines)
 			if withErrors && rng.IntN(12) == 0 {
-				line = guardErrorLine
+				line = pick(rng, guardErrorLines)
 			}
 			b.WriteString("\t" + repl(line) + "\n")
 		}
