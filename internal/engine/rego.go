@@ -56,9 +56,7 @@ import (
 //
 // Cost and caching (rego_cache.go): a decision is cached per session id
 // and reused while the session's input is unchanged, so a poll cycle
-// evaluates only new (or changed) sessions. Of those, a per-session
-// policy's guards (rego_guard.go: the leading tests of each kick rule,
-// run in Go) decide the ones no kick rule can select without OPA. That is valid only when a
+// evaluates only new (or changed) sessions. That is valid only when a
 // session's decision depends on that session's object alone. LoadPolicy
 // checks the compiled policy and falls back to evaluating every session
 // every cycle (Volatile says why) when it reads input.now/now_ns, or
@@ -69,11 +67,14 @@ import (
 // analyzePolicy) is evaluated in one Eval over the whole snapshot, never
 // in chunks (CrossSession says why): use the per-session aggregates
 // (user_sessions, ip_sessions) instead of joins, and first_seen_ns
-// instead of the clock.
+// instead of the clock. Of the sessions to evaluate, a per-session
+// policy's guards (rego_guard.go: the leading tests of each kick rule,
+// run in Go) decide those no kick rule can select, without OPA.
 //
 // Pitfalls for policy authors (measured in opa-performance.md):
 //   - Rego costs microseconds per session and expression: put the cheap,
-//     selective test first (s.dest_ip != "" before a lookup).
+//     selective test first (s.dest_ip != "" before a lookup); the guards
+//     then run it in Go for every session after a reload.
 //   - Lists of CIDRs or masks: kickagent.in_networks / user_match, not a
 //     loop of net.cidr_contains or glob.match (~1 µs per session and item).
 //   - glob.match(p, [], x) treats "." as a delimiter ("*@example.org" does
