@@ -350,6 +350,9 @@ func (gc *guardCompiler) ref(ref ast.Ref) (guardOperand, bool) {
 	case ast.Var:
 		switch {
 		case head.Compare(gc.sess) == 0:
+			if len(ref) < 2 {
+				return guardOperand{}, false
+			}
 			key, ok := ref[1].Value.(ast.String)
 			f, known := regoFieldNames[key]
 			if !ok || !known {
