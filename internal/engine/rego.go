@@ -67,11 +67,14 @@ import (
 // analyzePolicy) is evaluated in one Eval over the whole snapshot, never
 // in chunks (CrossSession says why): use the per-session aggregates
 // (user_sessions, ip_sessions) instead of joins, and first_seen_ns
-// instead of the clock.
+// instead of the clock. Of the sessions to evaluate, a per-session
+// policy's guards (rego_guard.go: the leading tests of each kick rule,
+// run in Go) decide those no kick rule can select, without OPA.
 //
 // Pitfalls for policy authors (measured in opa-performance.md):
 //   - Rego costs microseconds per session and expression: put the cheap,
-//     selective test first (s.dest_ip != "" before a lookup).
+//     selective test first (s.dest_ip != "" before a lookup); the guards
+//     then run it in Go for every session after a reload.
 //   - Lists of CIDRs or masks: kickagent.in_networks / user_match, not a
 //     loop of net.cidr_contains or glob.match (~1 µs per session and item).
 //   - glob.match(p, [], x) treats "." as a delimiter ("*@example.org" does
@@ -99,6 +102,7 @@ type Policy struct {
 	query rego.PreparedEvalQuery
 	bi    *regoBuiltins
 	deps  policyDeps
+	guard *regoGuard // nil: every session is evaluated by OPA (rego_guard.go)
 
 	mu    sync.Mutex // serializes Evaluate; guards cache and stats
 	cache regoCache
@@ -138,6 +142,8 @@ type policyOptions struct {
 	// strictBuiltinErrors makes every builtin error (net.cidr_contains on
 	// a bad CIDR, …) an evaluation error instead of undefined.
 	strictBuiltinErrors bool
+	// noGuard evaluates every session in OPA (rego_guard.go), to compare.
+	noGuard bool
 }
 
 // LoadPolicy loads, compiles and prepares the policy in dirs (directories
@@ -192,8 +198,13 @@ func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy,
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	// Validated without the guards: the synthetic sessions go through
+	// OPA whatever the guards would skip.
 	if errs = p.validate(ctx, compiler, opt); len(errs) > 0 {
 		return nil, errs
+	}
+	if !opt.noGuard {
+		p.guard = p.buildGuard(ctx, compiler, opt)
 	}
 	return p, nil
 }

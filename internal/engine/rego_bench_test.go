@@ -40,8 +40,28 @@ func (m *cpuMeter) report(b *testing.B) {
 }
 
 // BenchmarkRegoCold100k is the first evaluation after a (re)load: every
-// session is converted to AST and evaluated.
+// session is decided, by the guards (rego_guard.go) or converted to AST
+// and evaluated.
 func BenchmarkRegoCold100k(b *testing.B) {
+	benchCold(b, policyOptions{}, nil)
+}
+
+// BenchmarkRegoCold100kBeforeResets is a cold evaluation with every
+// session first seen before the example policy's password resets (as
+// after an operator added a reset): the reset rule's first test passes
+// every session, its user lookup rejects them.
+func BenchmarkRegoCold100kBeforeResets(b *testing.B) {
+	early := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+	benchCold(b, policyOptions{}, func(int, string) time.Time { return early })
+}
+
+// BenchmarkRegoCold100kNoGuard is BenchmarkRegoCold100k with every
+// session evaluated in OPA, as before the guards.
+func BenchmarkRegoCold100kNoGuard(b *testing.B) {
+	benchCold(b, policyOptions{noGuard: true}, nil)
+}
+
+func benchCold(b *testing.B, opt policyOptions, firstSeen func(int, string) time.Time) {
 	ctx := context.Background()
 	snap := &anvil.Snapshot{Protocol: anvil.Proto24, AltNames: anviltest.AltNames24, Sessions: anviltest.Sessions24(benchSessions)}
 	now := time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
@@ -49,13 +69,13 @@ func BenchmarkRegoCold100k(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		p, err := LoadPolicy(ctx, []string{"../../policy"})
+		p, err := loadPolicy(ctx, []string{"../../policy"}, opt)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
 		cpu.begin()
-		ds, err := p.Evaluate(ctx, PolicyInput{Snapshot: snap, Now: now})
+		ds, err := p.Evaluate(ctx, PolicyInput{Snapshot: snap, Now: now, FirstSeen: firstSeen})
 		cpu.end()
 		if err != nil {
 			b.Fatal(err)

@@ -155,7 +155,8 @@ type regoVerdict struct {
 // PolicyStats describes the last Evaluate.
 type PolicyStats struct {
 	Sessions  int  // sessions in the snapshot
-	Evaluated int  // sessions given to the policy
+	Evaluated int  // sessions decided (again) in this Evaluate
+	Guarded   int  // of Evaluated, decided by the guards without OPA (rego_guard.go)
 	Reused    int  // sessions whose cached decisions were reused
 	Evals     int  // OPA evaluations run (batches)
 	Decisions int  // decisions returned
@@ -292,6 +293,22 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 	}
 	clear(c.prev)
 	c.prev, c.spare = ents, c.prev[:0]
+	// The guards decide the sessions no kick rule can select (never for a
+	// cross-session policy, which sees every session). They read the
+	// aggregates only if the policy does, and then allAggs set them above.
+	guarded := 0
+	if p.guard != nil && !cross && len(batch) > 0 {
+		kept := batch[:0]
+		for _, e := range batch {
+			if p.guard.selects(e) {
+				kept = append(kept, e)
+				continue
+			}
+			e.verdicts, e.decided = nil, true
+		}
+		guarded = len(batch) - len(kept)
+		batch = kept
+	}
 	if !allAggs && len(batch) > 0 {
 		c.countFor(snap, batch)
 	}
@@ -324,8 +341,9 @@ func (p *Policy) Evaluate(ctx context.Context, in PolicyInput) ([]Decision, erro
 	}
 	p.stats = PolicyStats{
 		Sessions:  len(snap.Sessions),
-		Evaluated: len(batch),
-		Reused:    len(ents) - len(batch),
+		Evaluated: len(batch) + guarded,
+		Guarded:   guarded,
+		Reused:    len(ents) - len(batch) - guarded,
 		Evals:     evals,
 		Decisions: len(out),
 		Full:      full,

@@ -140,11 +140,7 @@ func (b *termBuilder) session(e *regoEntry) *ast.Term {
 	}
 	alt := b.emptyAlt
 	if len(s.AltValues()) > 0 {
-		obj := ast.NewObject()
-		s.AltFields(func(field, value string) {
-			obj.Insert(b.shared(field), ast.StringTerm(value))
-		})
-		slab[5].Value = obj
+		slab[5].Value = altObject(s, b.shared)
 		alt = &slab[5]
 	}
 	id := str(0, e.id)
@@ -180,6 +176,15 @@ func (b *termBuilder) session(e *regoEntry) *ast.Term {
 		ast.Item(regoKeyUserSessions, ast.InternedTerm(e.userSessions)),
 		ast.Item(regoKeyIPSessions, ast.InternedTerm(e.ipSessions)),
 	)
+}
+
+// altObject builds a session's alt object, its keys from key.
+func altObject(s *anvil.Session, key func(string) *ast.Term) ast.Object {
+	obj := ast.NewObject()
+	s.AltFields(func(field, value string) {
+		obj.Insert(key(field), ast.StringTerm(value))
+	})
+	return obj
 }
 
 var regoEmpty = ast.StringTerm("")
