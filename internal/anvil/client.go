@@ -241,6 +241,7 @@ func (c *Conn) DumpEach(ctx context.Context, each func(i int, s *Session)) (*Sna
 	if err := c.write("CONNECT-DUMP\n"); err != nil {
 		return nil, err
 	}
+	c.pace.fill(c.lastDump)
 	p, n, err := c.readDump(ctx, each)
 	if err != nil {
 		return nil, err

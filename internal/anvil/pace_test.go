@@ -56,3 +56,42 @@ func TestPacedReader(t *testing.T) {
 		})
 	}
 }
+
+// TestPacedReaderFill: after a large previous dump on a 2.3 connection the
+// first read waits fillWait from the command (minus the time already
+// passed); after a small one, on 2.4 (pacing off), or for a later read,
+// it does not.
+func TestPacedReaderFill(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		on   bool
+		prev int
+		want []time.Duration
+	}{
+		{"large previous dump", true, fillMin, []time.Duration{fillWait - time.Millisecond}},
+		{"small previous dump", true, fillMin - 1, nil},
+		{"first dump on the connection", true, 0, nil},
+		{"2.4: not paced", false, 10 * fillMin, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(1e9, 0)
+			var slept []time.Duration
+			src := chunks{64 << 10, 64 << 10}
+			p := newPacedReader(&src)
+			p.on = tc.on
+			p.now = func() time.Time { return now }
+			p.sleep = func(d time.Duration) { slept = append(slept, d); now = now.Add(d) }
+			p.fill(tc.prev)
+			now = now.Add(time.Millisecond) // the command's write
+			buf := make([]byte, 64<<10)
+			for range 2 {
+				if _, err := p.Read(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !reflect.DeepEqual(slept, tc.want) {
+				t.Errorf("slept %v, want %v", slept, tc.want)
+			}
+		})
+	}
+}
