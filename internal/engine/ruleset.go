@@ -182,23 +182,25 @@ func (rs *Ruleset) evaluateYAML(in *Input) []Decision {
 	keys := rs.yamlKeys(in)
 	for i := range in.Snapshot.Sessions {
 		s := &in.Snapshot.Sessions[i]
-		var key, check uint64
+		var key uint64
 		if keys != nil {
-			key, check = keys[i].key, keys[i].check
+			key = keys[i]
 		} else {
-			key, check = s.ContentHash(c.seed), s.ContentHash(c.check)
+			key = s.ContentHash(c.seed)
 		}
 		hit, known := c.lookup(key)
-		if hit != nil && hit.check != check {
+		// The second hash only where an entry with matches is used or
+		// made: most sessions match nothing.
+		if hit != nil && hit.check != s.ContentHash(c.check) {
 			known = false // a hash collision: never trusted
 		}
 		if !known {
-			hit = rs.static(sc, s, &static, check)
+			hit = rs.static(sc, s, &static)
 		}
 		d, ok := rs.decide(in, hit, s, i, known)
 		if !ok {
 			// A cached match that does not hold: matched afresh.
-			hit = rs.static(sc, s, &static, check)
+			hit = rs.static(sc, s, &static)
 			d, _ = rs.decide(in, hit, s, i, false)
 		}
 		c.record(key, hit)
@@ -212,7 +214,7 @@ func (rs *Ruleset) evaluateYAML(in *Input) []Decision {
 
 // static is s's cache entry: the rules whose static selectors select it
 // (nil when none do); scratch is reused.
-func (rs *Ruleset) static(sc *scratch, s *anvil.Session, scratch *[]int32, check uint64) *yamlHit {
+func (rs *Ruleset) static(sc *scratch, s *anvil.Session, scratch *[]int32) *yamlHit {
 	ids := (*scratch)[:0]
 	for _, id := range rs.index.candidates(sc, s) {
 		if rs.rules[id].matches(s) {
@@ -224,7 +226,7 @@ func (rs *Ruleset) static(sc *scratch, s *anvil.Session, scratch *[]int32, check
 		return nil
 	}
 	slices.Sort(ids)
-	return &yamlHit{rules: slices.Clone(ids), check: check, allowed: rs.Allow.Protects(s), reasonOf: -1}
+	return &yamlHit{rules: slices.Clone(ids), check: s.ContentHash(rs.cache.check), allowed: rs.Allow.Protects(s), reasonOf: -1}
 }
 
 // decide applies the time-dependent conditions to the session's static
