@@ -96,14 +96,22 @@ func (t *seenTable) prepare(i int, s *anvil.Session) {
 const seenLookahead = 32
 
 // lookup finds s's slot, following the cursor over t.at (the last
-// snapshot); t.key/t.isGUID (or t.buf) then hold its id.
+// snapshot); t.key if t.isGUID, else t.buf, then holds its id.
 func (t *seenTable) lookup(s *anvil.Session) (int32, bool) {
 	// Built in a reused buffer: the lookup of string(buf) does not
 	// allocate; only a new entry's key does, and that key is a copy,
 	// never a string of the dump's buffer, which must not stay alive for
 	// as long as the session lasts.
-	t.buf = s.AppendID(t.buf[:0])
-	t.key, t.isGUID = guidKey(t.buf)
+	// A session with a GUID has it as its id (anvil.Session.ID): packed
+	// straight from the session, without a copy into t.buf, which is then
+	// stale.
+	t.isGUID = false
+	if s.ConnGUID != "" {
+		t.key, t.isGUID = guidKey(s.ConnGUID)
+	}
+	if !t.isGUID {
+		t.buf = s.AppendID(t.buf[:0])
+	}
 	for j := t.cur; j < len(t.at) && j < t.cur+seenLookahead; j++ {
 		at := t.at[j]
 		if at < 0 {
@@ -179,8 +187,10 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 			continue
 		}
 		first := now
-		if f, ok := t.restored[string(t.buf)]; ok {
-			first = f
+		if t.restored != nil {
+			if f, ok := t.restored[s.ID()]; ok {
+				first = f
+			}
 		}
 		sl := seenSlot{first: first, gen: t.gen, idx: int32(i)}
 		if t.isGUID {
