@@ -261,7 +261,7 @@ func (a *aggregator) sorted(f *match.Filter, visit func(*whoGroup)) []sortKey {
 			keys = append(keys, sortKey{p0, p1, n})
 		}
 	}
-	slices.SortFunc(keys, func(x, y sortKey) int {
+	order := func(x, y sortKey) int {
 		if c := cmp.Compare(x.p0, y.p0); c != 0 {
 			return c
 		}
@@ -276,9 +276,41 @@ func (a *aggregator) sorted(f *match.Filter, visit func(*whoGroup)) []sortKey {
 			return c
 		}
 		return cmp.Compare(x.n, y.n)
-	})
-	return keys
+	}
+	if len(keys) < parallelGroups {
+		slices.SortFunc(keys, order)
+		return keys
+	}
+	// The dump is over and anvil idle: the halves sort on both cores,
+	// then merge. order is total (the group number breaks ties), so the
+	// result is the one sort's.
+	mid := len(keys) / 2
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		slices.SortFunc(keys[mid:], order)
+	}()
+	slices.SortFunc(keys[:mid], order)
+	<-done
+	out := make([]sortKey, 0, len(keys))
+	i, j := 0, mid
+	for i < mid && j < len(keys) {
+		if order(keys[j], keys[i]) < 0 {
+			out = append(out, keys[j])
+			j++
+		} else {
+			out = append(out, keys[i])
+			i++
+		}
+	}
+	out = append(append(out, keys[i:mid]...), keys[j:]...)
+	return out
 }
+
+// parallelGroups is the number of groups from which the listing is
+// sorted and formatted on two goroutines (a variable for tests): at
+// 40,000 groups they are 30 ms of one core after the dump.
+var parallelGroups = 8192
 
 // groupMatches applies the filter to a whole group as doveadm does: the
 // masks to the username, the network to any of the group's IPs. With an alt
@@ -357,46 +389,75 @@ func writeGroups(w io.Writer, p anvil.Protocol, a *aggregator, f *match.Filter) 
 	if _, err := bw.Write(b); err != nil {
 		return err
 	}
-	for _, k := range keys {
+	// With many groups, a goroutine formats the second half into a
+	// buffer of its own while this one writes the first.
+	first, second := keys, keys[len(keys):]
+	var tail []byte
+	done := make(chan struct{})
+	if len(keys) >= parallelGroups {
+		first, second = keys[:len(keys)/2], keys[len(keys)/2:]
+		go func() {
+			defer close(done)
+			// Room for lines of the padded widths and an IPv6 address:
+			// growing the buffer copied it ~5 ms a listing.
+			tail = make([]byte, 0, len(second)*(width[0]+width[1]+width[2]+width[3]+48))
+			for _, k := range second {
+				tail = a.formatGroup(tail, a.group(k.n), &width)
+			}
+		}()
+	} else {
+		close(done)
+	}
+	for _, k := range first {
 		g := a.group(k.n)
-		svc := a.svc[g.svc]
 		pids, ips := g.size()
-		b, isAside := line(len(g.user) + len(svc) + 2*maxPadWidth + 21*pids + 48*ips)
-		b = pad(append(b, g.user...), textWidth(g.user), width[0])
-		n := len(b)
-		b = strconv.AppendInt(b, int64(g.conns), 10)
-		b = pad(b, len(b)-n, width[1])
-		b = pad(append(b, svc...), textWidth(svc), width[2])
-		n = len(b)
-		b = strconv.AppendInt(append(b, '('), g.pid0, 10)
-		if g.more != nil {
-			for _, pid := range g.more.pids.list {
-				b = strconv.AppendInt(append(b, ' '), pid, 10)
-			}
-		}
-		b = append(b, ')')
-		b = pad(b, len(b)-n, width[3])
-		b = append(b, '(')
-		sep := false
-		g.ips(func(ip netip.Addr) bool {
-			if sep {
-				b = append(b, ' ')
-			}
-			b, sep = ip.AppendTo(b), true
-			return false
-		})
-		b = append(b, ")\n"...)
+		b, isAside := line(len(g.user) + len(a.svc[g.svc]) + 2*maxPadWidth + 21*pids + 48*ips)
+		b = a.formatGroup(b, g, &width)
 		if _, err := bw.Write(b); err != nil {
+			<-done
 			return err
 		}
 		if isAside {
 			aside = b
 		}
 	}
+	<-done
+	if _, err := bw.Write(tail); err != nil {
+		return err
+	}
 	if !ok {
 		return bw.Flush()
 	}
 	return nil
+}
+
+// formatGroup appends g's line, its columns padded to width.
+func (a *aggregator) formatGroup(b []byte, g *whoGroup, width *[4]int) []byte {
+	svc := a.svc[g.svc]
+	b = pad(append(b, g.user...), textWidth(g.user), width[0])
+	n := len(b)
+	b = strconv.AppendInt(b, int64(g.conns), 10)
+	b = pad(b, len(b)-n, width[1])
+	b = pad(append(b, svc...), textWidth(svc), width[2])
+	n = len(b)
+	b = strconv.AppendInt(append(b, '('), g.pid0, 10)
+	if g.more != nil {
+		for _, pid := range g.more.pids.list {
+			b = strconv.AppendInt(append(b, ' '), pid, 10)
+		}
+	}
+	b = append(b, ')')
+	b = pad(b, len(b)-n, width[3])
+	b = append(b, '(')
+	sep := false
+	g.ips(func(ip netip.Addr) bool {
+		if sep {
+			b = append(b, ' ')
+		}
+		b, sep = ip.AppendTo(b), true
+		return false
+	})
+	return append(b, ")\n"...)
 }
 
 // decLen is the length of n in decimal.

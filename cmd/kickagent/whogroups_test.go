@@ -197,3 +197,33 @@ func TestWhoAggregatedBigGroup(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
+
+// The listing sorted and formatted on two goroutines (from
+// parallelGroups groups on) is the one of a single goroutine, at every
+// split: groups that sort equal but for their number, halves of odd size.
+func TestWhoAggregatedParallelSame(t *testing.T) {
+	for _, p := range []anvil.Protocol{anvil.Proto23, anvil.Proto24} {
+		snap := randomSnap(p, 5000, 7)
+		for i := range snap.Sessions {
+			if s := &snap.Sessions[i]; i%4 == 0 && s.User != "" {
+				s.User = s.User[:min(len(s.User), 3)] // ties on the prefix key
+			}
+		}
+		var f match.Filter
+		list := func(from int) string {
+			defer func(v int) { parallelGroups = v }(parallelGroups)
+			parallelGroups = from
+			var out bytes.Buffer
+			if err := writeWhoAggregated(&out, snap, &f); err != nil {
+				t.Fatal(err)
+			}
+			return out.String()
+		}
+		want := list(1 << 30)
+		for _, from := range []int{1, 2, 3, 1000} {
+			if got := list(from); got != want {
+				t.Fatalf("%v, parallel from %d groups: the listing differs", p, from)
+			}
+		}
+	}
+}

@@ -182,28 +182,39 @@ func (rs *Ruleset) evaluateYAML(in *Input) []Decision {
 	keys := rs.yamlKeys(in)
 	for i := range in.Snapshot.Sessions {
 		s := &in.Snapshot.Sessions[i]
-		var key, check uint64
+		var key uint64
 		if keys != nil {
-			key, check = keys[i].key, keys[i].check
+			key = keys[i]
 		} else {
-			key, check = s.ContentHash(c.seed), s.ContentHash(c.check)
+			key = s.ContentHash(c.seed)
 		}
 		hit, known := c.lookup(key)
-		if hit != nil && hit.check != check {
+		// The second hash only where an entry with matches is used or
+		// made: most sessions match nothing.
+		if hit != nil && hit.check != s.ContentHash(c.check) {
 			known = false // a hash collision: never trusted
 		}
 		if !known {
-			hit = rs.static(sc, s, &static, check)
+			hit = rs.static(sc, s, &static)
 		}
-		d, ok := rs.decide(in, hit, s, i, known)
-		if !ok {
+		// Decided in place, in the next element of out: a Decision is
+		// 120 bytes, copied twice per decision when returned and appended.
+		if len(out) == cap(out) {
+			out = slices.Grow(out, 1)
+		}
+		out = out[:len(out)+1]
+		d := &out[len(out)-1]
+		if !rs.decide(in, hit, s, i, known, d) {
 			// A cached match that does not hold: matched afresh.
-			hit = rs.static(sc, s, &static, check)
-			d, _ = rs.decide(in, hit, s, i, false)
+			hit = rs.static(sc, s, &static)
+			rs.decide(in, hit, s, i, false, d)
 		}
 		c.record(key, hit)
-		if d.Rule != "" {
-			out = append(out, d)
+		if d.Rule == "" {
+			if d.Session != nil { // a rule without a name: cannot be, but d must be zero
+				*d = Decision{}
+			}
+			out = out[:len(out)-1]
 		}
 	}
 	c.decided = len(out)
@@ -212,7 +223,7 @@ func (rs *Ruleset) evaluateYAML(in *Input) []Decision {
 
 // static is s's cache entry: the rules whose static selectors select it
 // (nil when none do); scratch is reused.
-func (rs *Ruleset) static(sc *scratch, s *anvil.Session, scratch *[]int32, check uint64) *yamlHit {
+func (rs *Ruleset) static(sc *scratch, s *anvil.Session, scratch *[]int32) *yamlHit {
 	ids := (*scratch)[:0]
 	for _, id := range rs.index.candidates(sc, s) {
 		if rs.rules[id].matches(s) {
@@ -224,16 +235,17 @@ func (rs *Ruleset) static(sc *scratch, s *anvil.Session, scratch *[]int32, check
 		return nil
 	}
 	slices.Sort(ids)
-	return &yamlHit{rules: slices.Clone(ids), check: check, allowed: rs.Allow.Protects(s), reasonOf: -1}
+	return &yamlHit{rules: slices.Clone(ids), check: s.ContentHash(rs.cache.check), allowed: rs.Allow.Protects(s), reasonOf: -1}
 }
 
 // decide applies the time-dependent conditions to the session's static
 // matches: its decision (Rule "" if none). A kick from a cached entry is
 // verified first, the rule's selectors and the allow list evaluated
-// afresh: !ok says the entry is not s's (see yaml_cache.go).
-func (rs *Ruleset) decide(in *Input, hit *yamlHit, s *anvil.Session, i int, cached bool) (d Decision, ok bool) {
+// afresh: false says the entry is not s's (see yaml_cache.go). The
+// decision is written to d, which must be zero, and left zero if none.
+func (rs *Ruleset) decide(in *Input, hit *yamlHit, s *anvil.Session, i int, cached bool, d *Decision) bool {
 	if hit == nil {
-		return d, true
+		return true
 	}
 	var best *rule
 	bestID := int32(-1)
@@ -247,7 +259,7 @@ func (rs *Ruleset) decide(in *Input, hit *yamlHit, s *anvil.Session, i int, cach
 		}
 	}
 	if best == nil {
-		return d, true
+		return true
 	}
 	action := ActionKick
 	switch {
@@ -257,14 +269,15 @@ func (rs *Ruleset) decide(in *Input, hit *yamlHit, s *anvil.Session, i int, cach
 		action = ActionDryRun
 	}
 	if cached && action == ActionKick && (!best.matches(s) || rs.Allow.Protects(s)) {
-		return d, false
+		return false
 	}
 	if hit.reasonOf != bestID {
 		hit.reason, hit.reasonOf = best.explain(s), bestID
 	}
-	return Decision{Session: s, Index: i, ID: s.ID(), Rule: best.name, Engine: EngineYAML,
-		Reason: hit.reason, Action: action, MaxKicksPerCycle: best.maxKicks,
-		Rate: best.rate, Drain: best.drain, File: best.file}, true
+	d.Session, d.Index, d.ID, d.Rule, d.Engine = s, i, s.ID(), best.name, EngineYAML
+	d.Reason, d.Action, d.MaxKicksPerCycle = hit.reason, action, best.maxKicks
+	d.Rate, d.Drain, d.File = best.rate, best.drain, best.file
+	return true
 }
 
 // merge combines the YAML decisions with the policy's, both in snapshot
