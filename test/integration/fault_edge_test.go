@@ -49,24 +49,8 @@ func TestFaultEdgeCrossSession(t *testing.T) {
 			// her two sessions are far apart in the dump.
 			away := holdListed(t, ctx, inst, login{"alice", "127.0.5.6", "imap"})[0]
 			bob := holdListed(t, ctx, inst, login{"bob", "127.0.5.6", "imap"})[0]
-			ss := testrig.SyntheticMix(3000, 12)
-			if !inst.Is24() {
-				ss = testrig.StripFor23(ss)
-			}
-			for i := range ss {
-				if ss[i].IP == netip.MustParseAddr("127.0.5.5") || ss[i].IP == netip.MustParseAddr("127.0.5.6") {
-					ss[i].IP = netip.MustParseAddr("192.0.2.1")
-				}
-			}
-			sc, err := testrig.RegisterSynthetic(ctx, inst, ss)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := sc.Disconnect(testCtx(t)); err != nil {
-					t.Errorf("%s: disconnect the synthetic sessions: %v", inst.Name, err)
-				}
-			})
+			ss := holdSynthetic(t, inst, testrig.SyntheticMix(3000, 12),
+				netip.MustParsePrefix("127.0.5.5/32"), netip.MustParsePrefix("127.0.5.6/32"))
 			office := holdListed(t, ctx, inst, login{"alice", "127.0.5.5", "pop3"})[0]
 
 			policy := filepath.Join(t.TempDir(), "policy")
