@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/kickagent/kickagent/internal/procfs"
 )
 
 // anvilCPU reads the CPU time of the anvil process behind a socket, from
@@ -40,8 +42,8 @@ func (c *anvilCPU) read() (time.Duration, bool) {
 
 // cpu reads the time of c.pid if it is still the master's anvil.
 func (c *anvilCPU) cpu() (time.Duration, bool) {
-	comm, ppid, ticks, ok := procStat(c.pid)
-	if !ok || comm != "anvil" || ppid != c.master {
+	st, err := procfs.ReadStat("", int64(c.pid))
+	if err != nil || st.Comm != "anvil" || st.PPid != int64(c.master) {
 		return 0, false
 	}
 	// schedstat's first field is nanoseconds on a CPU; stat's utime+stime
@@ -53,7 +55,10 @@ func (c *anvilCPU) cpu() (time.Duration, bool) {
 			}
 		}
 	}
-	return time.Duration(ticks) * 10 * time.Millisecond, true
+	if st.Ticks < 0 {
+		return 0, false
+	}
+	return time.Duration(st.Ticks) * 10 * time.Millisecond, true
 }
 
 func (c *anvilCPU) find() int {
@@ -67,7 +72,7 @@ func (c *anvilCPU) find() int {
 	}
 	c.master = master
 	for _, pid := range children(master) {
-		if comm, ppid, _, ok := procStat(pid); ok && comm == "anvil" && ppid == master {
+		if st, err := procfs.ReadStat("", int64(pid)); err == nil && st.Comm == "anvil" && st.PPid == int64(master) {
 			return pid
 		}
 	}
@@ -97,29 +102,4 @@ func children(pid int) []int {
 		}
 	}
 	return out
-}
-
-// procStat reads a process's name, parent and utime+stime (clock ticks).
-func procStat(pid int) (comm string, ppid int, ticks int64, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", 0, 0, false
-	}
-	// "pid (comm) state ppid ... utime(14) stime(15)": comm may hold
-	// spaces and parentheses, so it ends at the last ")".
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return "", 0, 0, false
-	}
-	f := bytes.Fields(b[end+1:])
-	if len(f) < 13 {
-		return "", 0, 0, false
-	}
-	ppid, err1 := strconv.Atoi(string(f[1]))
-	ut, err2 := strconv.ParseInt(string(f[11]), 10, 64)
-	st, err3 := strconv.ParseInt(string(f[12]), 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return "", 0, 0, false
-	}
-	return string(b[open+1 : end]), ppid, ut + st, true
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/procfs"
 )
 
 // ErrGone means the process had already exited: not a failure of a kick.
@@ -89,17 +90,14 @@ func (p ProcSignaler) verify(pid int64, service string) error {
 	if !titleMatches(title, service) {
 		return fmt.Errorf("pid %d is %q, not a Dovecot %s process (pid reused?); not signalled", pid, title, service)
 	}
-	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
-	if err != nil {
+	st, err := procfs.ReadStat(p.root(), pid)
+	switch {
+	case errors.Is(err, procfs.ErrUnreadable):
+		return fmt.Errorf("pid %d: %w", pid, err)
+	case err != nil:
 		return fmt.Errorf("pid %d: %w", pid, ErrGone)
 	}
-	// stat: "pid (comm) state ppid …"; comm may hold spaces and ')'.
-	i := bytes.LastIndexByte(stat, ')')
-	f := strings.Fields(string(stat[i+1:]))
-	if i < 0 || len(f) < 2 {
-		return fmt.Errorf("pid %d: unreadable stat", pid)
-	}
-	return p.checkMaster(pid, f[1])
+	return p.checkMaster(pid, strconv.FormatInt(st.PPid, 10))
 }
 
 // checkMaster checks that ppid, pid's parent, is this Dovecot's master:
