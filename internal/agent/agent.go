@@ -314,7 +314,6 @@ func (a *Agent) tick(run func()) {
 	due, why := a.sched.due(now, a.rules.Load().Demand(a.sched.last, now), held)
 	if due {
 		run()
-		a.m.pace.gap.Set(a.sched.gap.Seconds())
 		return
 	}
 	a.m.pace.skipped.WithLabelValues(why).Inc()

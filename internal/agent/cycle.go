@@ -31,7 +31,10 @@ func (a *Agent) cycle(ctx context.Context) error {
 	// Until the cycle shows it: the dump selected sessions to kick (or
 	// failed), so the next tick takes one too (schedule.go).
 	busy, dumped := true, 0
-	defer func() { a.sched.dumped(now, dumped, busy) }()
+	defer func() {
+		a.sched.dumped(now, dumped, busy)
+		a.m.pace.gap.Set(a.sched.gap.Seconds())
+	}()
 
 	// Per-session work that needs only the session is done while the dump
 	// arrives, in time otherwise spent waiting for anvil: the first-seen

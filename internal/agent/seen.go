@@ -84,7 +84,7 @@ func (t *seenTable) prepare(i int, s *anvil.Session) {
 		t.pre = t.pre[:0]
 		t.cur = 0
 	}
-	at, ok := t.lookup(s)
+	at, ok := t.lookup(s, t.gen)
 	if !ok {
 		at = -1
 	}
@@ -96,8 +96,9 @@ func (t *seenTable) prepare(i int, s *anvil.Session) {
 const seenLookahead = 32
 
 // lookup finds s's slot, following the cursor over t.at (the last
-// snapshot); t.key if t.isGUID, else t.buf, then holds its id.
-func (t *seenTable) lookup(s *anvil.Session) (int32, bool) {
+// snapshot, generation last); t.key if t.isGUID, else t.buf, then holds
+// its id.
+func (t *seenTable) lookup(s *anvil.Session, last uint32) (int32, bool) {
 	// Built in a reused buffer: the lookup of string(buf) does not
 	// allocate; only a new entry's key does, and that key is a copy,
 	// never a string of the dump's buffer, which must not stay alive for
@@ -118,7 +119,7 @@ func (t *seenTable) lookup(s *anvil.Session) (int32, bool) {
 			continue
 		}
 		sl := &t.slots[at]
-		if sl.gen != t.gen {
+		if sl.gen != last {
 			continue // not an entry of the last snapshot (cannot happen)
 		}
 		if t.isGUID && sl.id == "" && sl.guid == t.key || !t.isGUID && sl.id == string(t.buf) {
@@ -133,7 +134,7 @@ func (t *seenTable) lookup(s *anvil.Session) (int32, bool) {
 	} else {
 		at, ok = t.index[string(t.buf)]
 	}
-	if ok && t.slots[at].gen == t.gen {
+	if ok && t.slots[at].gen == last {
 		t.cur = int(t.slots[at].idx) + 1
 	}
 	return at, ok
@@ -167,9 +168,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 		if pre != nil && pre[i] >= 0 {
 			at, ok = pre[i], true
 		} else {
-			t.gen-- // the cursor compares with the last snapshot's generation
-			at, ok = t.lookup(s)
-			t.gen++
+			at, ok = t.lookup(s, t.gen-1) // t.at is still the last snapshot's
 		}
 		if ok {
 			sl := &t.slots[at]
