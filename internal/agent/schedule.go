@@ -21,7 +21,8 @@ const idleAfter = 3
 // idleSessions sessions in it (up to idle_interval). Anvil is one process
 // on every login's path and formats a whole dump in one go, so a login
 // arriving meanwhile waits; what it waits grows with the table (at
-// 100,000 sessions tens of milliseconds, BENCHMARKS.md), and a small
+// 100,000 sessions 30–50 ms on 2.3, 130–200 ms on 2.4, BENCHMARKS.md
+// "anvil during a dump"), and a small
 // server, whose dumps cost anvil next to nothing, keeps the interval.
 const idleSessions = 10000
 
