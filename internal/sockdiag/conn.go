@@ -75,12 +75,13 @@ func (c *Conn) TCP(ctx context.Context, states StateMask) ([]Socket, error) {
 }
 
 // Destroy closes exactly s (family, 4-tuple, IfIndex and Cookie as dumped)
-// with SOCK_DESTROY: the kernel aborts the connection as if a RST had
-// arrived; the peer gets a RST and the owning process ECONNABORTED.
+// with SOCK_DESTROY: the kernel aborts the connection, the peer gets a RST
+// (its read: "connection reset by peer") and the owning process's next
+// read or write fails (ECONNABORTED, then EPIPE).
 // Errors wrap the kernel's errno (test them with Unsupported and Gone, or
-// errors.Is): on Linux 6.18, ENOENT when no socket has that 4-tuple any
-// more, ESTALE when one has but its cookie differs (a reused tuple), EPERM
-// without CAP_NET_ADMIN, EOPNOTSUPP without CONFIG_INET_DIAG_DESTROY.
+// errors.Is): on Linux 6.18, ENOENT both when no socket has that 4-tuple
+// any more and when one has but its cookie differs (a reused tuple); EPERM
+// without CAP_NET_ADMIN; EOPNOTSUPP without CONFIG_INET_DIAG_DESTROY.
 func (c *Conn) Destroy(ctx context.Context, s Socket) error {
 	req, err := encodeDestroy(s)
 	if err != nil {
@@ -111,8 +112,10 @@ func Unsupported(err error) bool {
 }
 
 // Gone reports whether err says the socket Destroy named no longer exists:
-// ENOENT (the 4-tuple is free) or ESTALE (another socket, with another
-// cookie, holds it now). Either way there is nothing of s left to close.
+// ENOENT (the 4-tuple is free, or another socket with another cookie holds
+// it now) or ESTALE (sock_diag's own code for a cookie mismatch, which
+// inet_diag turns into ENOENT on Linux 6.18). Either way nothing of the
+// dumped socket is left to close.
 func Gone(err error) bool {
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESTALE)
 }

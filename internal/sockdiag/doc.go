@@ -9,7 +9,7 @@
 //
 // A destroy names the socket by family, 4-tuple, bound device and the
 // kernel's socket cookie as dumped, so it cannot hit a later socket that
-// reuses the same 4-tuple (the kernel answers ESTALE instead). Destroying
+// reuses the same 4-tuple (the kernel answers ENOENT instead). Destroying
 // needs CAP_NET_ADMIN and a kernel built with CONFIG_INET_DIAG_DESTROY; see
 // Unsupported and Gone for the errors a caller branches on. Dumps need no
 // privilege. Everything happens in the network namespace of the process that
