@@ -1,0 +1,332 @@
+package sockdiag
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kickagent/kickagent/internal/procfs"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// mustNetAdmin fails, never skips: CI runs as root, and a skipped kernel
+// test would hide a regression.
+func mustNetAdmin(tb testing.TB) {
+	tb.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			if caps&(1<<unix.CAP_NET_ADMIN) == 0 {
+				tb.Fatal("these tests destroy sockets and need CAP_NET_ADMIN: run them as root")
+			}
+			return
+		}
+	}
+	tb.Fatal("no CapEff in /proc/self/status")
+}
+
+// echoServer listens on addr and echoes every accepted connection;
+// accepted delivers the server side of each.
+type echoServer struct {
+	ln       net.Listener
+	accepted chan net.Conn
+	wg       sync.WaitGroup
+}
+
+func mustEcho(tb testing.TB, network, addr string) *echoServer {
+	tb.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		tb.Fatalf("listen %s %s: %v", network, addr, err)
+	}
+	s := &echoServer{ln: ln, accepted: make(chan net.Conn, 16)}
+	tb.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	s.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tb.Cleanup(func() { c.Close() })
+			s.accepted <- c
+			s.wg.Go(func() { _, _ = io.Copy(c, c) })
+		}
+	})
+	return s
+}
+
+// pair dials s and returns the client and the server side.
+func (s *echoServer) pair(tb testing.TB) (client, server net.Conn) {
+	tb.Helper()
+	client, err := net.Dial(s.ln.Addr().Network(), s.ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { client.Close() })
+	select {
+	case server = <-s.accepted:
+	case <-time.After(5 * time.Second):
+		tb.Fatal("no accept")
+	}
+	return client, server
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	ap := a.(*net.TCPAddr).AddrPort()
+	if ap.Addr().Is4In6() {
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return ap
+}
+
+// find returns the dumped socket that is c's server side: one of this
+// process's sockets by inode, with c's addresses.
+func find(tb testing.TB, conn *Conn, c net.Conn, states StateMask) (Socket, bool) {
+	tb.Helper()
+	socks, err := conn.TCP(context.Background(), states)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mine, err := procfs.SocketInodes("", int64(os.Getpid()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, s := range socks {
+		if _, ok := mine[s.Inode]; ok && s.Local == addrPort(c.LocalAddr()) && s.Remote == addrPort(c.RemoteAddr()) {
+			return s, true
+		}
+	}
+	return Socket{}, false
+}
+
+func echoes(c net.Conn) error {
+	if err := c.SetDeadline(time.Now().Add(time.Second)); err != nil {
+		return err
+	}
+	if _, err := c.Write([]byte{'x'}); err != nil {
+		return err
+	}
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return err
+	}
+	return nil
+}
+
+func TestDestroy(t *testing.T) {
+	mustNetAdmin(t)
+	conn, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, tc := range []struct{ network, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+		t.Run(tc.network, func(t *testing.T) {
+			srv := mustEcho(t, tc.network, tc.addr)
+			victim, victimSrv := srv.pair(t)
+			other, otherSrv := srv.pair(t)
+			s, ok := find(t, conn, victimSrv, States(Established))
+			if !ok {
+				t.Fatalf("server side of %v not in the dump", victimSrv.RemoteAddr())
+			}
+			wantFamily := uint8(unix.AF_INET)
+			if tc.network == "tcp6" {
+				wantFamily = unix.AF_INET6
+			}
+			if s.Family != wantFamily || s.State != Established || s.Cookie == 0 || s.UID != uint32(os.Getuid()) {
+				t.Errorf("dumped %+v", s)
+			}
+			o, ok := find(t, conn, otherSrv, States(Established))
+			if !ok {
+				t.Fatal("the other connection is not in the dump")
+			}
+			if o.Cookie == s.Cookie || o.Inode == s.Inode {
+				t.Errorf("two sockets share cookie or inode: %+v, %+v", s, o)
+			}
+
+			// A cookie that is not the socket's (a reused 4-tuple): the
+			// kernel refuses with ENOENT (Linux 6.18), as if it were gone.
+			wrong := o
+			wrong.Cookie ^= 1
+			err := conn.Destroy(context.Background(), wrong)
+			if !errors.Is(err, syscall.ENOENT) || !Gone(err) || Unsupported(err) {
+				t.Errorf("destroy with a wrong cookie: %v, want ENOENT", err)
+			}
+			if err := echoes(other); err != nil {
+				t.Fatalf("the wrong-cookie destroy hit the connection: %v", err)
+			}
+
+			if err := conn.Destroy(context.Background(), s); err != nil {
+				t.Fatal(err)
+			}
+			if err := victim.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := victim.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("client of the destroyed socket read %d bytes, %v; want EOF or reset", n, err)
+			}
+			if err := echoes(other); err != nil {
+				t.Errorf("the other connection: %v", err)
+			}
+			if _, ok := find(t, conn, victimSrv, States(Established)); ok {
+				t.Error("destroyed socket still established")
+			}
+
+			// Again: the 4-tuple is free now.
+			err = conn.Destroy(context.Background(), s)
+			if !errors.Is(err, syscall.ENOENT) || !Gone(err) || Unsupported(err) {
+				t.Errorf("second destroy: %v, want ENOENT", err)
+			}
+		})
+	}
+}
+
+func TestListen(t *testing.T) {
+	conn, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, tc := range []struct{ network, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+		srv := mustEcho(t, tc.network, tc.addr)
+		socks, err := conn.TCP(context.Background(), States(Listen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := addrPort(srv.ln.Addr())
+		found := false
+		for _, s := range socks {
+			if s.State != Listen {
+				t.Errorf("asked for LISTEN, got %+v", s)
+			}
+			found = found || s.Local == want
+		}
+		if !found {
+			t.Errorf("%s listener %v not among %d LISTEN sockets", tc.network, want, len(socks))
+		}
+	}
+}
+
+// A context that ends mid-request leaves the Conn usable: the next
+// request gets its own replies, not the cut-off one's.
+func TestContext(t *testing.T) {
+	conn, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	srv := mustEcho(t, "tcp4", "127.0.0.1:0")
+	for range 20 { // a dump of more than one datagram, so it can be cut mid-way
+		srv.pair(t)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := conn.TCP(ctx, States(Established)); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v", err)
+	}
+	for i := range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i)*5*time.Microsecond)
+		_, _ = conn.TCP(ctx, States(Established))
+		cancel()
+		socks, err := conn.TCP(context.Background(), States(Listen))
+		if err != nil {
+			t.Fatalf("after a timed-out dump (%d): %v", i, err)
+		}
+		for _, s := range socks {
+			if s.State != Listen {
+				t.Fatalf("after a timed-out dump (%d), a listener dump returned %v", i, s)
+			}
+		}
+	}
+}
+
+func TestErrorClasses(t *testing.T) {
+	wrap := func(e syscall.Errno) error {
+		return fmt.Errorf("sockdiag: destroy: %w", &netlink.OpError{Op: "receive", Err: e})
+	}
+	for e, want := range map[syscall.Errno][2]bool{ // Unsupported, Gone
+		syscall.EPERM:      {true, false},
+		syscall.EACCES:     {true, false},
+		syscall.EOPNOTSUPP: {true, false},
+		syscall.ENOENT:     {false, true},
+		syscall.ESTALE:     {false, true},
+		syscall.EINVAL:     {false, false},
+	} {
+		err := wrap(e)
+		if got := [2]bool{Unsupported(err), Gone(err)}; got != want {
+			t.Errorf("%v: Unsupported, Gone = %v, want %v", e, got, want)
+		}
+	}
+	if Unsupported(nil) || Gone(nil) {
+		t.Error("nil classified")
+	}
+}
+
+// Without CAP_NET_ADMIN the kernel refuses with EPERM, which Unsupported
+// reports so kick can fall back. Capabilities are per thread: one locked
+// thread drops CAP_NET_ADMIN and dies with its goroutine.
+func TestDestroyUnprivileged(t *testing.T) {
+	mustNetAdmin(t)
+	conn, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	srv := mustEcho(t, "tcp4", "127.0.0.1:0")
+	client, server := srv.pair(t)
+	s, ok := find(t, conn, server, States(Established))
+	if !ok {
+		t.Fatal("server side not in the dump")
+	}
+	errc := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		data[0].Effective &^= 1 << unix.CAP_NET_ADMIN
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		c, err := Open()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer c.Close()
+		errc <- c.Destroy(context.Background(), s)
+	}()
+	err = <-errc
+	if !errors.Is(err, syscall.EPERM) || !Unsupported(err) || Gone(err) {
+		t.Errorf("destroy without CAP_NET_ADMIN: %v, want EPERM", err)
+	}
+	if err := echoes(client); err != nil {
+		t.Errorf("the connection after a refused destroy: %v", err)
+	}
+}
