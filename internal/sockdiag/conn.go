@@ -36,7 +36,8 @@ func dial() (*netlink.Conn, error) {
 	return nl, nil
 }
 
-// Close closes the socket.
+// Close closes the socket. It waits for a request in flight: cancel that
+// request's context to end it sooner.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -80,7 +80,13 @@ func mustEcho(tb testing.TB, network, addr string) *echoServer {
 // pair dials s and returns the client and the server side.
 func (s *echoServer) pair(tb testing.TB) (client, server net.Conn) {
 	tb.Helper()
-	client, err := net.Dial(s.ln.Addr().Network(), s.ln.Addr().String())
+	return s.pairVia(tb, s.ln.Addr().String())
+}
+
+// pairVia dials s at addr (for a wildcard listener).
+func (s *echoServer) pairVia(tb testing.TB, addr string) (client, server net.Conn) {
+	tb.Helper()
+	client, err := net.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -94,11 +100,13 @@ func (s *echoServer) pair(tb testing.TB) (client, server net.Conn) {
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
-	ap := a.(*net.TCPAddr).AddrPort()
-	if ap.Addr().Is4In6() {
-		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return ap
+	return unmap(a.(*net.TCPAddr).AddrPort())
+}
+
+// unmap: Go shows a dual-stack socket's IPv4 peer as IPv4, the kernel's
+// dump as v4-mapped IPv6.
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // find returns the dumped socket that is c's server side: one of this
@@ -114,7 +122,7 @@ func find(tb testing.TB, conn *Conn, c net.Conn, states StateMask) (Socket, bool
 		tb.Fatal(err)
 	}
 	for _, s := range socks {
-		if _, ok := mine[s.Inode]; ok && s.Local == addrPort(c.LocalAddr()) && s.Remote == addrPort(c.RemoteAddr()) {
+		if _, ok := mine[s.Inode]; ok && unmap(s.Local) == addrPort(c.LocalAddr()) && unmap(s.Remote) == addrPort(c.RemoteAddr()) {
 			return s, true
 		}
 	}
@@ -142,20 +150,28 @@ func TestDestroy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for _, tc := range []struct{ network, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
-		t.Run(tc.network, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, network, addr, dial string
+		family                    uint8
+		mapped                    bool
+	}{
+		{"ipv4", "tcp4", "127.0.0.1:0", "127.0.0.1", unix.AF_INET, false},
+		{"ipv6", "tcp6", "[::1]:0", "::1", unix.AF_INET6, false},
+		// Dovecot's listen = *, :: on a dual-stack socket: an IPv4 client
+		// is an AF_INET6 socket with v4-mapped addresses.
+		{"dual-stack", "tcp", "[::]:0", "127.0.0.1", unix.AF_INET6, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			srv := mustEcho(t, tc.network, tc.addr)
-			victim, victimSrv := srv.pair(t)
-			other, otherSrv := srv.pair(t)
+			dial := net.JoinHostPort(tc.dial, strconv.Itoa(int(addrPort(srv.ln.Addr()).Port())))
+			victim, victimSrv := srv.pairVia(t, dial)
+			other, otherSrv := srv.pairVia(t, dial)
 			s, ok := find(t, conn, victimSrv, States(Established))
 			if !ok {
 				t.Fatalf("server side of %v not in the dump", victimSrv.RemoteAddr())
 			}
-			wantFamily := uint8(unix.AF_INET)
-			if tc.network == "tcp6" {
-				wantFamily = unix.AF_INET6
-			}
-			if s.Family != wantFamily || s.State != Established || s.Cookie == 0 || s.UID != uint32(os.Getuid()) {
+			if s.Family != tc.family || s.Local.Addr().Is4In6() != tc.mapped || s.Remote.Addr().Is4In6() != tc.mapped ||
+				s.State != Established || s.Cookie == 0 || s.UID != uint32(os.Getuid()) {
 				t.Errorf("dumped %+v", s)
 			}
 			o, ok := find(t, conn, otherSrv, States(Established))
