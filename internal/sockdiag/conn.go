@@ -82,7 +82,9 @@ func (c *Conn) TCP(ctx context.Context, states StateMask) ([]Socket, error) {
 // Errors wrap the kernel's errno (test them with Unsupported and Gone, or
 // errors.Is): on Linux 6.18, ENOENT both when no socket has that 4-tuple
 // any more and when one has but its cookie differs (a reused tuple); EPERM
-// without CAP_NET_ADMIN; EOPNOTSUPP without CONFIG_INET_DIAG_DESTROY.
+// without CAP_NET_ADMIN; EOPNOTSUPP without CONFIG_INET_DIAG_DESTROY. The
+// kernel looks the socket up before it checks privileges, so without
+// CAP_NET_ADMIN a socket that is gone still gives ENOENT.
 func (c *Conn) Destroy(ctx context.Context, s Socket) error {
 	req, err := encodeDestroy(s)
 	if err != nil {

@@ -316,30 +316,37 @@ func TestDestroyUnprivileged(t *testing.T) {
 	if !ok {
 		t.Fatal("server side not in the dump")
 	}
-	errc := make(chan error)
+	// Destroys of a socket that is not there (a wrong cookie) and of s,
+	// from a thread without CAP_NET_ADMIN.
+	errc := make(chan [2]error)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
 		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 		var data [2]unix.CapUserData
-		if err := unix.Capget(&hdr, &data[0]); err != nil {
-			errc <- err
-			return
+		err := unix.Capget(&hdr, &data[0])
+		if err == nil {
+			data[0].Effective &^= 1 << unix.CAP_NET_ADMIN
+			err = unix.Capset(&hdr, &data[0])
 		}
-		data[0].Effective &^= 1 << unix.CAP_NET_ADMIN
-		if err := unix.Capset(&hdr, &data[0]); err != nil {
-			errc <- err
-			return
+		var c *Conn
+		if err == nil {
+			c, err = Open()
 		}
-		c, err := Open()
 		if err != nil {
-			errc <- err
+			errc <- [2]error{err, err}
 			return
 		}
 		defer c.Close()
-		errc <- c.Destroy(context.Background(), s)
+		wrong := s
+		wrong.Cookie ^= 1
+		errc <- [2]error{c.Destroy(context.Background(), wrong), c.Destroy(context.Background(), s)}
 	}()
-	err = <-errc
-	if !errors.Is(err, syscall.EPERM) || !Unsupported(err) || Gone(err) {
+	errs := <-errc
+	// The kernel looks the socket up before it checks privileges.
+	if !errors.Is(errs[0], syscall.ENOENT) {
+		t.Errorf("destroy of no socket without CAP_NET_ADMIN: %v, want ENOENT", errs[0])
+	}
+	if err := errs[1]; !errors.Is(err, syscall.EPERM) || !Unsupported(err) || Gone(err) {
 		t.Errorf("destroy without CAP_NET_ADMIN: %v, want EPERM", err)
 	}
 	if err := echoes(client); err != nil {
