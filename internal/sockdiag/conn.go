@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -15,8 +16,9 @@ import (
 // Conn is one NETLINK_SOCK_DIAG socket. It is safe for concurrent use;
 // requests are serialised.
 type Conn struct {
-	mu sync.Mutex
-	nl *netlink.Conn // nil after an I/O failure left it out of step: redialled on next use
+	mu     sync.Mutex
+	nl     *netlink.Conn // nil after an I/O failure left it out of step: redialled on next use
+	closed bool
 }
 
 // Open opens a NETLINK_SOCK_DIAG socket in the caller's network namespace.
@@ -41,6 +43,7 @@ func dial() (*netlink.Conn, error) {
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	if c.nl == nil {
 		return nil
 	}
@@ -131,6 +134,9 @@ func (c *Conn) execute(ctx context.Context, m netlink.Message) ([]netlink.Messag
 	defer c.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if c.closed {
+		return nil, net.ErrClosed
 	}
 	if c.nl == nil {
 		nl, err := dial()

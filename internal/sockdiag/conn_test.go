@@ -278,6 +278,22 @@ func TestContext(t *testing.T) {
 	}
 }
 
+func TestClosed(t *testing.T) {
+	conn, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.TCP(context.Background(), States(Listen)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("dump on a closed Conn: %v, want net.ErrClosed", err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
 func TestErrorClasses(t *testing.T) {
 	wrap := func(e syscall.Errno) error {
 		return fmt.Errorf("sockdiag: destroy: %w", &netlink.OpError{Op: "receive", Err: e})
