@@ -39,7 +39,7 @@ type SocketCloser interface {
 // sockets on this host at all (kernel without socket destroy, no
 // CAP_NET_ADMIN, another network namespace), as opposed to a unit that is
 // ambiguous.
-var ErrExactUnavailable = errors.New("closing single connections is not possible here")
+var ErrExactUnavailable = errors.New("socket destroy unavailable")
 
 // exactConns returns the connections of u's process that belong to u's
 // targets and to no other session, or why they cannot be told apart. Anvil
