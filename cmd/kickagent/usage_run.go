@@ -7,10 +7,13 @@ var runUsage = `Usage: kickagent run [-c config] [-a anvil_socket_path] [--rules
 
 The agent. Every interval it takes one anvil snapshot, evaluates the YAML
 rules and Rego policies once, and kicks what they select, through the same
-code as kickagent kick (never forcing collateral). Rules are reloaded when a
-file changes (the directories of the rule files, the drop-in directory and
-the policy directories are watched; on Linux a file written in place counts
-once its writer closes it) or on SIGHUP; a reload that fails, or that would
+code as kickagent kick (never forcing collateral; inside a process that
+serves other sessions too, such as 2.3's imap-hibernate, it closes just the
+selected connections' sockets, which needs CAP_NET_ADMIN; see kick --help).
+Rules are reloaded when a file changes (the directories of the rule files,
+the drop-in directory and the policy directories are watched; on Linux a
+file written in place counts once its writer closes it) or on SIGHUP; a
+reload that fails, or that would
 empty a main rules file without saying rules: [], keeps the previous rules.
 A drop-in file with errors (or over 4 MiB) is left out or kept at its last
 good version, loudly, and the other rules apply. Reloads compile while
