@@ -13,11 +13,11 @@ selected connections' sockets, which needs CAP_NET_ADMIN; see kick --help).
 Rules are reloaded when a file changes (the directories of the rule files,
 the drop-in directory and the policy directories are watched; on Linux a
 file written in place counts once its writer closes it) or on SIGHUP; a
-reload that fails, or that would
-empty a main rules file without saying rules: [], keeps the previous rules.
-A drop-in file with errors (or over 4 MiB) is left out or kept at its last
-good version, loudly, and the other rules apply. Reloads compile while
-cycles go on; after a successful reload a cycle runs at once.
+reload that fails, or that would empty a main rules file without saying
+rules: [], keeps the previous rules. A drop-in file with errors (or over 4
+MiB) is left out or kept at its last good version, loudly, and the other
+rules apply. Reloads compile while cycles go on; after a successful reload a
+cycle runs at once.
 
 Safety valves: the allow list; max_kicks_per_cycle per rule and over all
 rules (default 100; the rest wait, oldest decisions first); a circuit
