@@ -27,12 +27,20 @@ type TCPConn struct {
 // imap-hibernate process; 2.4: KICK-USER, all of a user's connections in a
 // process).
 type SocketCloser interface {
-	// Conns returns the client connections pid (a process of service of
-	// the Dovecot being kicked, verified as for a signal) holds.
-	Conns(ctx context.Context, pid int64, service string) ([]TCPConn, error)
+	// Conns returns the client connections each process of procs (pid ->
+	// service, each verified as for a signal) holds, in one look at the
+	// kernel's socket table. The error is for the whole lookup; one
+	// process's own error is in its ProcConns.
+	Conns(ctx context.Context, procs map[int64]string) (map[int64]ProcConns, error)
 	// Close closes c. An error wrapping ErrExactUnavailable means the
 	// kernel or our privileges refuse it (and c is still open).
 	Close(ctx context.Context, c TCPConn) error
+}
+
+// ProcConns is one process's client connections, or why they are unknown.
+type ProcConns struct {
+	Conns []TCPConn
+	Err   error
 }
 
 // ErrExactUnavailable marks a SocketCloser error that says it cannot close
@@ -103,23 +111,32 @@ type exactPlan struct {
 // would have changed the counts.
 func planExact(ctx context.Context, conn Conn, sc SocketCloser, plan *Plan) exactPlan {
 	ep := exactPlan{conns: make([][]TCPConn, len(plan.Units)), whyNot: make([]error, len(plan.Units))}
+	procs := make(map[int64]string)
+	for _, u := range plan.Units {
+		if len(u.Collateral) > 0 {
+			procs[u.PID] = u.Service
+		}
+	}
+	if len(procs) == 0 {
+		return ep
+	}
+	byPID, err := sc.Conns(ctx, procs)
 	var found []int
 	for i, u := range plan.Units {
 		if len(u.Collateral) == 0 {
 			continue
 		}
-		cs, err := sc.Conns(ctx, u.PID, u.Service)
-		if err == nil {
-			cs, err = exactConns(u, cs)
-		}
 		if err != nil {
-			ep.whyNot[i] = err
-			if errors.Is(err, ErrExactUnavailable) {
-				for j := i + 1; j < len(plan.Units); j++ {
-					ep.whyNot[j] = err // the same for every process
-				}
-				return ep
-			}
+			ep.whyNot[i] = err // the same for every process
+			continue
+		}
+		pc := byPID[u.PID]
+		cs, uerr := pc.Conns, pc.Err
+		if uerr == nil {
+			cs, uerr = exactConns(u, cs)
+		}
+		if uerr != nil {
+			ep.whyNot[i] = uerr
 			continue
 		}
 		ep.conns[i] = cs
@@ -128,12 +145,13 @@ func planExact(ctx context.Context, conn Conn, sc SocketCloser, plan *Plan) exac
 	if len(found) == 0 {
 		return ep
 	}
-	snap, err := conn.Dump(ctx)
+	snap, dumpErr := conn.Dump(ctx)
 	for _, i := range found {
-		if err == nil {
+		var err error
+		if dumpErr == nil {
 			err = unchanged(plan.Units[i], snap)
 		} else {
-			err = fmt.Errorf("anvil could not be asked again before closing single connections: %w", err)
+			err = fmt.Errorf("anvil could not be asked again before closing single connections: %w", dumpErr)
 		}
 		if err != nil {
 			ep.conns[i], ep.whyNot[i] = nil, err

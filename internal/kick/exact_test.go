@@ -24,6 +24,8 @@ type fakeSockets struct {
 	anvil   *fakeAnvil
 	conns   map[int64][]TCPConn
 	connErr error
+	procErr map[int64]error
+	lookups int
 	closeFn func(c TCPConn) error // nil: close succeeds
 	closed  []string
 }
@@ -35,11 +37,16 @@ func conn(ip string, port uint16) TCPConn {
 	return TCPConn{Local: listener, Remote: netip.AddrPortFrom(netip.MustParseAddr(ip), port)}
 }
 
-func (f *fakeSockets) Conns(ctx context.Context, pid int64, service string) ([]TCPConn, error) {
+func (f *fakeSockets) Conns(ctx context.Context, procs map[int64]string) (map[int64]ProcConns, error) {
+	f.lookups++
 	if f.connErr != nil {
 		return nil, f.connErr
 	}
-	return slices.Clone(f.conns[pid]), nil
+	out := make(map[int64]ProcConns)
+	for pid := range procs {
+		out[pid] = ProcConns{Conns: slices.Clone(f.conns[pid]), Err: f.procErr[pid]}
+	}
+	return out, nil
 }
 
 func (f *fakeSockets) Close(ctx context.Context, c TCPConn) error {
@@ -124,7 +131,7 @@ func TestRunExactAmbiguous(t *testing.T) {
 			f.connErr = fmt.Errorf("%w: no CAP_NET_ADMIN", ErrExactUnavailable)
 		}, "no CAP_NET_ADMIN"},
 		{"process not verified", byUserIP("alice", ""), func(f *fakeSockets) {
-			f.connErr = errors.New(`pid 300 is "bash", not a Dovecot imap process`)
+			f.procErr = map[int64]error{300: errors.New(`pid 300 is "bash", not a Dovecot imap process`)}
 		}, "not a Dovecot imap process"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,8 +200,8 @@ type hookSockets struct {
 	afterConns func()
 }
 
-func (h *hookSockets) Conns(ctx context.Context, pid int64, service string) ([]TCPConn, error) {
-	cs, err := h.SocketCloser.Conns(ctx, pid, service)
+func (h *hookSockets) Conns(ctx context.Context, procs map[int64]string) (map[int64]ProcConns, error) {
+	cs, err := h.SocketCloser.Conns(ctx, procs)
 	h.afterConns()
 	return cs, err
 }
@@ -295,5 +302,26 @@ func TestNetAdmin(t *testing.T) {
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrExactUnavailable)) {
 			t.Errorf("CapEff %q: %v, want %q", tc.status, err, tc.want)
 		}
+	}
+}
+
+// Several shared processes, one exact and one ambiguous: one socket lookup
+// for the round, and each unit judged on its own.
+func TestRunExactSeveralProcesses(t *testing.T) {
+	a, fs := shared23()
+	a.sessions = append(a.sessions, s23(600, "pop3", "dave", "127.0.0.8", 1), s23(600, "pop3", "frank", "127.0.0.8", 1),
+		s23(700, "imap", "dave", "127.0.0.9", 1), s23(700, "imap", "gina", "127.0.0.10", 1))
+	fs.conns[600] = []TCPConn{conn("127.0.0.8", 1), conn("127.0.0.8", 2)}
+	fs.conns[700] = []TCPConn{conn("127.0.0.9", 3), conn("127.0.0.10", 4)}
+	sig := &fakeSig{anvil: a}
+	opt := fast
+	opt.Sockets = fs
+	rs, err := run(t, a, sig, byUserIP("dave", ""), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, rs, "dave@300 refused-collateral sigterm err", "dave@600 refused-collateral sigterm err", "dave@700 kicked socket-destroy")
+	if fs.lookups != 1 || !slices.Equal(fs.closed, []string{"127.0.0.9:3"}) {
+		t.Errorf("%d socket lookups, closed %v; want 1 and dave's in pid 700", fs.lookups, fs.closed)
 	}
 }

@@ -26,34 +26,38 @@ type KernelSockets struct {
 	Proc ProcSignaler
 }
 
-// Conns returns pid's TCP sockets whose local address is a listener of
-// its Dovecot's master.
-func (k KernelSockets) Conns(ctx context.Context, pid int64, service string) ([]TCPConn, error) {
-	if err := netAdmin(k.Proc.root()); err != nil {
-		return nil, err
-	}
-	if err := k.Proc.verify(pid, service); err != nil {
-		return nil, err
-	}
+var _ SocketCloser = KernelSockets{}
+
+// Conns returns, for each process, its TCP sockets whose local address is
+// a listener of its Dovecot's master, from one dump of the socket table.
+func (k KernelSockets) Conns(ctx context.Context, procs map[int64]string) (map[int64]ProcConns, error) {
 	root := k.Proc.root()
-	same, err := procfs.SameNetNS(root, pid)
-	if err != nil {
-		return nil, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	if !same {
-		return nil, fmt.Errorf("%w: pid %d runs in another network namespace than kickagent", ErrExactUnavailable, pid)
-	}
-	mine, err := procfs.SocketInodes(root, pid)
-	if err != nil {
-		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	if err := netAdmin(root); err != nil {
+		return nil, err
 	}
 	master, err := k.Proc.masterPID()
 	if err != nil {
 		return nil, err
 	}
-	theirs, err := procfs.SocketInodes(root, master)
+	listeners, err := procfs.SocketInodes(root, master)
 	if err != nil {
 		return nil, fmt.Errorf("master pid %d: %w", master, err)
+	}
+	out := make(map[int64]ProcConns, len(procs))
+	owner := make(map[uint32]int64) // socket inode -> the process of procs holding it
+	for pid, service := range procs {
+		inodes, err := k.procSockets(pid, service)
+		if err != nil {
+			out[pid] = ProcConns{Err: err}
+			continue
+		}
+		out[pid] = ProcConns{}
+		for ino := range inodes {
+			owner[ino] = pid
+		}
+	}
+	if len(owner) == 0 {
+		return out, nil
 	}
 	c, err := sockdiag.Open()
 	if err != nil {
@@ -66,20 +70,40 @@ func (k KernelSockets) Conns(ctx context.Context, pid int64, service string) ([]
 	}
 	listen := make(map[netip.AddrPort]bool)
 	for _, s := range socks {
-		if _, ok := theirs[s.Inode]; ok && s.State == sockdiag.Listen {
+		if _, ok := listeners[s.Inode]; ok && s.State == sockdiag.Listen {
 			listen[s.Local] = true
 		}
 	}
-	var out []TCPConn
 	for _, s := range socks {
-		if _, ok := mine[s.Inode]; !ok || s.Inode == 0 || s.State == sockdiag.Listen {
+		pid, ok := owner[s.Inode]
+		if !ok || s.Inode == 0 || s.State == sockdiag.Listen || !listens(listen, s) {
 			continue
 		}
-		if listens(listen, s) {
-			out = append(out, TCPConn{Local: s.Local, Remote: s.Remote, Handle: s})
-		}
+		pc := out[pid]
+		pc.Conns = append(pc.Conns, TCPConn{Local: s.Local, Remote: s.Remote, Handle: s})
+		out[pid] = pc
 	}
 	return out, nil
+}
+
+// procSockets verifies pid as for a signal and returns its sockets' inodes.
+func (k KernelSockets) procSockets(pid int64, service string) (map[uint32]struct{}, error) {
+	if err := k.Proc.verify(pid, service); err != nil {
+		return nil, err
+	}
+	root := k.Proc.root()
+	same, err := procfs.SameNetNS(root, pid)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if !same {
+		return nil, fmt.Errorf("%w: pid %d runs in another network namespace than kickagent", ErrExactUnavailable, pid)
+	}
+	inodes, err := procfs.SocketInodes(root, pid)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return inodes, nil
 }
 
 // listens reports whether s's local address is a listener's, directly or
