@@ -38,11 +38,13 @@ sed "s#/usr/bin/kickagent#$unitdir/kickagent#g" systemd/kickagent.service > "$un
 # --man=no: the man pages are not on the host; test/package.sh verifies the
 # unit where the package installed them.
 systemd-analyze verify --man=no "$unitdir/kickagent.service"
-# The unit's exposure must not regress (2.3 before issue 12's hardening).
+# The unit's exposure must not regress (2.3 before issue 12's hardening, 2.0
+# after it; 2.2 since issue 16 added CAP_NET_ADMIN and AF_NETLINK, which
+# closing one connection inside a shared process needs).
 # systemd 252 (Debian 12) scores offline units; older ones cannot.
 if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
-  systemd-analyze security --offline=true --threshold=20 "$unitdir/kickagent.service" >/dev/null ||
-    { systemd-analyze security --offline=true "$unitdir/kickagent.service" | tail -n 20; echo "unit exposure above 2.0"; exit 1; }
+  systemd-analyze security --offline=true --threshold=22 "$unitdir/kickagent.service" >/dev/null ||
+    { systemd-analyze security --offline=true "$unitdir/kickagent.service" | tail -n 20; echo "unit exposure above 2.2"; exit 1; }
 fi
 rm -rf "$unitdir"
 

@@ -53,11 +53,22 @@ SIGTERM to each session's process after checking /proc that the pid is still
 that Dovecot process; lmtp is never signalled. Results are confirmed with a
 fresh dump: a session counts as kicked only when it left anvil's table.
 
-Collateral guard: when the only way to kick a matching connection would also
-close connections the command did not name (2.3: a process serving other
-users or connections; 2.4: other connections of the same user in the same
-process), nothing is done for it unless --force is given, and the
-connections that would be hit are listed.
+Single connections: when the protocol's kick would also close connections
+the command did not name (2.3: a process serving other users or connections,
+such as imap-hibernate or an imap process with client_limit > 1; 2.4: other
+connections of the same user in the same process), kickagent closes exactly
+the named connections instead by destroying their TCP sockets (method
+socket-destroy, as ss -K does): the process's sockets whose peer is the
+session's client address and whose local address is one of that Dovecot's
+listeners. This needs CAP_NET_ADMIN and a kernel with
+CONFIG_INET_DIAG_DESTROY, and it is done only when the connections are
+certain: every session of that process from that address is named, and the
+process holds exactly as many connections from it as anvil counts.
+
+Collateral guard: otherwise (two sessions from one address in one process,
+one of them named; or the kernel or a missing capability refuses), nothing is
+done for it unless --force is given, and the connections that would be hit
+are listed with the reason.
 
 The flags are:
   -a PATH     anvil socket (default /run/dovecot/anvil)
@@ -68,7 +79,8 @@ The flags are:
   --json      one JSON object per selected connection: the who keys plus
               outcome (kicked, dry-run, refused-collateral, still-connected,
               failed, skipped), method, collateral, error
-  --force     also kick when connections not named would be closed
+  --force     also kick when connections not named would be closed (only
+              where single connections cannot be closed)
   --ipc PATH  Dovecot 2.3 ipc socket, where 2.3 keeps its proxied sessions
               (default: the ipc socket next to the anvil socket; used when
               it exists). 2.3 proxies are kicked per user with ipc's KICK,

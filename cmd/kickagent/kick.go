@@ -60,11 +60,12 @@ func runKick(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitTempFail
 	}
 	warnBadLines(stderr, "kick", snap.BadLines)
-	opts := kick.Options{Force: *force, DryRun: *dryRun}
+	sig := kick.ForSocket(af.socket)
+	opts := kick.Options{Force: *force, DryRun: *dryRun, Sockets: kick.KernelSockets{Proc: sig}}
 	var results []kick.Result
 	var runErr error
 	if plan := kick.NewPlan(snap, filter.Match); len(plan.Units) > 0 || len(plan.Skipped) > 0 {
-		results, runErr = kick.Run(ctx, conn, kick.ForSocket(af.socket), plan, opts)
+		results, runErr = kick.Run(ctx, conn, sig, plan, opts)
 	}
 	// Dovecot 2.3 keeps proxied sessions out of anvil; its ipc socket
 	// lists and kicks them.
@@ -137,8 +138,12 @@ func writeKickText(w io.Writer, stderr io.Writer, results []kick.Result, dryRun 
 				if r.Unit.PID == 0 {
 					how = "Dovecot 2.3's ipc KICK of " + r.Unit.User
 				}
-				fmt.Fprintf(stderr, "warning: not kicking %s: %s would also close connections the command did not name: %s; use --force to kick anyway\n",
-					describe(r.Unit.Targets), how, describe(r.Unit.Collateral))
+				why := ""
+				if r.Err != nil {
+					why = " (" + r.Err.Error() + ")"
+				}
+				fmt.Fprintf(stderr, "warning: not kicking %s: %s would also close connections the command did not name: %s%s; use --force to kick anyway\n",
+					describe(r.Unit.Targets), how, describe(r.Unit.Collateral), why)
 			}
 		case kick.StillConnected:
 			fmt.Fprintf(stderr, "warning: %s is still connected after the kick\n", describe([]*anvil.Session{s}))

@@ -206,7 +206,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	a = agent.New(agent.Settings{Interval: interval, IdleInterval: c.IdleInterval.Duration, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
 		BreakerFraction: c.Limits.BreakerFraction, BreakerMinSessions: c.Limits.BreakerMinSessions,
 		RepeatThreshold: c.Limits.RepeatThreshold},
-		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ForSocket(c.AnvilSocket), Settle: min(2*time.Second, interval/3)},
+		agent.Deps{Source: src, Kicker: &agent.AnvilKicker{Conn: src.KickConn(), Signal: kick.ForSocket(c.AnvilSocket),
+			Sockets: kick.KernelSockets{Proc: kick.ForSocket(c.AnvilSocket)}, Settle: min(2*time.Second, interval/3)},
 			LoadKeeping: func(ctx context.Context, prev *engine.Ruleset) (*engine.Ruleset, error) {
 				return engine.LoadKeeping(ctx, sources(), prev)
 			},

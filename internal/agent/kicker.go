@@ -14,6 +14,9 @@ type AnvilKicker struct {
 	// Conn is the agent's AnvilSource.KickConn(), or another kick.Conn.
 	Conn   kick.Conn
 	Signal kick.Signaler
+	// Sockets closes single connections where the protocol's kick would
+	// hit unselected sessions (nil: such sessions are refused).
+	Sockets kick.SocketCloser
 	// Settle bounds the wait for kicked sessions to leave anvil.
 	Settle time.Duration
 }
@@ -37,7 +40,7 @@ func (k *AnvilKicker) Kick(ctx context.Context, snap *anvil.Snapshot, selected f
 // units that go out (not those refused as collateral) before they do.
 func (k *AnvilKicker) KickIntent(ctx context.Context, snap *anvil.Snapshot, selected func(*anvil.Session) bool, before func([]*anvil.Session)) ([]kick.Result, error) {
 	plan := kick.NewPlan(snap, selected)
-	opt := kick.Options{Settle: k.Settle}
+	opt := kick.Options{Settle: k.Settle, Sockets: k.Sockets}
 	if before != nil {
 		opt.BeforeSend = func(units []*kick.Unit) {
 			var ss []*anvil.Session

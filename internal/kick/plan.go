@@ -18,8 +18,12 @@ type Unit struct {
 	// Targets are the selected sessions the unit kicks.
 	Targets []*anvil.Session
 	// Collateral are sessions the unit's kick would also close that were
-	// not selected. A unit with collateral runs only when forced.
+	// not selected. A unit with collateral runs only when forced, or when
+	// its targets' own connections can be closed (SocketCloser).
 	Collateral []*anvil.Session
+	// Process is every session anvil lists in the process (shared by the
+	// units of one process).
+	Process []*anvil.Session
 }
 
 // Skip is a selected session that is never kicked, and why.
@@ -101,7 +105,7 @@ func NewPlan(snap *anvil.Snapshot, selected func(*anvil.Session) bool) *Plan {
 			continue
 		}
 		if snap.Protocol == anvil.Proto23 {
-			p.Units = append(p.Units, unitFor(pid, "", chosen, all))
+			p.Units = append(p.Units, unitFor(pid, "", chosen, all, all))
 			continue
 		}
 		for _, user := range usersOf(chosen) {
@@ -116,15 +120,15 @@ func NewPlan(snap *anvil.Snapshot, selected func(*anvil.Session) bool) *Plan {
 					scope = append(scope, s)
 				}
 			}
-			p.Units = append(p.Units, unitFor(pid, user, targets, scope))
+			p.Units = append(p.Units, unitFor(pid, user, targets, scope, all))
 		}
 	}
 	return p
 }
 
 // unitFor builds a unit whose kick closes every session in scope.
-func unitFor(pid int64, user string, targets, scope []*anvil.Session) *Unit {
-	u := &Unit{PID: pid, User: user, Targets: targets, Service: targets[0].Service}
+func unitFor(pid int64, user string, targets, scope, all []*anvil.Session) *Unit {
+	u := &Unit{PID: pid, User: user, Targets: targets, Service: targets[0].Service, Process: all}
 	for _, s := range scope {
 		if !slices.Contains(targets, s) {
 			u.Collateral = append(u.Collateral, s)

@@ -107,18 +107,11 @@ func (p ProcSignaler) verify(pid int64, service string) error {
 // does not pass). Every Dovecot 2.3 and 2.4 service process is a child of
 // its master.
 func (p ProcSignaler) checkMaster(pid int64, ppid string) error {
-	if p.BaseDir == "" {
-		return fmt.Errorf("pid %d: no Dovecot base_dir to find its master in; not signalled", pid)
-	}
-	pidFile := filepath.Join(p.BaseDir, "master.pid")
-	data, err := os.ReadFile(pidFile)
+	m, err := p.masterPID()
 	if err != nil {
-		return fmt.Errorf("pid %d: cannot tell this Dovecot's master: %w; not signalled", pid, err)
+		return fmt.Errorf("pid %d: %w; not signalled", pid, err)
 	}
-	master := strings.TrimSpace(string(data))
-	if n, err := strconv.Atoi(master); err != nil || n <= 1 {
-		return fmt.Errorf("pid %d: %s holds %q, not a master pid; not signalled", pid, pidFile, master)
-	}
+	master, pidFile := strconv.FormatInt(m, 10), filepath.Join(p.BaseDir, "master.pid")
 	if ppid != master {
 		return fmt.Errorf("pid %d: its parent is pid %s, not this Dovecot's master %s (%s): "+
 			"another Dovecot's process, or a stale anvil entry; not signalled", pid, ppid, master, pidFile)
@@ -146,4 +139,22 @@ func (p ProcSignaler) checkMaster(pid int64, ppid string) error {
 func titleMatches(title, service string) bool {
 	_, svc, ok := strings.Cut(title, "/")
 	return ok && (svc == service || svc == service+"-hibernate")
+}
+
+// masterPID reads BaseDir/master.pid (checkMaster verifies the process).
+func (p ProcSignaler) masterPID() (int64, error) {
+	if p.BaseDir == "" {
+		return 0, errors.New("no Dovecot base_dir to find its master in")
+	}
+	pidFile := filepath.Join(p.BaseDir, "master.pid")
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, fmt.Errorf("cannot tell this Dovecot's master: %w", err)
+	}
+	master := strings.TrimSpace(string(data))
+	n, err := strconv.ParseInt(master, 10, 64)
+	if err != nil || n <= 1 {
+		return 0, fmt.Errorf("%s holds %q, not a master pid", pidFile, master)
+	}
+	return n, nil
 }

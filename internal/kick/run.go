@@ -45,7 +45,7 @@ type Result struct {
 	Session    *anvil.Session
 	Unit       *Unit // nil for skipped sessions
 	Outcome    Outcome
-	Method     string // kick-user, sigterm, login-sigterm
+	Method     string // kick-user, sigterm, login-sigterm, socket-destroy
 	Collateral bool   // not selected, closed because of --force
 	Err        error
 }
@@ -67,6 +67,9 @@ type Options struct {
 	// kicked (signalled or sent KICK-USER), before any of them is: the
 	// agent records its intent there, so a crash mid-kick leaves a trace.
 	BeforeSend func(units []*Unit)
+	// Sockets, if set, closes exactly the targets' connections of a unit
+	// that would otherwise also close unselected sessions.
+	Sockets SocketCloser
 }
 
 func (o *Options) defaults() {
@@ -98,14 +101,25 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 	if plan.Protocol == anvil.Proto23 {
 		method = "sigterm"
 	}
+	var ep exactPlan
+	if opt.Sockets != nil {
+		ep = planExact(ctx, conn, opt.Sockets, plan)
+	} else {
+		ep = exactPlan{conns: make([][]TCPConn, len(plan.Units)), whyNot: make([]error, len(plan.Units))}
+	}
 	outcomes := make([]Outcome, len(plan.Units))
 	errs := make([]error, len(plan.Units))
+	methods := make([]string, len(plan.Units))
 	var todo []int // units to KICK-USER, sent together below
 	viaAnvil := make([]bool, len(plan.Units))
 	var sending []*Unit
 	for i, u := range plan.Units {
+		methods[i] = method
+		if ep.conns[i] != nil {
+			methods[i] = MethodSocketDestroy
+		}
 		switch {
-		case len(u.Collateral) > 0 && !opt.Force:
+		case len(u.Collateral) > 0 && ep.conns[i] == nil && !opt.Force:
 			outcomes[i] = RefusedCollateral
 		case opt.DryRun:
 			outcomes[i] = DryRun
@@ -116,9 +130,29 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 	if opt.BeforeSend != nil && len(sending) > 0 {
 		opt.BeforeSend(sending)
 	}
+	refused := false // the kernel refused closing a single connection
 	for i, u := range plan.Units {
+		if outcomes[i] != "" {
+			continue
+		}
+		if ep.conns[i] != nil {
+			if refused {
+				errs[i] = ep.whyNot[i]
+			} else {
+				errs[i] = closeConns(ctx, opt.Sockets, ep.conns[i])
+			}
+			if !errors.Is(errs[i], ErrExactUnavailable) {
+				continue
+			}
+			refused = true
+			ep.conns[i], ep.whyNot[i], errs[i], methods[i] = nil, errs[i], nil, method
+			if !opt.Force {
+				outcomes[i] = RefusedCollateral
+				continue
+			}
+			// Forced: the protocol's kick, collateral included.
+		}
 		switch {
-		case outcomes[i] != "":
 		case plan.Protocol == anvil.Proto23:
 			if errs[i] = sig.Terminate(u.PID, u.Service); errors.Is(errs[i], ErrGone) {
 				errs[i] = nil
@@ -137,18 +171,23 @@ func Run(ctx context.Context, conn Conn, sig Signaler, plan *Plan, opt Options) 
 			continue // anvil failed first
 		}
 		outcome, err := outcomes[i], errs[i]
+		if outcome == RefusedCollateral {
+			results = append(results, unitResults(u, outcome, methods[i], refusal(ep.whyNot[i]), false)...)
+			continue
+		}
 		if kr.fatal != nil && outcome == "" {
 			// Anvil failed: nothing can be confirmed.
-			results = append(results, unitResults(u, Failed, method, cmp.Or(err, fmt.Errorf("%w: %w", ErrUnconfirmed, kr.fatal)), opt.Force)...)
+			results = append(results, unitResults(u, Failed, methods[i], cmp.Or(err, fmt.Errorf("%w: %w", ErrUnconfirmed, kr.fatal)), opt.Force && ep.conns[i] == nil)...)
 			continue
 		}
 		if err != nil {
 			outcome = Failed
 		}
 		// A forced unit also closes its collateral: list it when the kick
-		// runs and when a dry run shows what --force would do.
-		withCollateral := opt.Force && (outcome == "" || outcome == DryRun)
-		results = append(results, unitResults(u, outcome, method, err, withCollateral)...)
+		// runs and when a dry run shows what --force would do. An exact
+		// unit closes only its targets.
+		withCollateral := opt.Force && ep.conns[i] == nil && (outcome == "" || outcome == DryRun)
+		results = append(results, unitResults(u, outcome, methods[i], err, withCollateral)...)
 	}
 	if kr.fatal != nil {
 		return results, kr.fatal
