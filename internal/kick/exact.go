@@ -41,10 +41,6 @@ type SocketCloser interface {
 // ambiguous.
 var ErrExactUnavailable = errors.New("closing single connections is not possible here")
 
-// errAmbiguous marks a unit whose targets' sockets cannot be told apart
-// from another session's.
-var errAmbiguous = errors.New("ambiguous")
-
 // exactConns returns the connections of u's process that belong to u's
 // targets and to no other session, or why they cannot be told apart. Anvil
 // records no client port, so the only key is the client address: every
@@ -56,14 +52,14 @@ func exactConns(u *Unit, conns []TCPConn) ([]TCPConn, error) {
 	want := make(map[netip.Addr]int)
 	for _, s := range u.Targets {
 		if !s.IP.IsValid() {
-			return nil, fmt.Errorf("%w: %s has no client address in anvil", errAmbiguous, s.User)
+			return nil, fmt.Errorf("%s has no client address in anvil", s.User)
 		}
 		want[bare(s.IP)] += max(s.Connections, 1)
 	}
 	for _, s := range u.Process {
 		if _, ok := want[bare(s.IP)]; ok && !slices.Contains(u.Targets, s) {
-			return nil, fmt.Errorf("%w: %s (%s) connects from the same address %s in pid %d, and anvil lists no client ports to tell the connections apart",
-				errAmbiguous, s.User, s.Service, s.IP, u.PID)
+			return nil, fmt.Errorf("%s (%s) connects from the same address %s in pid %d, and anvil lists no client ports to tell the connections apart",
+				s.User, s.Service, s.IP, u.PID)
 		}
 	}
 	var out []TCPConn
@@ -82,8 +78,8 @@ func exactConns(u *Unit, conns []TCPConn) ([]TCPConn, error) {
 	slices.SortFunc(ips, netip.Addr.Compare)
 	for _, ip := range ips {
 		if have[ip] != want[ip] {
-			return nil, fmt.Errorf("%w: pid %d holds %d connection(s) from %s to this Dovecot's listeners, anvil lists %d",
-				errAmbiguous, u.PID, have[ip], ip, want[ip])
+			return nil, fmt.Errorf("pid %d holds %d connection(s) from %s to this Dovecot's listeners, anvil lists %d",
+				u.PID, have[ip], ip, want[ip])
 		}
 	}
 	return out, nil
@@ -162,12 +158,12 @@ func unchanged(u *Unit, snap *anvil.Snapshot) error {
 			continue
 		}
 		if c, ok := want[s.Key()]; !ok || c != max(s.Connections, 1) {
-			return fmt.Errorf("%w: pid %d's sessions from %s changed while its sockets were looked up (%s)", errAmbiguous, u.PID, s.IP, s.User)
+			return fmt.Errorf("pid %d's sessions from %s changed while its sockets were looked up (%s)", u.PID, s.IP, s.User)
 		}
 		n++
 	}
 	if n != len(want) {
-		return fmt.Errorf("%w: pid %d's selected sessions changed while its sockets were looked up", errAmbiguous, u.PID)
+		return fmt.Errorf("pid %d's selected sessions changed while its sockets were looked up", u.PID)
 	}
 	return nil
 }

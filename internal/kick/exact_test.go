@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/kickagent/kickagent/internal/anvil"
+	"github.com/kickagent/kickagent/internal/sockdiag"
 )
 
 // fakeSockets is a SocketCloser over a table of connections per pid. A
@@ -248,4 +251,49 @@ func TestRunExactOnlyForCollateral(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResults(t, rs, "carol@500 kicked sigterm")
+}
+
+func TestListens(t *testing.T) {
+	listen := map[netip.AddrPort]bool{
+		netip.MustParseAddrPort("127.0.0.1:143"): true,
+		netip.MustParseAddrPort("[::]:110"):      true,
+	}
+	for _, tc := range []struct {
+		fam   uint8
+		local string
+		want  bool
+	}{
+		{syscall.AF_INET, "127.0.0.1:143", true},
+		{syscall.AF_INET, "127.0.0.2:143", false}, // another address on that port
+		{syscall.AF_INET, "127.0.0.1:40000", false},
+		{syscall.AF_INET6, "[::1]:110", true},
+		{syscall.AF_INET6, "[::ffff:127.0.0.1]:110", true}, // dual-stack [::] listener
+		{syscall.AF_INET, "127.0.0.1:110", false},          // [::] listens on IPv6 sockets only
+	} {
+		s := sockdiag.Socket{Family: tc.fam, Local: netip.MustParseAddrPort(tc.local)}
+		if got := listens(listen, s); got != tc.want {
+			t.Errorf("listens(%d %s) = %v, want %v", tc.fam, tc.local, got, tc.want)
+		}
+	}
+}
+
+func TestNetAdmin(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ status, want string }{
+		{"Name:\tx\nCapEff:\t000001ffffffffff\n", ""},
+		{"Name:\tx\nCapEff:\t0000000000000000\n", "lacks CAP_NET_ADMIN"},
+		{"Name:\tx\nCapEff:\t0000000000001000\n", ""},
+		{"Name:\tx\n", "no CapEff"},
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, "self"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "self", "status"), []byte(tc.status), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := netAdmin(dir)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrExactUnavailable)) {
+			t.Errorf("CapEff %q: %v, want %q", tc.status, err, tc.want)
+		}
+	}
 }
