@@ -52,7 +52,7 @@ echo "== packages: .deb/.rpm built, the .deb installed, upgraded and purged in a
 test/package.sh
 
 echo "== starting Dovecot instances"
-instances="v23 v23shared v23proxy v24 v24proxy v24proxyhp"
+instances="v23 v23shared v23proxy v24 v24proxy v24proxyhp h23 h24"
 # Stop exactly the instances this run started; p23 and p24 (SQL passdb, auth
 # cache, auth policy) are started by their tests, each with its own settings.
 trap 'for n in $instances p23 p24; do test/dovecot/instance.sh stop "$n" >/dev/null 2>&1 || true; done

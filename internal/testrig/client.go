@@ -199,6 +199,23 @@ func (c *Conn) command(ctx context.Context, tag, cmd string) (string, error) {
 	}
 }
 
+// Select selects mailbox (IMAP SELECT), as a real client does before IDLE: a hibernated
+// client then keeps its mailbox's change notifications.
+func (c *Conn) Select(ctx context.Context, mailbox string) error {
+	if c.Proto != IMAP || c.idling {
+		return errors.New("testrig: SELECT needs an IMAP connection not in IDLE")
+	}
+	m, err := IMAPQuote(mailbox)
+	if err != nil {
+		return err
+	}
+	l, err := c.command(ctx, "s", "SELECT "+m)
+	if err != nil || !strings.HasPrefix(l, "s OK") {
+		return c.fail("SELECT", l, err)
+	}
+	return nil
+}
+
 // Idle enters IMAP IDLE, so the server may push "* BYE" when it closes the session.
 // StillOpen leaves IDLE and re-enters it.
 func (c *Conn) Idle(ctx context.Context) error {

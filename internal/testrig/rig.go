@@ -28,6 +28,10 @@ const (
 	V24        = "v24"        // 2.4 backend (chroot), userdb alt fields user_alt/user_ext
 	V24Proxy   = "v24proxy"   // 2.4 login proxy to v24, one login process per connection
 	V24ProxyHP = "v24proxyhp" // 2.4 login proxy to v24, high-performance login processes
+	// H23 and H24 hibernate IMAP clients after 1 s in IDLE: their sessions move to one
+	// imap-hibernate process (anvil's service: "imap" on 2.3, "imap-hibernate" on 2.4).
+	H23 = "h23" // 2.3 backend with IMAP hibernation
+	H24 = "h24" // 2.4 backend (chroot) with IMAP hibernation
 )
 
 // Users are the accounts every instance knows; all have Password.

@@ -11,6 +11,7 @@
 # b23 b24: benchmark instances (bench/run.sh), apart from the ones integration tests use;
 # demo23 demo24: test/demo.sh's (ports 321xx, 323xx), apart from both.
 # p23 p24: SQLite passdb (users.db in the instance dir) with the auth cache on.
+# h23 h24: IMAP hibernation after 1 s in IDLE (idle clients move to one imap-hibernate process).
 # Backends (not proxies) get the auth policy settings when KA_POLICY_URL is set at start
 # (see policy_conf): p23 p24 for the tests, demo23 demo24 for test/demo.sh.
 # 2.3 files live in $KA_ROOT/inst/NAME; 2.4 files in $KA_ROOT/trixie/ka/NAME (the env file
@@ -31,11 +32,21 @@ KA_ROOT=$(cd "$KA_ROOT" && pwd)
 case $KA_ROOT in *[[:space:]\'\"]*) echo "instance.sh: KA_ROOT must not contain spaces or quotes" >&2; exit 1 ;; esac
 T=$KA_ROOT/trixie
 USERS=(alice bob carol jane jano james dave eve "john doe")
-ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy b23 b24 demo23 demo24 p23 p24)
+ALL=(v23 v23shared v24 v24proxy v24proxyhp v23proxy b23 b24 demo23 demo24 p23 p24 h23 h24)
 
 die() { echo "instance.sh: $*" >&2; exit 1; }
 
 NOPENALTY=$'service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}'
+
+# HIB23: an imap process hands a client that has been in IDLE for 1 s to imap-hibernate,
+# which holds the socket (anvil lists the session under imap-hibernate's pid) and asks
+# imap-master for a new imap process when the client speaks. The imap process runs as
+# vmail and connects to imap-hibernate (group dovecot: imap's extra_groups); imap-hibernate
+# runs as dovecot and connects to imap-master (owned by root unless told otherwise).
+HIB23=$'imap_hibernate_timeout = 1s\nservice imap {\n  extra_groups = $default_internal_group\n  unix_listener imap-master {\n    user = $default_internal_user\n  }\n}\nservice imap-hibernate {\n  unix_listener imap-hibernate {\n    mode = 0660\n    group = $default_internal_group\n  }\n}'
+# HIB24: 2.4's defaults give imap-hibernate to the dovecot group and imap that extra
+# group; imap-master's owner is dovecot only in the Pro edition (imap-settings.c).
+HIB24=$'imap_hibernate_timeout = 1s\nservice imap {\n  unix_listener imap-master {\n    user = $SET:default_internal_user\n  }\n}'
 
 # def NAME: sets VER KIND IMAP POP3 BACKEND EXTRA and the paths of that instance.
 def() {
@@ -60,6 +71,8 @@ def() {
   # off, so that the brute-force tests' failures from one address take seconds, not minutes.
   p23) VER=2.3 KIND=sql IMAP=33143 POP3=33110 EXTRA=$NOPENALTY ;;
   p24) VER=2.4 KIND=sql IMAP=33343 POP3=33310 EXTRA=$NOPENALTY ;;
+  h23) VER=2.3 KIND=backend IMAP=34143 POP3=34110 EXTRA=$HIB23 ;;
+  h24) VER=2.4 KIND=backend IMAP=34343 POP3=34310 EXTRA=$HIB24 ;;
   *) die "unknown instance '$NAME' (known: ${ALL[*]})" ;;
   esac
   ENVDIR=$KA_ROOT/inst/$NAME
@@ -289,7 +302,7 @@ stop_all() {
 # release unmounts the chroot's /proc and /dev once no 2.4 instance runs.
 release() {
   local n
-  for n in v24 v24proxy v24proxyhp b24 demo24 p24; do (def "$n"; ! master_pid >/dev/null) || return 0; done
+  for n in v24 v24proxy v24proxyhp b24 demo24 p24 h24; do (def "$n"; ! master_pid >/dev/null) || return 0; done
   [ -d "$T" ] || return 0
   # A dovecot child still exiting can hold the mount for a moment: retry,
   # then detach it lazily rather than leave /proc mounted after a run.

@@ -235,21 +235,22 @@ func auditRotate(t *testing.T, inst *testrig.Instance) {
 }
 
 // TestFaultAuditCollateral: on v23shared alice and bob share one imap
-// process; a rule naming alice alone is refused as collateral on every
-// try. It is audited and logged once, retried with a backoff, and neither
-// session is touched (before: one audit and one WARN line every cycle).
+// process and one client address (so their sockets cannot be told apart);
+// a rule naming alice alone is refused as collateral on every try. It is
+// audited and logged once, retried with a backoff, and neither session is
+// touched (before: one audit and one WARN line every cycle).
 func TestFaultAuditCollateral(t *testing.T) {
 	inst := instance(t, testrig.V23Shared)
 	ctx := testCtx(t)
 	waitQuiet(t, ctx, inst)
-	hs := hold(t, ctx, inst, login{"alice", "127.0.0.36", "imap"}, login{"bob", "127.0.0.37", "imap"})
+	hs := hold(t, ctx, inst, login{"alice", "127.0.0.36", "imap"}, login{"bob", "127.0.0.36", "imap"})
 	waitListed(t, ctx, inst, hs)
 	recs := whoJSON(t, ctx, inst)
-	alice, bob := pidsOf(recs, "alice", "127.0.0.36"), pidsOf(recs, "bob", "127.0.0.37")
+	alice, bob := pidsOf(recs, "alice", "127.0.0.36"), pidsOf(recs, "bob", "127.0.0.36")
 	if len(alice) != 1 || !slices.Equal(alice, bob) {
 		t.Fatalf("%s: alice (pids %v) and bob (pids %v) do not share one imap process: %+v", inst.Name, alice, bob, recs)
 	}
-	a := startAgent(t, inst, agentOpts{rules: auditRule("collateral", "127.0.0.36")})
+	a := startAgent(t, inst, agentOpts{rules: "rules:\n  - name: collateral\n    users: [alice]\n    networks: [127.0.0.36/32]\n"})
 	waitAudit(t, a, a.audit, 10*time.Second, "collateral alice 127.0.0.36 refused-collateral")
 	// Eight more cycles: tries at about 1, 2, 4 and 8 s after the first.
 	ok, _ := a.metric(t, "kickagent_cycles_total", "result", "ok")

@@ -97,10 +97,12 @@ func TestKickProxy24(t *testing.T) {
 }
 
 // TestKickProxy24Collateral: on v24proxyhp two proxied connections of
-// alice, from 127.0.0.2 and 127.0.0.3, share one login process (with bob).
-// KICK-USER alice reaches every connection of alice in that process, so
-// kicking only the one from 127.0.0.2 must be refused; --force closes
-// both of alice's, and never bob's.
+// alice, from 127.0.0.2 and 127.0.0.3, share one login process with bob,
+// who also connects from 127.0.0.2. KICK-USER alice reaches every
+// connection of alice in that process, and the one from 127.0.0.2 cannot
+// be closed alone by its socket (bob's has the same client address;
+// TestProxy24ExactByIP covers distinct addresses), so kicking only it must
+// be refused; --force closes both of alice's, and never bob's.
 func TestKickProxy24Collateral(t *testing.T) {
 	proxy := instance(t, testrig.V24ProxyHP)
 	backend := instance(t, proxy.Backend)
@@ -110,10 +112,10 @@ func TestKickProxy24Collateral(t *testing.T) {
 	hs := hold(t, ctx, proxy,
 		login{"alice", "127.0.0.2", "imap"},
 		login{"alice", "127.0.0.3", "imap"},
-		login{"bob", "127.0.0.4", "imap"},
+		login{"bob", "127.0.0.2", "imap"},
 	)
 	recs := waitListedAs(t, ctx, proxy, hs, "-login")
-	a2, a3, b := pidsOf(recs, "alice", "127.0.0.2"), pidsOf(recs, "alice", "127.0.0.3"), pidsOf(recs, "bob", "127.0.0.4")
+	a2, a3, b := pidsOf(recs, "alice", "127.0.0.2"), pidsOf(recs, "alice", "127.0.0.3"), pidsOf(recs, "bob", "127.0.0.2")
 	if len(a2) != 1 || !slices.Equal(a2, a3) || !slices.Equal(a2, b) {
 		t.Fatalf("%s: the proxied sessions are not in one login process (alice .2 %v, alice .3 %v, bob %v): %+v",
 			proxy.Name, a2, a3, b, recs)
