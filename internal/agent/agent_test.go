@@ -44,6 +44,9 @@ func (f *fakeSource) Dump(_ context.Context, each func(int, *anvil.Session)) (*a
 type fakeKicker struct {
 	src    *fakeSource
 	kicked []string
+	// refuse: selected sessions refused as collateral (they stay).
+	refuse  func(*anvil.Session) bool
+	refused []string
 }
 
 var _ Kicker = (*fakeKicker)(nil)
@@ -53,7 +56,11 @@ func (k *fakeKicker) Kick(_ context.Context, snap *anvil.Snapshot, selected func
 	var left []anvil.Session
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
-		if selected(s) {
+		if selected(s) && k.refuse != nil && k.refuse(s) {
+			k.refused = append(k.refused, s.ID())
+			res = append(res, kick.Result{Session: s, Outcome: kick.RefusedCollateral, Method: "fake"})
+			left = append(left, *s)
+		} else if selected(s) {
 			k.kicked = append(k.kicked, s.User)
 			res = append(res, kick.Result{Session: s, Outcome: kick.Kicked, Method: "fake"})
 		} else {

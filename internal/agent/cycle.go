@@ -268,6 +268,11 @@ func (a *Agent) enforce(ctx context.Context, kicks []*engine.Decision, snap *anv
 		if d == nil {
 			continue // not ours: collateral is never forced by the agent
 		}
+		if r.Outcome != kick.RefusedCollateral && r.Outcome != kick.Skipped && r.Outcome != kick.DryRun {
+			// A kick went out: its client's next login is a new
+			// session, even from the same address (seenTable.inherit).
+			a.st.seen.markSent(d.ID)
+		}
 		res := resultOf(r.Outcome)
 		rec := a.record(d, res, snap, rs, now)
 		rec.Method = r.Method

@@ -372,3 +372,34 @@ func TestDryRunDrainDoesNotEnd(t *testing.T) {
 		t.Fatalf("the dry-run drain was ended: %v", err)
 	}
 }
+
+// TestResetFollowsMovedSession: an old session that could not be kicked
+// (refused as collateral in a shared imap-hibernate process) and then
+// moved to another process, with a new GUID, is still old: Dovecot moved
+// the connection, nobody logged in.
+func TestResetFollowsMovedSession(t *testing.T) {
+	reset := t0.Add(10 * time.Second)
+	snap := &anvil.Snapshot{Protocol: anvil.Proto24, Sessions: []anvil.Session{aliceSession(1)}}
+	r := newJobRig(t, resetFile(reset), Settings{}, snap)
+	r.kicker.refuse = func(*anvil.Session) bool { return true }
+	r.at(t, 0)
+	r.at(t, 10500*time.Millisecond)
+	if len(r.kicker.refused) != 1 {
+		t.Fatalf("refused %v, want the old session once", r.kicker.refused)
+	}
+	// It wakes into a process of its own: a new pid and GUID.
+	moved := aliceSession(9)
+	moved.Service = "imap-hibernate"
+	r.src.snap.Sessions = []anvil.Session{moved}
+	r.kicker.refuse = nil
+	if n := r.at(t, 11500*time.Millisecond); n != 1 {
+		t.Fatalf("the moved old session: %d kicked, want 1", n)
+	}
+	// Its client logs in again from the same address: a new session.
+	r.src.snap.Sessions = []anvil.Session{aliceSession(10)}
+	for _, d := range []time.Duration{12500 * time.Millisecond, 13500 * time.Millisecond} {
+		if n := r.at(t, d); n != 0 {
+			t.Fatalf("a login after the kick of the moved session was kicked at %v", d)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"hash/maphash"
+	"slices"
 	"time"
 
 	"github.com/kickagent/kickagent/internal/anvil"
@@ -51,6 +53,19 @@ type seenTable struct {
 	// first snapshot only (its new entries; then nil): a session of the
 	// previous run keeps the time that run first saw it.
 	restored map[string]time.Time
+	// born: the slots of the entries the last observe created (first
+	// seen then); young: those of the observe before. dec: connections
+	// that left an entry still present (2.3 refcounts). See inherit.
+	born, young []int32
+	dec         []donor
+	seed        maphash.Seed
+	conts       []uint64 // conts[at]: slot at's continuity key (contKey)
+}
+
+// donor is a connection that left: its continuity key and first-seen time.
+type donor struct {
+	cont  uint64
+	first time.Time
 }
 
 type seenSlot struct {
@@ -67,6 +82,11 @@ type seenSlot struct {
 	// reported is what state.once last let through for the session: kept
 	// here rather than in a map of its own, it goes with the session.
 	reported reported
+	// conns is the session's connection count (2.3's refcount, else 1),
+	// sent whether the agent sent it a kick: see inherit. (Its continuity
+	// key is in seenTable.conts, out of the slot that every lookup reads.)
+	conns int32
+	sent  bool
 }
 
 // reported is an audit result and the rule it was for.
@@ -146,7 +166,10 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 		t.guids = make(map[[16]byte]int32, len(sessions))
 		t.index = map[string]int32{}
 		t.slots = make([]seenSlot, 0, len(sessions))
+		t.seed = maphash.MakeSeed()
 	}
+	t.young, t.born = t.born, t.young[:0]
+	t.dec = t.dec[:0]
 	// The lookups prepare made still hold: nothing changed the table
 	// since. A session not found then is looked up again (its id may have
 	// been added by an earlier session of this snapshot).
@@ -177,27 +200,39 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 				t.next = append(t.next, -1)
 				continue
 			case t.gen - 1:
+				if n := conns(s); n < sl.conns && !sl.sent {
+					for range sl.conns - n {
+						t.dec = append(t.dec, donor{t.conts[at], sl.first})
+					}
+					sl.conns = n
+				} else if n > sl.conns {
+					sl.conns = n
+				}
 			default: // gone for a snapshot or more: it starts over
-				*sl = seenSlot{first: now, guid: sl.guid, id: sl.id}
+				*sl = seenSlot{first: now, guid: sl.guid, id: sl.id, conns: conns(s)}
+				t.conts[at] = t.contKey(s)
+				t.born = append(t.born, at)
 			}
 			sl.gen, sl.idx = t.gen, int32(i)
 			t.live++
 			t.next = append(t.next, at)
 			continue
 		}
-		first := now
+		first, restored := now, false
 		if t.restored != nil {
-			if f, ok := t.restored[s.ID()]; ok {
-				first = f
+			first, restored = t.restored[s.ID()]
+			if !restored {
+				first = now
 			}
 		}
-		sl := seenSlot{first: first, gen: t.gen, idx: int32(i)}
+		sl := seenSlot{first: first, gen: t.gen, idx: int32(i), conns: conns(s)}
 		if t.isGUID {
 			sl.guid = t.key
 		} else {
 			sl.id = string(t.buf)
 		}
 		at = t.alloc(sl)
+		t.conts[at] = t.contKey(s)
 		if t.isGUID {
 			t.guids[t.key] = at
 		} else {
@@ -205,9 +240,13 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 		}
 		t.live++
 		t.next = append(t.next, at)
+		if !restored {
+			t.born = append(t.born, at)
+		}
 	}
 	t.restored = nil
 	t.at, t.next = t.next, t.at
+	t.inherit()
 	if n := len(t.guids) + len(t.index); n > t.live && n-t.live >= n/8 {
 		t.prune()
 	}
@@ -221,6 +260,7 @@ func (t *seenTable) alloc(sl seenSlot) int32 {
 		return at
 	}
 	t.slots = append(t.slots, sl)
+	t.conts = append(t.conts, 0)
 	return int32(len(t.slots) - 1)
 }
 
@@ -318,3 +358,86 @@ var hexVal = func() (t [256]byte) {
 	}
 	return t
 }()
+
+// inherit carries first-seen times over to sessions that Dovecot moved to
+// another process: a client that hibernates (imap -> imap-hibernate) or
+// wakes gets a new pid in anvil (2.3) or a new connection GUID (2.4), and
+// would otherwise count as a login made now, so a reset would stop
+// applying to it. A session that appeared in this snapshot or the one
+// before takes the first-seen time of one that left it (gone, or a 2.3
+// refcount that dropped) with the same user, client address and service
+// (imap-hibernate counted as imap), when that is older; each departure
+// passes on once, oldest first. A session the agent sent a kick passes on
+// nothing: its client's next login is a new session. The cost of a wrong
+// match is a real new login from the same address within one interval
+// taken for the old session (a reset kicks it once), never an old session
+// spared.
+func (t *seenTable) inherit() {
+	if len(t.born) == 0 && len(t.young) == 0 {
+		return
+	}
+	donors := make(map[uint64][]time.Time)
+	for _, d := range t.dec {
+		donors[d.cont] = append(donors[d.cont], d.first)
+	}
+	// t.next is the last snapshot's slots now: those of an older
+	// generation than this one left.
+	for _, at := range t.next {
+		if at < 0 {
+			continue
+		}
+		if sl := &t.slots[at]; sl.gen == t.gen-1 && !sl.sent {
+			for range max(sl.conns, 1) {
+				donors[t.conts[at]] = append(donors[t.conts[at]], sl.first)
+			}
+			sl.sent = true // passed on: never twice
+		}
+	}
+	if len(donors) == 0 {
+		return
+	}
+	for _, ts := range donors {
+		slices.SortFunc(ts, time.Time.Compare)
+	}
+	for _, list := range [][]int32{t.young, t.born} {
+		for _, at := range list {
+			sl := &t.slots[at]
+			ts := donors[t.conts[at]]
+			// A session first seen no later than the departure cannot
+			// be where it went (nor be the 2.3 entry that lost it).
+			if sl.gen != t.gen || len(ts) == 0 || !ts[0].Before(sl.first) {
+				continue
+			}
+			sl.first = ts[0]
+			donors[t.conts[at]] = ts[1:]
+		}
+	}
+}
+
+// contKey identifies a client connection across Dovecot processes: user,
+// client address, and the service with imap-hibernate as imap.
+func (t *seenTable) contKey(s *anvil.Session) uint64 {
+	var h maphash.Hash
+	h.SetSeed(t.seed)
+	h.WriteString(s.User)
+	h.WriteByte(0)
+	b, _ := s.IP.Unmap().WithZone("").MarshalBinary()
+	h.Write(b)
+	h.WriteByte(0)
+	svc := s.Service
+	if svc == "imap-hibernate" {
+		svc = "imap"
+	}
+	h.WriteString(svc)
+	return h.Sum64()
+}
+
+// conns is s's connection count (2.3's refcount, at least 1).
+func conns(s *anvil.Session) int32 { return int32(max(s.Connections, 1)) }
+
+// markSent records that the agent sent session id a kick.
+func (t *seenTable) markSent(id string) {
+	if sl := t.slot(id); sl != nil {
+		sl.sent = true
+	}
+}
