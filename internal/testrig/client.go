@@ -216,6 +216,30 @@ func (c *Conn) Select(ctx context.Context, mailbox string) error {
 	return nil
 }
 
+// Done leaves IMAP IDLE (DONE, then the IDLE's tagged reply): a hibernated client wakes
+// into an imap process of its own and, out of IDLE, stays there.
+func (c *Conn) Done(ctx context.Context) error {
+	if !c.idling {
+		return errors.New("testrig: DONE needs a connection in IDLE")
+	}
+	if err := c.write(ctx, "DONE"); err != nil {
+		return c.fail("DONE", "", err)
+	}
+	for {
+		l, err := c.readLine(ctx)
+		if err != nil {
+			return c.fail("DONE", "", err)
+		}
+		if strings.HasPrefix(l, "i ") {
+			if !strings.HasPrefix(l, "i OK") {
+				return c.fail("DONE", l, nil)
+			}
+			c.idling = false
+			return nil
+		}
+	}
+}
+
 // Idle enters IMAP IDLE, so the server may push "* BYE" when it closes the session.
 // StillOpen leaves IDLE and re-enters it.
 func (c *Conn) Idle(ctx context.Context) error {

@@ -171,3 +171,41 @@ func connsOf(hs []*held) []*testrig.Conn {
 	}
 	return cs
 }
+
+// TestHibernate23ResetFollowsWake: alice and bob, hibernated in one process
+// from one address, cannot be told apart by their sockets, so a reset of
+// alice is refused there. When alice's client wakes (DONE), Dovecot moves
+// her connection to an imap process of its own, under a new pid: it is
+// still the session from before the reset, and the agent kicks it there.
+// Before, the agent took the moved session for a login made after the
+// reset and left it open.
+func TestHibernate23ResetFollowsWake(t *testing.T) {
+	inst := instance(t, testrig.H23)
+	ctx := testCtx(t)
+	waitQuiet(t, ctx, inst)
+	a := startAgent(t, inst, agentOpts{rules: noRules})
+	a.waitHealthy(t, 5*time.Second)
+	hs := holdIdle(t, ctx, inst, login{"alice", "127.0.0.175", "imap"}, login{"bob", "127.0.0.175", "imap"})
+	pid := waitHibernated(t, ctx, inst, hs)
+	// Let a cycle see both in the hibernate process before the reset.
+	time.Sleep(agentInterval + agentInterval/2)
+	a.mustJob(t, ctx, "reset", "alice", "--no-cache-flush")
+	waitAuditFor(t, a, "alice", 5*time.Second)
+	if got, want := auditKicks(a.auditLog(t)), []string{"alice 127.0.0.175 refused-collateral sigterm"}; !slices.Equal(got, want) {
+		t.Fatalf("%s: audit %q, want %q (alice and bob share pid %d and an address)", inst.Name, got, want, pid)
+	}
+	// Refused on every try while she sleeps (a NOOP here would wake her).
+	time.Sleep(2 * agentInterval)
+
+	start := time.Now()
+	if err := hs[0].conn.Done(ctx); err != nil {
+		t.Fatalf("%s: wake alice: %v", inst.Name, err)
+	}
+	d := closeTime(t, ctx, hs[0].conn, start, 3*agentInterval+time.Second)
+	t.Logf("%s: alice woke out of pid %d and was closed %v later", inst.Name, pid, d)
+	stayOpen(t, ctx, 1, hs[1].conn)
+	got := auditKicks(a.auditLog(t))
+	if len(got) != 2 || got[0] != "alice 127.0.0.175 kicked sigterm" {
+		t.Errorf("%s: audit %q, want alice kicked (sigterm of her own imap process) after the refusal", inst.Name, got)
+	}
+}
