@@ -19,6 +19,9 @@
 # published within one second would share an ETag and an agent polling with
 # If-None-Match would get 304 and miss the second (test/nginx/PUBLISHING.md).
 #
+# nginx's workers run as nobody when started as root: BUNDLE_DIR and its
+# parents must be traversable by others, or nginx answers 403.
+#
 # KA_ROOT defaults as in test/dovecot/instance.sh; BUNDLE_DIR defaults to
 # $KA_ROOT/nginx/srv and BUNDLE_PORT to 18481, so tests can run their own.
 set -euo pipefail
