@@ -54,8 +54,8 @@ func verifyWith(kp keyPair) Verification {
 // Source files of a test bundle: a main rules file, a drop-in with a
 // comment and odd spacing (bytes must survive exactly), and a policy.
 const (
-	rulesMain  = "allow:\n  users: [postmaster]\nrules:\n  - name: block-net\n    ip: 198.51.100.0/24\n    action: kick\n"
-	rulesDrop  = "# drop-in, comment kept\nrules:\n  - name: block-eve   # trailing comment\n    user: eve\n    action: kick\n"
+	rulesMain  = "allow:\n  users: [postmaster@example.com]\nrules:\n  - name: block-net\n    networks: [198.51.100.0/24]\n    expires: 2030-01-01T00:00:00Z\n"
+	rulesDrop  = "# drop-in, comment kept\nrules:\n  - name: block-eve   # trailing comment\n    users: [eve@example.com]\n"
 	policyRego = "package kickagent\n\nimport rego.v1\n\ndecisions contains d if {\n\tsome s in input.sessions\n\ts.user == \"mallory\"\n\td := {\"id\": s.id, \"rule\": \"rego-mallory\"}\n}\n"
 )
 

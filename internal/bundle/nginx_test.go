@@ -136,7 +136,7 @@ func equalSizePair(t testing.TB, priv []byte) (r1, r2 []byte) {
 	src1 := mustSrcDir(t, "# pad 0000\n")
 	r1 = mustBundle(t, src1, "r1", priv)
 	for i := 1; i < 2000; i++ {
-		src2 := mustSrcDir(t, fmt.Sprintf("  - name: block-n%04d\n    user: n%04d\n    action: kick\n", i, i))
+		src2 := mustSrcDir(t, fmt.Sprintf("  - name: block-n%04d\n    users: [n%04d@example.com]\n", i, i))
 		r2 = mustBundle(t, src2, "r2", priv)
 		if len(r2) == len(r1) {
 			return r1, r2
@@ -308,4 +308,3 @@ func waitRev(tb testing.TB, rec *recorder, want string, d time.Duration) {
 		tb.Fatalf("%s not within %v", want, d)
 	}
 }
-
