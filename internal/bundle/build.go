@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,16 +94,33 @@ func isRulesName(name string) bool {
 	return !strings.HasPrefix(name, ".") && (strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml"))
 }
 
-// Write signs b with the PEM private key (RS256) under keyID, when a key is
-// given, and writes it as a gzipped tarball. An empty key writes an unsigned
-// bundle, which agents with verification keys refuse (the tests use it).
-func Write(w io.Writer, b *opabundle.Bundle, signingKeyPEM []byte, keyID string) error {
+// Signing says how Write signs a bundle.
+type Signing struct {
+	// KeyPEM is the PEM RSA private key (RS256); empty writes an unsigned
+	// bundle, which agents with verification keys refuse.
+	KeyPEM []byte
+	// KeyID names the key for the agents (the JWT's kid).
+	KeyID string
+	// Scope, when set, is signed as the scope claim; agents configured
+	// with a scope accept only bundles signed for it.
+	Scope string
+}
+
+// Write signs b as s says and writes it as a gzipped tarball.
+func Write(w io.Writer, b *opabundle.Bundle, s Signing) error {
 	c := *b
 	c.Signatures = opabundle.SignaturesConfig{}
-	if len(signingKeyPEM) > 0 {
-		sc := opabundle.NewSigningConfig(string(signingKeyPEM), "RS256", "")
+	if len(s.KeyPEM) > 0 {
+		claims, err := claimsFile(s)
+		if err != nil {
+			return fmt.Errorf("bundle: sign %s: %w", c.Manifest.Revision, err)
+		}
+		if claims != "" {
+			defer os.Remove(claims)
+		}
+		sc := opabundle.NewSigningConfig(string(s.KeyPEM), "RS256", claims)
 		// true: sign modules by Path, as the writer below names them.
-		if err := c.GenerateSignature(sc, keyID, true); err != nil {
+		if err := c.GenerateSignature(sc, s.KeyID, true); err != nil {
 			return fmt.Errorf("bundle: sign %s: %w", c.Manifest.Revision, err)
 		}
 	}
@@ -110,4 +128,29 @@ func Write(w io.Writer, b *opabundle.Bundle, signingKeyPEM []byte, keyID string)
 		return fmt.Errorf("bundle: write %s: %w", c.Manifest.Revision, err)
 	}
 	return nil
+}
+
+// claimsFile writes the scope claim to a temporary file, the only way OPA's
+// signer takes extra claims; "" when there is no scope.
+func claimsFile(s Signing) (string, error) {
+	if s.Scope == "" {
+		return "", nil
+	}
+	data, err := json.Marshal(map[string]string{"scope": s.Scope, "keyid": s.KeyID})
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "kickagent-claims-*.json")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }

@@ -128,3 +128,28 @@ func TestExtractRefusesForeignData(t *testing.T) {
 		})
 	}
 }
+
+func TestScope(t *testing.T) {
+	good, _ := testKeys(t)
+	b, err := Build(mustSrcDir(t, ""), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(scope string) []byte {
+		var buf bytes.Buffer
+		if err := Write(&buf, b, Signing{KeyPEM: good.priv, KeyID: "ka", Scope: scope}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	v := verifyWith(good)
+	v.Scope = "mail-eu"
+	if _, err := Read(bytes.NewReader(write("mail-eu")), v); err != nil {
+		t.Errorf("signed for the agents' scope: %v", err)
+	}
+	for _, scope := range []string{"", "mail-us"} {
+		if _, err := Read(bytes.NewReader(write(scope)), v); err == nil || !strings.Contains(err.Error(), "scope mismatch") {
+			t.Errorf("signed for scope %q: err %v, want scope mismatch", scope, err)
+		}
+	}
+}

@@ -89,7 +89,7 @@ func mustBundle(t testing.TB, src, rev string, priv []byte) []byte {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := Write(&buf, b, priv, "ka"); err != nil {
+	if err := Write(&buf, b, Signing{KeyPEM: priv, KeyID: "ka"}); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

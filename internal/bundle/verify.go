@@ -17,8 +17,9 @@ type Key struct {
 // Verification says which signatures a bundle must carry.
 type Verification struct {
 	Keys []Key
-	// KeyID is the key to use when a signature names none; empty: each
-	// signature must name one of Keys.
+	// KeyID, when set, is the one key signatures are checked with,
+	// whatever key id they name (OPA's keyid); empty: the key a signature
+	// names (its kid) must be one of Keys.
 	KeyID string
 	// Scope, when set, must equal the signature's scope claim.
 	Scope string

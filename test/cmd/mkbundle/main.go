@@ -1,7 +1,7 @@
 // Command mkbundle builds and signs a kickagent bundle (internal/bundle's
 // layout) for the tests and the nginx rig, and makes RSA key pairs:
 //
-//	mkbundle -src DIR -rev REV -key signing.pem -keyid ID -o bundle.tar.gz
+//	mkbundle -src DIR -rev REV -key signing.pem -keyid ID [-scope S] -o bundle.tar.gz
 //	mkbundle -genkey PREFIX     writes PREFIX.pem (private) and PREFIX.pub
 //
 // Without -key the bundle is unsigned, which agents with keys refuse.
@@ -30,6 +30,7 @@ func run(args []string, stderr io.Writer) int {
 	rev := fs.String("rev", "", "bundle revision")
 	key := fs.String("key", "", "PEM RSA private key to sign with (none: unsigned)")
 	keyID := fs.String("keyid", "kickagent", "signing key id")
+	scope := fs.String("scope", "", "scope claim to sign (agents configured with a scope require it)")
 	out := fs.String("o", "", "output file")
 	genkey := fs.String("genkey", "", "write an RSA key pair PREFIX.pem and PREFIX.pub and exit")
 	if err := fs.Parse(args); err != nil {
@@ -43,7 +44,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mkbundle: -src, -rev and -o are required")
 		return 2
 	default:
-		err = build(*src, *rev, *key, *keyID, *out)
+		err = build(*src, *rev, bundle.Signing{KeyID: *keyID, Scope: *scope}, *key, *out)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "mkbundle:", err)
@@ -52,19 +53,18 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func build(src, rev, keyFile, keyID, out string) error {
+func build(src, rev string, sig bundle.Signing, keyFile, out string) error {
 	b, err := bundle.Build(src, rev)
 	if err != nil {
 		return err
 	}
-	var pemKey []byte
 	if keyFile != "" {
-		if pemKey, err = os.ReadFile(keyFile); err != nil {
+		if sig.KeyPEM, err = os.ReadFile(keyFile); err != nil {
 			return err
 		}
 	}
 	var buf bytes.Buffer
-	if err := bundle.Write(&buf, b, pemKey, keyID); err != nil {
+	if err := bundle.Write(&buf, b, sig); err != nil {
 		return err
 	}
 	// Not in place: the rig's publish copies it atomically.
