@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -55,8 +54,12 @@ type Source struct {
 	log   *slog.Logger
 	dl    *download.Downloader
 
-	mu  sync.Mutex
-	rev string // the revision in force, "" for none
+	takeMu sync.Mutex // one bundle handed on at a time
+
+	mu      sync.Mutex
+	rev     string         // the revision in force, "" for none
+	failing string         // the reason of the current failure streak, "" for none
+	refused *refusedBundle // the newest verified bundle the agent refused
 }
 
 // New checks cfg and builds a Source; nothing is fetched before Run.
@@ -169,6 +172,8 @@ func (s *Source) LoadPersisted(ctx context.Context) (*opabundle.Bundle, error) {
 	if _, err := Extract(b); err != nil {
 		return nil, fmt.Errorf("bundle: persisted copy: %w", err)
 	}
+	s.takeMu.Lock()
+	defer s.takeMu.Unlock()
 	if err := s.cfg.OnBundle(ctx, b); err != nil {
 		s.m.failures.WithLabelValues(ReasonRejected).Inc()
 		return nil, fmt.Errorf("bundle: persisted revision %s refused: %w", b.Manifest.Revision, err)
@@ -195,68 +200,138 @@ func (s *Source) onUpdate(ctx context.Context, u download.Update) error {
 		if errors.As(u.Error, &he) || strings.HasPrefix(u.Error.Error(), "request failed") {
 			reason = ReasonDownload
 		}
-		s.m.failures.WithLabelValues(reason).Inc()
-		s.log.Warn("bundle refused or unavailable; the one in force stays", "reason", reason, "rev", s.Revision(), "err", u.Error)
+		s.fail(reason, u.Error)
 		return nil
 	}
 	if u.Bundle == nil { // 304 Not Modified
-		s.m.lastSuccess.Set(float64(s.cfg.Now().UnixNano()) / 1e9)
+		s.ok()
 		s.log.Debug("bundle unchanged", "etag", u.ETag)
 		return nil
 	}
-	if err := s.take(ctx, u.Bundle, u.Raw); err != nil {
-		s.log.Warn("bundle not taken; the one in force stays", "rev", s.Revision(), "new_rev", u.Bundle.Manifest.Revision, "err", err)
+	var raw []byte
+	if u.Raw != nil {
+		var buf bytes.Buffer
+		if _, err := buf.ReadFrom(u.Raw); err == nil {
+			raw = buf.Bytes()
+		}
+	}
+	if err := s.take(ctx, u.Bundle, raw); err != nil {
+		if errors.Is(err, errPersist) {
+			// Fetch it again next poll: the downloader already holds its
+			// ETag and would otherwise answer 304 until the next publish.
+			s.dl.SetCache("")
+		}
 		return nil
 	}
-	s.m.lastSuccess.Set(float64(s.cfg.Now().UnixNano()) / 1e9)
+	s.ok()
 	return nil
 }
 
+// fail counts a failure and logs it: a warning when the reason changes,
+// debug while it repeats (a server down fails every poll).
+func (s *Source) fail(reason string, err error) {
+	s.m.failures.WithLabelValues(reason).Inc()
+	s.mu.Lock()
+	repeat := s.failing == reason
+	s.failing = reason
+	s.mu.Unlock()
+	level := slog.LevelWarn
+	if repeat {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "bundle not taken; the one in force stays", "reason", reason, "rev", s.Revision(), "err", err)
+}
+
+// ok records a successful poll.
+func (s *Source) ok() {
+	s.m.lastSuccess.Set(float64(s.cfg.Now().UnixNano()) / 1e9)
+	s.mu.Lock()
+	was := s.failing
+	s.failing = ""
+	s.mu.Unlock()
+	if was != "" {
+		s.log.Info("bundle service reachable again", "rev", s.Revision())
+	}
+}
+
+// errPersist marks a failure to save a bundle.
+var errPersist = errors.New("bundle: persist")
+
 // take checks a verified bundle's layout, stages it on disk, hands it to
-// OnBundle and, if accepted, makes it the persisted one.
-func (s *Source) take(ctx context.Context, b *opabundle.Bundle, raw io.Reader) error {
+// OnBundle and, if accepted, makes it the persisted one. One at a time:
+// the downloader, LoadPersisted and Retry may call it.
+func (s *Source) take(ctx context.Context, b *opabundle.Bundle, raw []byte) error {
+	s.takeMu.Lock()
+	defer s.takeMu.Unlock()
+	return s.takeLocked(ctx, b, raw)
+}
+
+func (s *Source) takeLocked(ctx context.Context, b *opabundle.Bundle, raw []byte) error {
 	rev := b.Manifest.Revision
 	if _, err := Extract(b); err != nil {
-		s.m.failures.WithLabelValues(ReasonLayout).Inc()
+		s.fail(ReasonLayout, err)
 		return err
 	}
-	var buf bytes.Buffer
-	if raw != nil {
-		if _, err := buf.ReadFrom(raw); err != nil {
-			return s.persistFailed(fmt.Errorf("bundle: read raw %s: %w", rev, err))
-		}
+	if len(raw) == 0 {
+		err := fmt.Errorf("%w: %s: no raw bytes", errPersist, rev)
+		s.fail(ReasonPersist, err)
+		return err
 	}
-	if buf.Len() == 0 {
-		return s.persistFailed(fmt.Errorf("bundle: %s: no raw bytes to persist", rev))
-	}
-	if err := s.store.stage(buf.Bytes()); err != nil {
-		return s.persistFailed(err)
+	if err := s.store.stage(raw); err != nil {
+		err = fmt.Errorf("%w: %w", errPersist, err)
+		s.fail(ReasonPersist, err)
+		return err
 	}
 	if err := s.cfg.OnBundle(ctx, b); err != nil {
-		s.m.failures.WithLabelValues(ReasonRejected).Inc()
 		if derr := s.store.drop(); derr != nil {
 			s.log.Warn("cannot remove the refused bundle's staged copy", "err", derr)
 		}
-		// The ETag stays: the same bytes would be refused again, so they
-		// are not fetched again until the publisher replaces them.
-		return fmt.Errorf("bundle: revision %s refused: %w", rev, err)
+		// Kept for Retry: the refusal may come from local files that
+		// conflict with it. The downloader keeps its ETag, so the same
+		// bytes are not fetched and refused again every poll.
+		s.mu.Lock()
+		s.refused = &refusedBundle{b: b, raw: raw}
+		s.mu.Unlock()
+		err = fmt.Errorf("bundle: revision %s refused: %w", rev, err)
+		s.fail(ReasonRejected, err)
+		return err
 	}
+	s.mu.Lock()
+	s.refused = nil
+	s.mu.Unlock()
 	s.setInForce(rev, false)
 	s.log.Info("bundle taken", "rev", rev)
 	if err := s.store.commit(); err != nil {
 		// In force but not saved: a restart with the server down would
-		// start from the previous one. Counted; fetched again next poll.
-		s.m.failures.WithLabelValues(ReasonPersist).Inc()
-		s.dl.SetCache("")
+		// start from the previous one.
+		err = fmt.Errorf("%w: %w", errPersist, err)
+		s.fail(ReasonPersist, err)
 		return err
 	}
 	return nil
 }
 
-// persistFailed counts err and makes the next poll fetch the bundle again
-// (the downloader already holds its ETag).
-func (s *Source) persistFailed(err error) error {
-	s.m.failures.WithLabelValues(ReasonPersist).Inc()
-	s.dl.SetCache("")
-	return err
+// refusedBundle is the newest verified bundle the agent refused.
+type refusedBundle struct {
+	b   *opabundle.Bundle
+	raw []byte
+}
+
+// Retry hands the newest refused bundle to OnBundle again, if there is one
+// newer than the one in force; it reports whether there was. Call it after
+// the agent's local rules change: a bundle refused because it clashed with
+// a local file (a duplicate rule name) is taken once the clash is gone,
+// without waiting for the next publish.
+func (s *Source) Retry(ctx context.Context) (bool, error) {
+	// Under takeMu: a bundle the downloader takes meanwhile clears
+	// refused, so an older one is never handed on after a newer.
+	s.takeMu.Lock()
+	defer s.takeMu.Unlock()
+	s.mu.Lock()
+	r := s.refused
+	s.mu.Unlock()
+	if r == nil {
+		return false, nil
+	}
+	return true, s.takeLocked(ctx, r.b, r.raw)
 }

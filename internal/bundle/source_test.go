@@ -258,3 +258,54 @@ func TestNewRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryAfterLocalFix: a bundle refused because of something outside it
+// (here a flag standing for a clashing local file) is taken by Retry once
+// that is fixed, without a new publish; the downloader itself does not
+// fetch the same bytes again.
+func TestRetryAfterLocalFix(t *testing.T) {
+	good, _ := testKeys(t)
+	fs := &fileServer{}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	var mu sync.Mutex
+	clash := true
+	got := make(chan string, 16)
+	on := func(_ context.Context, b *opabundle.Bundle) error {
+		got <- b.Manifest.Revision
+		mu.Lock()
+		defer mu.Unlock()
+		if clash && b.Manifest.Revision == "r2" {
+			return errors.New("duplicate rule name block-eve (first defined in rules.d/eve.yaml)")
+		}
+		return nil
+	}
+	state := t.TempDir()
+	s := mustSource(t, srv.URL+"/b.tar.gz", state, verifyWith(good), on, prometheus.NewRegistry())
+	if ok, err := s.Retry(context.Background()); ok || err != nil {
+		t.Fatalf("Retry with nothing refused: %v %v", ok, err)
+	}
+	src := mustSrcDir(t, "")
+	fs.set(mustBundle(t, src, "r1", good.priv))
+	runSource(t, s)
+	waitFor(t, 5*time.Second, "r1 in force", func() bool { return s.Revision() == "r1" })
+	fs.set(mustBundle(t, src, "r2", good.priv))
+	waitFor(t, 5*time.Second, "r2 refused", func() bool {
+		return testutil.ToFloat64(s.m.failures.WithLabelValues(ReasonRejected)) == 1
+	})
+	time.Sleep(2500 * time.Millisecond) // two polls or more: 304s, no second refusal
+	if n := testutil.ToFloat64(s.m.failures.WithLabelValues(ReasonRejected)); n != 1 {
+		t.Errorf("refused %v times, want once (the same bytes are not re-fetched)", n)
+	}
+	mu.Lock()
+	clash = false
+	mu.Unlock()
+	ok, err := s.Retry(context.Background())
+	if !ok || err != nil || s.Revision() != "r2" {
+		t.Fatalf("Retry: %v %v, in force %q; want r2", ok, err, s.Revision())
+	}
+	assertPersisted(t, state, good, "r2")
+	if ok, _ := s.Retry(context.Background()); ok {
+		t.Error("Retry after r2 was taken found something to retry")
+	}
+}
