@@ -30,7 +30,17 @@
 // same line numbers in its errors. The manifest's root is "kickagent" and
 // its revision names the bundle (the kickagent_bundle_info metric, logs).
 //
-// Contents extracts, from a verified bundle, the rules files in name order
+// Extract returns, from a verified bundle, the rules files in name order
 // (each with a pseudo file name such as "bundle:r2/rules/10-block.yaml" for
-// error messages) and the Rego modules by path, for the engine.
+// error messages) and the Rego modules by pseudo file name, for the engine.
+//
+// # Source
+//
+// Source polls the bundle's URL with OPA's downloader (ETag, If-None-Match,
+// optional long polling), which verifies each bundle's signature as it
+// reads it. A verified bundle is staged under STATE_DIR/bundle/ (fsynced)
+// before OnBundle sees it, and becomes the persisted copy only if OnBundle
+// accepts it; LoadPersisted verifies that copy again at start. A refused
+// bundle is kept in memory for Retry. Nothing here is fatal after New: the
+// bundle in force stays until a better one is accepted.
 package bundle
