@@ -85,5 +85,14 @@ func (s Sources) checkPolicySize() *Error {
 			return tooBig(root, "policy (.rego files together)", total, limit)
 		}
 	}
+	if b := s.Bundle; b != nil {
+		var total int64
+		for _, m := range b.Modules {
+			total += int64(len(m.Data))
+		}
+		if total > limit {
+			return tooBig("bundle:"+b.Revision, "policy (.rego modules together)", total, limit)
+		}
+	}
 	return nil
 }

@@ -30,10 +30,33 @@ type Sources struct {
 	// .rego files of a policy path; zero: the defaults (limits.go).
 	MaxRulesFileBytes int64
 	MaxPolicyBytes    int64
+	// Bundle is a rule set from a policy bundle (internal/bundle), loaded
+	// with the local files: its rules after theirs, its Rego modules with
+	// the policy directories' into one policy. It is strict like a main
+	// rules file: any error in it fails the load, so a bundle is taken
+	// whole or not at all.
+	Bundle *Bundle
+}
+
+// Bundle is the rules and Rego modules of one bundle revision.
+type Bundle struct {
+	Revision string
+	// Rules are rules files (the same documents as on disk) and
+	// Modules Rego modules, each under a pseudo file name such as
+	// "bundle:r2/rules/10-block.yaml" that errors name.
+	Rules, Modules []SourceFile
+}
+
+// SourceFile is one file of a source held in memory.
+type SourceFile struct {
+	Name string
+	Data []byte
 }
 
 // Empty reports whether nothing is to be loaded.
-func (s Sources) Empty() bool { return len(s.Rules) == 0 && len(s.Policies) == 0 }
+func (s Sources) Empty() bool {
+	return len(s.Rules) == 0 && len(s.Policies) == 0 && (s.Bundle == nil || len(s.Bundle.Rules)+len(s.Bundle.Modules) == 0)
+}
 
 // ruleFiles expands the rule paths into files.
 func (s Sources) ruleFiles() ([]string, Errors) {
@@ -231,10 +254,43 @@ func load(ctx context.Context, src Sources, prev *Ruleset, keep bool) (*Ruleset,
 			rs.dropIns[f] = data
 		}
 	}
+	if b := src.Bundle; b != nil {
+		for _, f := range b.Rules {
+			var fr *fileRules
+			ferrs := Errors{}
+			if int64(len(f.Data)) > src.maxFile() {
+				ferrs = Errors{tooBig(f.Name, "rules file", int64(len(f.Data)), src.maxFile())}
+			} else {
+				fr, ferrs = compileFile(f.Name, f.Data, names)
+			}
+			errs = append(errs, ferrs...)
+			if fr == nil || len(ferrs) > 0 {
+				continue
+			}
+			fmt.Fprintf(h, "bundle rules %s %d\n", f.Name, len(f.Data))
+			h.Write(f.Data)
+			for _, r := range fr.rules {
+				names[r.name] = r
+				if r.bf != nil {
+					rs.bfRules = append(rs.bfRules, r)
+					continue
+				}
+				r.order = len(rs.rules)
+				rs.rules = append(rs.rules, r)
+			}
+			allowUsers = append(allowUsers, fr.allowUsers...)
+			allowNets = append(allowNets, fr.allowNets...)
+			rs.files = append(rs.files, f.Name)
+		}
+	}
+	var modules []SourceFile
+	if src.Bundle != nil {
+		modules = src.Bundle.Modules
+	}
 	if err := src.checkPolicySize(); err != nil {
 		errs = append(errs, err)
-	} else if len(src.Policies) > 0 {
-		p, err := LoadPolicy(ctx, src.Policies)
+	} else if len(src.Policies) > 0 || len(modules) > 0 {
+		p, err := loadPolicyWith(ctx, src.Policies, modules, policyOptions{})
 		if err != nil {
 			if es, ok := err.(Errors); ok {
 				errs = append(errs, es...)

@@ -154,13 +154,23 @@ func LoadPolicy(ctx context.Context, dirs []string) (*Policy, error) {
 }
 
 func loadPolicy(ctx context.Context, dirs []string, opt policyOptions) (*Policy, error) {
+	return loadPolicyWith(ctx, dirs, nil, opt)
+}
+
+// loadPolicyWith is loadPolicy with modules held in memory (a bundle's)
+// compiled together with the files of dirs.
+func loadPolicyWith(ctx context.Context, dirs []string, extra []SourceFile, opt policyOptions) (*Policy, error) {
 	files, errs := policyFiles(dirs, false)
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	modules, rev, errs := parsePolicyFiles(files)
+	modules, rev, errs := parsePolicySources(files, extra)
 	if len(errs) > 0 {
 		return nil, errs
+	}
+	for _, f := range extra {
+		files = append(files, f.Name)
+		dirs = append(dirs, f.Name)
 	}
 	for _, m := range modules {
 		if m.Package.Path.String() != "data."+policyPackage {
@@ -259,15 +269,26 @@ func regoPathErr(err error) string {
 // parsePolicyFiles reads and parses files (Rego v1) and returns the
 // modules and the revision hash.
 func parsePolicyFiles(files []string) ([]*ast.Module, string, Errors) {
+	return parsePolicySources(files, nil)
+}
+
+// parsePolicySources parses the files, then the modules held in memory.
+func parsePolicySources(files []string, extra []SourceFile) ([]*ast.Module, string, Errors) {
 	var errs Errors
 	var modules []*ast.Module
 	h := sha256.New()
+	all := make([]SourceFile, 0, len(files)+len(extra))
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
 			errs = append(errs, &Error{File: f, Msg: regoPathErr(err)})
 			continue
 		}
+		all = append(all, SourceFile{Name: f, Data: src})
+	}
+	all = append(all, extra...)
+	for _, sf := range all {
+		f, src := sf.Name, sf.Data
 		h.Write([]byte(f))
 		h.Write([]byte{0})
 		h.Write(src)
