@@ -10,6 +10,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -60,6 +61,25 @@ type Config struct {
 	// AuthPolicy is the listener for Dovecot's auth policy requests (off
 	// unless Listen is set).
 	AuthPolicy AuthPolicy `yaml:"auth_policy"`
+	// Bundle fetches rules and Rego policies from an OPA bundle service
+	// (off unless URL is set).
+	Bundle Bundle `yaml:"bundle"`
+}
+
+// Bundle configures the policy bundle source (internal/bundle).
+type Bundle struct {
+	// URL is the bundle's full URL (http or https).
+	URL string `yaml:"url"`
+	// VerificationKeys are PEM public key files; a bundle must carry a
+	// signature that one of them verifies. Each key's id is its file
+	// name without the extension (what the signer passes as key id).
+	VerificationKeys []string `yaml:"verification_keys"`
+	// Scope, when set, must equal the signature's scope.
+	Scope string `yaml:"scope"`
+	// PollMin and PollMax bound the delay between polls (defaults 1s
+	// and 5s; OPA's own are 60s and 120s).
+	PollMin Duration `yaml:"poll_min"`
+	PollMax Duration `yaml:"poll_max"`
 }
 
 // AuthPolicy configures the auth policy listener (internal/authpolicy).
@@ -122,6 +142,7 @@ var (
 	topKeys    = yamlKeys(reflect.TypeFor[Config]())
 	limitKeys  = yamlKeys(reflect.TypeFor[Limits]())
 	policyKeys = yamlKeys(reflect.TypeFor[AuthPolicy]())
+	bundleKeys = yamlKeys(reflect.TypeFor[Bundle]())
 )
 
 func yamlKeys(t reflect.Type) []string {
@@ -165,6 +186,9 @@ func Load(path string) (*Config, error) {
 	for i := range c.Policies {
 		c.Policies[i] = abs(c.Policies[i])
 	}
+	for i := range c.Bundle.VerificationKeys {
+		c.Bundle.VerificationKeys[i] = abs(c.Bundle.VerificationKeys[i])
+	}
 	return c, nil
 }
 
@@ -193,6 +217,24 @@ func parse(file string, data []byte) (*Config, engine.Errors) {
 					fail(pv.Line, "auth_policy.%s: %v", k, err)
 				}
 			})
+			return
+		}
+		if key == "bundle" {
+			if v.Kind != yaml.MappingNode {
+				fail(v.Line, "bundle: want a mapping with the keys %s", strings.Join(bundleKeys, ", "))
+				return
+			}
+			engine.ForEachKey(v, bundleKeys, func(line int, msg string) { fail(line, "bundle: %s", msg) }, func(k string, bv *yaml.Node) {
+				if err := c.Bundle.set(k, bv); err != nil {
+					fail(bv.Line, "bundle.%s: %v", k, err)
+				}
+			})
+			if c.Bundle.URL != "" && len(c.Bundle.VerificationKeys) == 0 {
+				fail(v.Line, "bundle: verification_keys missing: an unsigned bundle could make every agent kick anyone")
+			}
+			if c.Bundle.PollMax.Duration != 0 && c.Bundle.PollMax.Duration < c.Bundle.PollMin.Duration {
+				fail(v.Line, "bundle: poll_max is shorter than poll_min")
+			}
 			return
 		}
 		if key != "limits" {
@@ -264,6 +306,38 @@ func (p *AuthPolicy) set(key string, v *yaml.Node) error {
 		err = integer(v, &p.TableSize, CheckTableSize)
 	}
 	return err
+}
+
+// set decodes and checks the value of one key under bundle.
+func (b *Bundle) set(key string, v *yaml.Node) error {
+	var err error
+	switch key {
+	case "url":
+		if b.URL, err = str(v); err == nil {
+			err = CheckBundleURL(b.URL)
+		}
+	case "verification_keys":
+		b.VerificationKeys, err = list(v)
+	case "scope":
+		b.Scope, err = str(v)
+	case "poll_min":
+		b.PollMin.Duration, err = duration(v, CheckInterval)
+	case "poll_max":
+		b.PollMax.Duration, err = duration(v, CheckInterval)
+	}
+	return err
+}
+
+// CheckBundleURL accepts an absolute http or https URL.
+func CheckBundleURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want an http:// or https:// URL of the bundle file", s)
+	}
+	return nil
 }
 
 // set decodes and checks the value of one key under limits.

@@ -103,7 +103,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"limits:\n  dump_max_sessions: 0\n", ":2: limits.dump_max_sessions: 0: want at least 1 (leave it out for the default 1000000)"},
 		{"limits: 5\n", ":1: limits: want a mapping with the keys max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions"},
 		{"limits:\n  max_kick_per_cycle: 5\n", `:2: limits: unknown key "max_kick_per_cycle" (known: max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions)`},
-		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, idle_interval, audit_log, metrics_listen, dry_run, state_dir, limits, auth_policy)`},
+		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, idle_interval, audit_log, metrics_listen, dry_run, state_dir, limits, auth_policy, bundle)`},
 		{"interval: 5s\ninterval: 6s\n", `:2: key "interval" given twice`},
 		{"auth_policy:\n  listen: 0.0.0.0:9870\n", `:2: auth_policy.listen: "0.0.0.0:9870": not a loopback address`},
 		{"auth_policy:\n  listen: :9870\n", `:2: auth_policy.listen: ":9870": want a loopback address and port`},
@@ -197,5 +197,35 @@ func TestChecks(t *testing.T) {
 func TestShippedConfigLoads(t *testing.T) {
 	if _, err := Load("../../systemd/kickagent.yaml"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLoadBundle(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "kickagent.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("bundle:\n  url: http://127.0.0.1:18481/bundles/kickagent.tar.gz\n  verification_keys: [keys/fleet.pem]\n  poll_min: 1s\n  poll_max: 2s\n")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Bundle.URL == "" || c.Bundle.VerificationKeys[0] != filepath.Join(dir, "keys/fleet.pem") || c.Bundle.PollMax.Duration != 2*time.Second {
+		t.Errorf("bundle %+v", c.Bundle)
+	}
+	for _, tc := range []struct{ conf, want string }{
+		{"bundle:\n  url: http://127.0.0.1:1/b.tar.gz\n", ":2: bundle: verification_keys missing"},
+		{"bundle:\n  url: ftp://x/b\n  verification_keys: [k.pem]\n", ":2: bundle.url: \"ftp://x/b\": want an http:// or https:// URL"},
+		{"bundle:\n  url: http://h/b\n  verification_keys: [k.pem]\n  poll_min: 5s\n  poll_max: 2s\n", "poll_max is shorter than poll_min"},
+		{"bundle:\n  urll: http://h/b\n", "bundle: unknown key \"urll\""},
+	} {
+		write(tc.conf)
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.conf, err, tc.want)
+		}
 	}
 }
