@@ -24,6 +24,7 @@ import (
 	"github.com/kickagent/kickagent/internal/anvil"
 	"github.com/kickagent/kickagent/internal/audit"
 	"github.com/kickagent/kickagent/internal/authpolicy"
+	"github.com/kickagent/kickagent/internal/bundle"
 	"github.com/kickagent/kickagent/internal/config"
 	"github.com/kickagent/kickagent/internal/engine"
 	"github.com/kickagent/kickagent/internal/jobs"
@@ -195,8 +196,22 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if c.RulesDir != "" {
 		ruleSources = append(ruleSources, c.RulesDir)
 	}
-	sources := func() engine.Sources { return engine.Sources{Rules: ruleSources, Policies: c.Policies} }
+	local := func() engine.Sources { return engine.Sources{Rules: ruleSources, Policies: c.Policies} }
 	var a *agent.Agent
+	reload := make(chan struct{}, 1)
+	var br *bundleRules
+	if c.Bundle.URL != "" {
+		var err error
+		if br, err = newBundleRules(c, local, &a, reload, reg, log.With("component", "bundle")); err != nil {
+			log.Error("bundle source", "err", err)
+			return exitConfig
+		}
+	}
+	sources := func() engine.Sources {
+		s := local()
+		s.Bundle = br.current()
+		return s
+	}
 	var door *authpolicy.Server
 	var blocks agent.Blocks
 	if authPolicyOn(c) && !rs.once {
@@ -218,6 +233,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer a.Close()
 
 	if rs.once {
+		if br != nil {
+			if _, err := br.src.LoadPersisted(ctx); err != nil && !errors.Is(err, bundle.ErrNoPersisted) {
+				log.Error("the persisted bundle is not usable", "err", err)
+			}
+		}
 		if err := a.Run(ctx, nil, true); err != nil {
 			log.Error("cycle failed", "err", err)
 			if errors.Is(err, agent.ErrNoRules) {
@@ -245,7 +265,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		log.Info("auth policy listening", "addr", addr)
 	}
-	reload := make(chan struct{}, 1)
+	if br != nil {
+		br.start(ctx, log.With("component", "bundle"))
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -257,7 +257,7 @@ func load(ctx context.Context, src Sources, prev *Ruleset, keep bool) (*Ruleset,
 	if b := src.Bundle; b != nil {
 		for _, f := range b.Rules {
 			var fr *fileRules
-			ferrs := Errors{}
+			var ferrs Errors
 			if int64(len(f.Data)) > src.maxFile() {
 				ferrs = Errors{tooBig(f.Name, "rules file", int64(len(f.Data)), src.maxFile())}
 			} else {
