@@ -202,7 +202,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var br *bundleRules
 	if c.Bundle.URL != "" {
 		var err error
-		if br, err = newBundleRules(c, local, &a, reload, reg, log.With("component", "bundle")); err != nil {
+		if br, err = newBundleRules(c, local, &a, reload, reg, log); err != nil {
 			log.Error("bundle source", "err", err)
 			return exitConfig
 		}
@@ -266,7 +266,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Info("auth policy listening", "addr", addr)
 	}
 	if br != nil {
-		br.start(ctx, log.With("component", "bundle"))
+		br.start(ctx, log)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

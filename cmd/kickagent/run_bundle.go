@@ -71,7 +71,7 @@ func newBundleRules(c *config.Config, local func() engine.Sources, a **agent.Age
 				return fmt.Errorf("bundle %s does not load with the local rules: %w", eb.Revision, err)
 			}
 			br.cur.Store(eb)
-			log.Info("bundle taken", "revision", eb.Revision, "rules_files", len(eb.Rules), "modules", len(eb.Modules))
+			log.Info("bundle taken", "component", "bundle", "revision", eb.Revision, "rules_files", len(eb.Rules), "modules", len(eb.Modules))
 			select {
 			case reload <- struct{}{}:
 			default:
@@ -90,7 +90,7 @@ func newBundleRules(c *config.Config, local func() engine.Sources, a **agent.Age
 // server is down still enforces it, then polls until ctx ends.
 func (br *bundleRules) start(ctx context.Context, log *slog.Logger) {
 	if _, err := br.src.LoadPersisted(ctx); err != nil && !errors.Is(err, bundle.ErrNoPersisted) {
-		log.Error("the persisted bundle is not usable; waiting for the bundle server", "err", err)
+		log.Error("the persisted bundle is not usable; waiting for the bundle server", "component", "bundle", "err", err)
 	}
 	go func() { _ = br.src.Run(ctx) }()
 }
