@@ -16,6 +16,7 @@ Usage:
   kickagent snapshot [-a anvil_socket_path] > snap.json
   kickagent plan [-c config] [--rules PATH]... [--policy DIR]... [--snapshot snap.json | -a anvil_socket_path] [--json]
   kickagent test-policy [-q | -v] [--run REGEX] DIR...
+  kickagent bundle build --src DIR --revision REV --signing-key FILE [--key-id ID] [--scope S] -o FILE
   kickagent version
 
 Run "kickagent COMMAND --help" for the flags of a command (--help, since

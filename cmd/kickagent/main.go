@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runSnapshot(ctx, args[1:], stdout, stderr)
 	case "test-policy":
 		return runTestPolicy(ctx, args[1:], stdout, stderr)
+	case "bundle":
+		return runBundle(ctx, args[1:], stdout, stderr)
 	case "help":
 		// "kickagent help kick" is "kickagent kick --help".
 		if len(args) == 2 && args[1] != "help" {

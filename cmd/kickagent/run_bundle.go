@@ -48,7 +48,7 @@ func newBundleRules(c *config.Config, local func() engine.Sources, a **agent.Age
 		if err != nil {
 			return nil, fmt.Errorf("bundle.verification_keys: %w", err)
 		}
-		keys = append(keys, bundle.Key{ID: strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)), PEM: pem})
+		keys = append(keys, bundle.Key{ID: trimExt(filepath.Base(f)), PEM: pem})
 	}
 	br := &bundleRules{}
 	src, err := bundle.New(bundle.Config{

@@ -9,17 +9,17 @@ _kickagent() {
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD-1]}
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		COMPREPLY=($(compgen -W "who kick run block unblock blocks reset drain check plan snapshot test-policy version help" -- "$cur"))
+		COMPREPLY=($(compgen -W "who kick run block unblock blocks reset drain check plan snapshot test-policy bundle version help" -- "$cur"))
 		return 0
 	fi
 	cmd=${COMP_WORDS[1]}
 	# Values that are files or directories.
 	case $prev in
-	-c | --rules | --snapshot | --audit-log)
+	-c | --rules | --snapshot | --audit-log | --signing-key | -o)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return 0
 		;;
-	-a | --rules-dir | --policy | --state-dir)
+	-a | --rules-dir | --policy | --state-dir | --src)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return 0
 		;;
@@ -39,12 +39,13 @@ _kickagent() {
 	check) flags="-c --rules --policy" ;;
 	plan) flags="-c --rules --policy --snapshot -a --json --now --policy-timeout --policy-memory-mib --timeout" ;;
 	snapshot) flags="-a --timeout" ;;
+	bundle) flags="--src --revision --signing-key --key-id --scope -o" ;;
 	test-policy)
 		flags="-q -v --run --policy-timeout --policy-memory-mib"
 		[[ $cur == -* ]] || { COMPREPLY=($(compgen -d -- "$cur")); return 0; }
 		;;
 	help)
-		COMPREPLY=($(compgen -W "who kick run block unblock blocks reset drain check plan snapshot test-policy version" -- "$cur"))
+		COMPREPLY=($(compgen -W "who kick run block unblock blocks reset drain check plan snapshot test-policy bundle version" -- "$cur"))
 		return 0
 		;;
 	*) return 0 ;;

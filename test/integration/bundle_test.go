@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,7 +58,7 @@ func (r *bundleRig) url() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/bundles/kickagent.tar.gz", r.port)
 }
 
-// publish builds revision rev holding rules, signed with key ("" unsigned), and publishes it.
+// publish builds revision rev holding rules, signed with key, and publishes it.
 func (r *bundleRig) publish(t *testing.T, rev, rules, key string) {
 	t.Helper()
 	src := filepath.Join(r.dir, "src-"+rev)
@@ -66,12 +67,10 @@ func (r *bundleRig) publish(t *testing.T, rev, rules, key string) {
 	}
 	writeFileT(t, filepath.Join(src, "rules", "fleet.yaml"), rules)
 	out := filepath.Join(r.dir, rev+".tar.gz")
-	args := []string{"-src", src, "-rev", rev, "-o", out, "-keyid", "fleet"}
-	if key != "" {
-		args = append(args, "-key", filepath.Join(r.dir, key+".pem"))
-	}
-	if o, err := exec.Command(r.mkbundle, args...).CombinedOutput(); err != nil {
-		t.Fatalf("mkbundle %s: %v\n%s", rev, err, o)
+	// Signed as key id "fleet" whatever the key: "evil" is a forged one.
+	if o, e, code := kickagent(t, context.Background(), "bundle", "build", "--src", src, "--revision", rev,
+		"--signing-key", filepath.Join(r.dir, key+".pem"), "--key-id", "fleet", "-o", out); code != 0 {
+		t.Fatalf("kickagent bundle build %s: exit %d\n%s%s", rev, code, o, e)
 	}
 	r.script(t, "publish", out, "kickagent.tar.gz")
 }
