@@ -268,6 +268,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if br != nil {
 		br.start(ctx, log)
 	}
+	localChanged := make(chan struct{}, 1) // SIGHUP or a watched file changed
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -283,7 +284,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 					log.Error("cannot reopen the audit log; writing to the old file", "err", err)
 				}
 				select {
-				case reload <- struct{}{}:
+				case localChanged <- struct{}{}:
 				default:
 				}
 			}
@@ -294,8 +295,26 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		watched = append(watched, c.RulesDir)
 	}
 	go func() {
-		if err := agent.Watch(ctx, watched, 25*time.Millisecond, 30*time.Second, reload, log.With("component", "watch")); err != nil {
+		if err := agent.Watch(ctx, watched, 25*time.Millisecond, 30*time.Second, localChanged, log.With("component", "watch")); err != nil {
 			log.Warn("file watching unavailable; reload with SIGHUP", "err", err)
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-localChanged:
+			}
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+			// A bundle refused for clashing with a local file (a rule
+			// name both define) may load with the files as they are now.
+			if br != nil {
+				_, _ = br.src.Retry(ctx)
+			}
 		}
 	}()
 	log.Info("kickagent running", "anvil", cmp.Or(c.AnvilSocket, anvil.DefaultSocket), "interval", interval, "idle_interval", max(interval, cmp.Or(c.IdleInterval.Duration, agent.DefaultIdleInterval)), "dry_run", c.DryRun,
