@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,8 +52,10 @@ func newBundleRules(c *config.Config, local func() engine.Sources, a **agent.Age
 		keys = append(keys, bundle.Key{ID: trimExt(filepath.Base(f)), PEM: pem})
 	}
 	br := &bundleRules{}
+	minDelay := cmp.Or(b.PollMin.Duration, time.Second)
+	maxDelay := cmp.Or(b.PollMax.Duration, max(minDelay, 5*time.Second))
 	src, err := bundle.New(bundle.Config{
-		URL: b.URL, MinDelay: max(b.PollMin.Duration, time.Second), MaxDelay: max(b.PollMax.Duration, b.PollMin.Duration, 5*time.Second),
+		URL: b.URL, MinDelay: minDelay, MaxDelay: max(maxDelay, minDelay),
 		Verification: bundle.Verification{Keys: keys, Scope: b.Scope},
 		StateDir:     stateDir(c.StateDir),
 		Logger:       log, Registry: reg,
