@@ -36,6 +36,9 @@ type Sources struct {
 	// rules file: any error in it fails the load, so a bundle is taken
 	// whole or not at all.
 	Bundle *Bundle
+	// Generated are rules files made by the agent itself (e.g. from
+	// CrowdSec's decisions), loaded after the bundle's, strict as well.
+	Generated []SourceFile
 }
 
 // Bundle is the rules and Rego modules of one bundle revision.
@@ -55,7 +58,8 @@ type SourceFile struct {
 
 // Empty reports whether nothing is to be loaded.
 func (s Sources) Empty() bool {
-	return len(s.Rules) == 0 && len(s.Policies) == 0 && (s.Bundle == nil || len(s.Bundle.Rules)+len(s.Bundle.Modules) == 0)
+	return len(s.Rules) == 0 && len(s.Policies) == 0 && len(s.Generated) == 0 &&
+		(s.Bundle == nil || len(s.Bundle.Rules)+len(s.Bundle.Modules) == 0)
 }
 
 // ruleFiles expands the rule paths into files.
@@ -204,6 +208,21 @@ func load(ctx context.Context, src Sources, prev *Ruleset, keep bool) (*Ruleset,
 	names := map[string]*rule{}
 	var allowUsers []string
 	var allowNets []match.Network
+	// take adds a file's compiled rules and allow entries.
+	take := func(f string, fr *fileRules) {
+		for _, r := range fr.rules {
+			names[r.name] = r
+			if r.bf != nil {
+				rs.bfRules = append(rs.bfRules, r) // never matched against sessions
+				continue
+			}
+			r.order = len(rs.rules)
+			rs.rules = append(rs.rules, r)
+		}
+		allowUsers = append(allowUsers, fr.allowUsers...)
+		allowNets = append(allowNets, fr.allowNets...)
+		rs.files = append(rs.files, f)
+	}
 	for _, f := range files {
 		main := slices.Contains(src.Rules, f)
 		data, err := src.read(f)
@@ -236,52 +255,33 @@ func load(ctx context.Context, src Sources, prev *Ruleset, keep bool) (*Ruleset,
 		}
 		fmt.Fprintf(h, "rules %s %d\n", f, len(data))
 		h.Write(data)
-		for _, r := range fr.rules {
-			names[r.name] = r
-			if r.bf != nil {
-				rs.bfRules = append(rs.bfRules, r) // never matched against sessions
-				continue
-			}
-			r.order = len(rs.rules)
-			rs.rules = append(rs.rules, r)
-		}
-		allowUsers = append(allowUsers, fr.allowUsers...)
-		allowNets = append(allowNets, fr.allowNets...)
-		rs.files = append(rs.files, f)
+		take(f, fr)
 		if main {
 			rs.mains[f] = fr.main
 		} else {
 			rs.dropIns[f] = data
 		}
 	}
-	if b := src.Bundle; b != nil {
-		for _, f := range b.Rules {
-			var fr *fileRules
-			var ferrs Errors
-			if int64(len(f.Data)) > src.maxFile() {
-				ferrs = Errors{tooBig(f.Name, "rules file", int64(len(f.Data)), src.maxFile())}
-			} else {
-				fr, ferrs = compileFile(f.Name, f.Data, names)
-			}
-			errs = append(errs, ferrs...)
-			if fr == nil || len(ferrs) > 0 {
-				continue
-			}
-			fmt.Fprintf(h, "bundle rules %s %d\n", f.Name, len(f.Data))
-			h.Write(f.Data)
-			for _, r := range fr.rules {
-				names[r.name] = r
-				if r.bf != nil {
-					rs.bfRules = append(rs.bfRules, r)
-					continue
-				}
-				r.order = len(rs.rules)
-				rs.rules = append(rs.rules, r)
-			}
-			allowUsers = append(allowUsers, fr.allowUsers...)
-			allowNets = append(allowNets, fr.allowNets...)
-			rs.files = append(rs.files, f.Name)
+	var memory []SourceFile
+	if src.Bundle != nil {
+		memory = append(memory, src.Bundle.Rules...)
+	}
+	memory = append(memory, src.Generated...)
+	for _, f := range memory {
+		var fr *fileRules
+		var ferrs Errors
+		if int64(len(f.Data)) > src.maxFile() {
+			ferrs = Errors{tooBig(f.Name, "rules file", int64(len(f.Data)), src.maxFile())}
+		} else {
+			fr, ferrs = compileFile(f.Name, f.Data, names)
 		}
+		errs = append(errs, ferrs...)
+		if fr == nil || len(ferrs) > 0 {
+			continue
+		}
+		fmt.Fprintf(h, "memory rules %s %d\n", f.Name, len(f.Data))
+		h.Write(f.Data)
+		take(f.Name, fr)
 	}
 	var modules []SourceFile
 	if src.Bundle != nil {
