@@ -36,9 +36,6 @@ type Sources struct {
 	// rules file: any error in it fails the load, so a bundle is taken
 	// whole or not at all.
 	Bundle *Bundle
-	// Generated are rules files made by the agent itself (e.g. from
-	// CrowdSec's decisions), loaded after the bundle's, strict as well.
-	Generated []SourceFile
 }
 
 // Bundle is the rules and Rego modules of one bundle revision.
@@ -58,8 +55,7 @@ type SourceFile struct {
 
 // Empty reports whether nothing is to be loaded.
 func (s Sources) Empty() bool {
-	return len(s.Rules) == 0 && len(s.Policies) == 0 && len(s.Generated) == 0 &&
-		(s.Bundle == nil || len(s.Bundle.Rules)+len(s.Bundle.Modules) == 0)
+	return len(s.Rules) == 0 && len(s.Policies) == 0 && (s.Bundle == nil || len(s.Bundle.Rules)+len(s.Bundle.Modules) == 0)
 }
 
 // ruleFiles expands the rule paths into files.
@@ -264,9 +260,8 @@ func load(ctx context.Context, src Sources, prev *Ruleset, keep bool) (*Ruleset,
 	}
 	var memory []SourceFile
 	if src.Bundle != nil {
-		memory = append(memory, src.Bundle.Rules...)
+		memory = src.Bundle.Rules
 	}
-	memory = append(memory, src.Generated...)
 	for _, f := range memory {
 		var fr *fileRules
 		var ferrs Errors
@@ -279,7 +274,7 @@ func load(ctx context.Context, src Sources, prev *Ruleset, keep bool) (*Ruleset,
 		if fr == nil || len(ferrs) > 0 {
 			continue
 		}
-		fmt.Fprintf(h, "memory rules %s %d\n", f.Name, len(f.Data))
+		fmt.Fprintf(h, "bundle rules %s %d\n", f.Name, len(f.Data))
 		h.Write(f.Data)
 		take(f.Name, fr)
 	}
