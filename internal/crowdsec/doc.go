@@ -1,0 +1,31 @@
+// Package crowdsec makes kickagent a CrowdSec remediation component: it
+// pulls a CrowdSec Local API's decision stream (go-cs-bouncer's
+// StreamBouncer) and holds the decisions in force as blocks that the agent
+// asks about: Blocked(ip) for the client address, UserBlocked(user) for the
+// login.
+//
+// Taken: decisions of type ban (Config.Types) and scope Ip (one address,
+// IPv4-mapped IPv6 folded to IPv4), Range (a network, masked: the LAPI keeps
+// "203.0.113.5/24" as typed) and username (ASCII case-insensitive, as
+// Dovecot's user masks). Everything else is counted and ignored, simulated
+// decisions included. A value kickagent cannot read is refused, logged and
+// counted; it never blocks anything.
+//
+// Lifted: by the LAPI's deletions (matched by id and value, and applied
+// idempotently, since the LAPI re-sends them on several pulls) and by the
+// decision's own duration, measured on the local clock from the pull that
+// brought it.
+//
+// Readers get immutable Views (copy on write, rebuilt once per pull that
+// changed something), so a poll cycle can hold one revision throughout.
+// Before the first successful pull a Source holds nothing: LastPull says so.
+//
+// Limits of the library: a pull has no timeout of its own (a LAPI that
+// accepts and never answers stalls updates until Run's context ends; watch
+// kickagent_crowdsec_last_pull_timestamp_seconds); the first connection is
+// retried every 10 s, so a LAPI that comes up late is seen up to 10 s later;
+// the library logs through logrus's global logger, routed here to slog.
+//
+// Each agent needs its own bouncer key: the LAPI sends each key the changes
+// since that key's last pull, so two agents sharing one split the changes.
+package crowdsec
