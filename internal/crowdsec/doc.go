@@ -11,10 +11,13 @@
 // decisions included. A value kickagent cannot read is refused, logged and
 // counted; it never blocks anything.
 //
-// Lifted: by the LAPI's deletions (matched by id and value, and applied
-// idempotently, since the LAPI re-sends them on several pulls) and by the
-// decision's own duration, measured on the local clock from the pull that
-// brought it.
+// Lifted: by the LAPI's deletions and by the decision's own duration,
+// measured on the local clock from the pull that brought it. The LAPI
+// streams one decision per (type, scope, value), the one that ends last,
+// and a deletion only when none is left in force; so a Source holds one
+// entry per such key, as CrowdSec's own bouncers do, and a deletion of the
+// key lifts it whatever decision id it names. Deletions are re-sent on
+// several pulls: applying them is idempotent.
 //
 // Readers get immutable Views (copy on write, rebuilt once per pull that
 // changed something), so a poll cycle can hold one revision throughout.

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -228,4 +230,62 @@ func TestLAPIDownAtStart(t *testing.T) {
 	t.Logf("LAPI up -> blocked in %v", waitFor(t, "block after the LAPI came up", 12*time.Second+3*pullEvery, blocked(s, "198.51.100.77")))
 	lapi(t, "decisions-delete", "--ip", "198.51.100.77")
 	waitFor(t, "lift", 3*pullEvery, lifted(s, "198.51.100.77"))
+}
+
+// ids lists the ids of the decisions cscli shows for ip.
+func ids(t *testing.T, ip string) []int64 {
+	t.Helper()
+	var alerts []struct {
+		Decisions []struct {
+			ID int64 `json:"id"`
+		} `json:"decisions"`
+	}
+	out := lapi(t, "cscli", "decisions", "list", "--ip", ip, "-o", "json")
+	if i := strings.IndexByte(out, '['); i >= 0 {
+		out = out[i:] // cscli may log before the JSON
+	}
+	if err := json.Unmarshal([]byte(out), &alerts); err != nil {
+		t.Fatalf("cscli decisions list: %v\n%s", err, out)
+	}
+	var ids []int64
+	for _, a := range alerts {
+		for _, d := range a.Decisions {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids
+}
+
+// Two bans on one address: the LAPI streams only the longer one, says
+// nothing when it is deleted while the shorter holds, and deletes the
+// shorter one when that one goes. The block must follow the LAPI's view.
+func TestLAPIOverlappingDecisions(t *testing.T) {
+	cfg := needLAPI(t)
+	s, err := New(cfg, prometheus.NewRegistry(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, s)
+	waitFor(t, "first pull", 5*time.Second, func() bool { return !s.LastPull().IsZero() })
+	const ip = "192.0.2.50"
+	// cscli lists only the longest decision per value, as the stream does.
+	lapi(t, "decisions-add", "--ip", ip, "--duration", "1h")
+	first := ids(t, ip)
+	lapi(t, "decisions-add", "--ip", ip, "--duration", "2h")
+	second := ids(t, ip)
+	if len(first) != 1 || len(second) != 1 || first[0] == second[0] {
+		t.Fatalf("decision ids %v then %v", first, second)
+	}
+	short, long := first[0], second[0]
+	waitFor(t, "the longer decision held", 3*pullEvery, func() bool {
+		d, _ := s.Blocked(netip.MustParseAddr(ip))
+		return d.ID == long
+	})
+	lapi(t, "decisions-delete", "--id", strconv.FormatInt(long, 10))
+	time.Sleep(3 * pullEvery)
+	if !blocked(s, ip)() {
+		t.Fatal("lifted while the shorter decision still holds")
+	}
+	lapi(t, "decisions-delete", "--id", strconv.FormatInt(short, 10))
+	t.Logf("last decision deleted -> lifted in %v", waitFor(t, "lift", 3*pullEvery, lifted(s, ip)))
 }

@@ -6,27 +6,17 @@ import (
 	"github.com/crowdsecurity/crowdsec/pkg/models"
 )
 
-// entryKey identifies a decision: by the LAPI's id, or when it sent none by
-// everything that makes one decision differ from another.
-type entryKey struct {
-	id  int64
-	alt string
-}
+// entryKey is what the LAPI tells decisions apart by when it streams them:
+// type, scope and value, as sent (it compares them as exact strings). Of
+// several decisions with one key it sends only the one that ends last, and
+// a deletion only once none is left in force, so a bouncer holds one entry
+// per key, as CrowdSec's own bouncers do. (Keyed by id, a block would
+// outlive its decisions: ban A for 1h and B for 2h, delete B: the LAPI says
+// nothing, as A still holds; an hour later it deletes A, never B.)
+type entryKey struct{ typ, scope, value string }
 
-func keyOf(d Decision) entryKey {
-	if d.ID != 0 {
-		return entryKey{id: d.ID}
-	}
-	v := d.Value
-	if d.Scope == ScopeUsername {
-		v = d.user
-	}
-	return entryKey{alt: d.Type + "\x00" + d.Scope.String() + "\x00" + v + "\x00" + d.Origin + "\x00" + d.Scenario}
-}
-
-// sameTarget reports whether a and b name the same thing.
-func sameTarget(a, b Decision) bool {
-	return a.Scope == b.Scope && a.prefix == b.prefix && a.user == b.user
+func keyOf(m *models.Decision) entryKey {
+	return entryKey{str(m.Type), str(m.Scope), str(m.Value)}
 }
 
 // set holds the decisions in force. It is not safe for concurrent use: the
@@ -49,11 +39,9 @@ type outcome struct {
 
 func (o outcome) changed() bool { return o.added+o.deleted+o.expired > 0 }
 
-// apply takes one stream response: deletions first (the same pull never
-// lists a decision both as new and deleted, and a stale deletion must not
-// lift a decision that arrives in the same response), then new decisions.
-// Deletions match by key and target, so a deletion re-sent after its id was
-// reused for another value lifts nothing.
+// apply takes one stream response: deletions first, so that a deletion
+// re-sent in the same response as a newer decision for the key does not
+// undo it, then new decisions, each replacing what its key held.
 func (s *set) apply(r *models.DecisionsStreamResponse, now time.Time) outcome {
 	o := outcome{skipped: map[skip]int{}}
 	if r == nil {
@@ -64,17 +52,12 @@ func (s *set) apply(r *models.DecisionsStreamResponse, now time.Time) outcome {
 			o.noopDeletes++
 			continue
 		}
-		d, sk, err := parseTarget(m)
-		if err != nil || sk != skipNone {
-			o.noopDeletes++ // nothing unparsable or out of scope was ever held
-			continue
-		}
-		k := keyOf(d)
-		if old, ok := s.entries[k]; ok && sameTarget(old, d) {
+		k := keyOf(m)
+		if _, ok := s.entries[k]; ok {
 			delete(s.entries, k)
 			o.deleted++
 		} else {
-			o.noopDeletes++
+			o.noopDeletes++ // re-sent, or never held (another type, invalid)
 		}
 	}
 	for _, m := range r.New {
@@ -87,16 +70,9 @@ func (s *set) apply(r *models.DecisionsStreamResponse, now time.Time) outcome {
 			o.skipped[sk]++
 			continue
 		}
-		k := keyOf(d)
-		if old, ok := s.entries[k]; ok && sameTarget(old, d) {
-			// LAPI decisions do not change once made, but keep the
-			// later end should one be re-sent with more time.
-			if d.Until.After(old.Until.Add(time.Second)) {
-				s.entries[k] = d
-				o.added++
-			} else {
-				o.duplicates++
-			}
+		k := keyOf(m)
+		if old, ok := s.entries[k]; ok && old.ID == d.ID && !d.Until.After(old.Until.Add(time.Second)) {
+			o.duplicates++ // the same decision again (a minute on, a minute less left)
 			continue
 		}
 		s.entries[k] = d

@@ -124,66 +124,88 @@ func TestBlocksFollowDecisions(t *testing.T) {
 	}
 }
 
-// Two decisions on one address: deleting one leaves the other in force;
-// the longer one answers while both are.
-func TestOverlappingDecisions(t *testing.T) {
+// The LAPI streams one decision per (type, scope, value): the one that
+// ends last, and a deletion once none is left. Observed with 1.4.6: ban
+// 192.0.2.50 for 1h (id 16) and 2h (id 17): only 17 is sent; deleting 17
+// sends nothing (16 still holds); 16's end sends 16's deletion, which must
+// lift the block although 17 was the one held.
+func TestOneEntryPerTypeScopeValue(t *testing.T) {
+	c := &clock{t0}
+	s := mustSource(t, c, nil, nil)
+	s.pulled(resp([]*models.Decision{dec(17, "ban", "Ip", "192.0.2.50", "2h")}, nil))
+	c.now = t0.Add(time.Hour)
+	s.pulled(resp(nil, []*models.Decision{dec(16, "ban", "Ip", "192.0.2.50", "-0.5s")}))
+	if d, ok := s.Blocked(addr("192.0.2.50")); ok {
+		t.Errorf("still blocked by %d after the LAPI deleted the last decision", d.ID)
+	}
+	// A newer, longer decision for the key replaces the held one.
+	s.pulled(resp([]*models.Decision{dec(20, "ban", "Ip", "192.0.2.51", "1h")}, nil))
+	s.pulled(resp([]*models.Decision{dec(21, "ban", "Ip", "192.0.2.51", "3h")}, nil))
+	if d, _ := s.Blocked(addr("192.0.2.51")); d.ID != 21 || s.View().Len() != 1 {
+		t.Errorf("held %d (%d entries), want 21 alone", d.ID, s.View().Len())
+	}
+	// Keys are the LAPI's exact strings: another type, or another spelling
+	// of the value, is another decision; the View still merges them.
+	s.pulled(resp([]*models.Decision{dec(30, "ban", "username", "Bob", "1h"), dec(31, "ban", "username", "BOB", "2h"),
+		dec(32, "kickagent-reset", "username", "Bob", "2h")}, nil))
+	if d, ok := s.UserBlocked("bob"); !ok || d.ID != 31 {
+		t.Errorf("UserBlocked(bob) = %d %v, want the longer 31", d.ID, ok)
+	}
+	s.pulled(resp(nil, []*models.Decision{dec(31, "ban", "username", "BOB", "-1s")}))
+	if d, ok := s.UserBlocked("BoB"); !ok || d.ID != 30 {
+		t.Errorf("after deleting BOB: %d %v, want Bob's 30", d.ID, ok)
+	}
+}
+
+// Overlapping networks: the longest prefix in force answers.
+func TestOverlappingRanges(t *testing.T) {
 	c := &clock{t0}
 	s := mustSource(t, c, nil, nil)
 	s.pulled(resp([]*models.Decision{
 		dec(10, "ban", "Ip", "192.0.2.1", "1h"),
-		dec(11, "ban", "Ip", "192.0.2.1", "2h"),
 		dec(12, "ban", "Range", "192.0.2.0/24", "3h"),
 		dec(13, "ban", "Range", "192.0.0.0/16", "4h"),
+		dec(14, "ban", "Range", "192.0.2.1/24", "2h"), // same network, spelt otherwise
 	}, nil))
-	if d, _ := s.Blocked(addr("192.0.2.1")); d.ID != 11 {
-		t.Errorf("got decision %d, want the longer 11", d.ID)
-	}
-	s.pulled(resp(nil, []*models.Decision{dec(11, "ban", "Ip", "192.0.2.1", "-1s")}))
-	if d, ok := s.Blocked(addr("192.0.2.1")); !ok || d.ID != 10 {
-		t.Errorf("after deleting 11: %d %v, want 10", d.ID, ok)
-	}
-	// Past 1h the address is still inside both ranges: the longer prefix answers.
-	c.now = t0.Add(90 * time.Minute)
-	if d, ok := s.Blocked(addr("192.0.2.1")); !ok || d.ID != 12 {
-		t.Errorf("after 90m: %d %v, want range 12", d.ID, ok)
-	}
-	c.now = t0.Add(210 * time.Minute)
-	if d, ok := s.Blocked(addr("192.0.2.1")); !ok || d.ID != 13 {
-		t.Errorf("after 3.5h: %d %v, want range 13", d.ID, ok)
+	for _, step := range []struct {
+		at   time.Duration
+		want int64
+	}{{0, 10}, {90 * time.Minute, 12}, {150 * time.Minute, 12}, {210 * time.Minute, 13}, {5 * time.Hour, 0}} {
+		c.now = t0.Add(step.at)
+		if d, ok := s.Blocked(addr("192.0.2.1")); d.ID != step.want || ok != (step.want != 0) {
+			t.Errorf("at +%v: %d %v, want %d", step.at, d.ID, ok, step.want)
+		}
 	}
 }
 
-// A deletion whose id was reused for another value (the LAPI's ids may be
-// reused after its database is flushed) lifts nothing.
-func TestStaleDeletionOfReusedID(t *testing.T) {
+// A deletion naming another value lifts nothing, and deletions come before
+// additions within one response.
+func TestDeletionsMatchTheirKey(t *testing.T) {
 	s := mustSource(t, &clock{t0}, nil, nil)
 	s.pulled(resp([]*models.Decision{dec(7, "ban", "Ip", "192.0.2.7", "1h")}, nil))
-	s.pulled(resp(nil, []*models.Decision{dec(7, "ban", "Ip", "192.0.2.8", "-1s")}))
+	s.pulled(resp(nil, []*models.Decision{dec(7, "ban", "Ip", "192.0.2.8", "-1s"), dec(7, "captcha", "Ip", "192.0.2.7", "-1s")}))
 	if _, ok := s.Blocked(addr("192.0.2.7")); !ok {
-		t.Error("a deletion naming another value lifted the block")
+		t.Error("a deletion of another value or type lifted the block")
 	}
-	// Deletions come before additions within one response.
-	s.pulled(resp([]*models.Decision{dec(8, "ban", "Ip", "192.0.2.9", "1h")}, []*models.Decision{dec(8, "ban", "Ip", "192.0.2.9", "-1s")}))
+	s.pulled(resp([]*models.Decision{dec(8, "ban", "Ip", "192.0.2.9", "1h")}, []*models.Decision{dec(5, "ban", "Ip", "192.0.2.9", "-1s")}))
 	if _, ok := s.Blocked(addr("192.0.2.9")); !ok {
 		t.Error("a deletion in the same response undid a new decision")
 	}
 }
 
-// Decisions without an id are told apart by their content.
+// Decisions without an id work the same way.
 func TestDecisionsWithoutID(t *testing.T) {
 	s := mustSource(t, &clock{t0}, nil, nil)
-	a, b := dec(0, "ban", "Ip", "192.0.2.1", "1h"), dec(0, "ban", "Ip", "192.0.2.1", "2h")
-	b.Scenario = ptr("other")
-	s.pulled(resp([]*models.Decision{a, b, dec(0, "ban", "username", "Bob", "1h")}, nil))
-	if s.View().Len() != 3 {
-		t.Fatalf("held %d, want 3", s.View().Len())
+	s.pulled(resp([]*models.Decision{dec(0, "ban", "Ip", "192.0.2.1", "1h"), dec(0, "ban", "username", "Bob", "1h")}, nil))
+	if s.View().Len() != 2 {
+		t.Fatalf("held %d, want 2", s.View().Len())
 	}
-	s.pulled(resp(nil, []*models.Decision{a, dec(0, "ban", "username", "BOB", "-1s")}))
-	if d, ok := s.Blocked(addr("192.0.2.1")); !ok || d.Scenario != "other" {
-		t.Errorf("after deleting one: %+v %v", d, ok)
-	}
+	s.pulled(resp(nil, []*models.Decision{dec(0, "ban", "username", "Bob", "-1s")}))
 	if _, ok := s.UserBlocked("bob"); ok {
-		t.Error("username deletion (other case) did not lift")
+		t.Error("username deletion did not lift")
+	}
+	if _, ok := s.Blocked(addr("192.0.2.1")); !ok {
+		t.Error("ip lifted")
 	}
 }
 

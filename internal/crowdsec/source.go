@@ -31,7 +31,7 @@ type Config struct {
 	CertPath, KeyPath string
 	CAPath            string   // CA bundle for an https URL (empty: the system's)
 	Scopes            []string // default ip, range, username (the LAPI's own default omits username)
-	Types             []string // decision types applied; default ban; others are counted and ignored
+	Types             []string // decision types that block; default ban; others are counted and ignored
 	UpdateFrequency   time.Duration
 	UserAgent         string           // default "kickagent"
 	Now               func() time.Time // default time.Now
