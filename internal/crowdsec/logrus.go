@@ -27,12 +27,10 @@ func routeLogrus(l *slog.Logger) {
 		std.SetFormatter(discardFormatter{})
 		std.AddHook(slogHook{})
 	})
-	// Never Trace: the API client then dumps whole requests, API key included.
-	level := logrus.InfoLevel
-	if l.Enabled(context.Background(), slog.LevelDebug) {
-		level = logrus.DebugLevel
-	}
-	logrus.SetLevel(level)
+	// Info at most, whatever slog's level: at Debug the API client dumps
+	// every response (each pull's decisions, logins included) and at Trace
+	// every request (API key included).
+	logrus.SetLevel(logrus.InfoLevel)
 }
 
 type slogHook struct{}
