@@ -23,10 +23,10 @@ func keyOf(m *models.Decision) entryKey {
 // Source serialises writers and publishes immutable Views to readers.
 type set struct {
 	filter
-	entries map[entryKey]Decision
+	entries map[entryKey]*Decision
 }
 
-func newSet(f filter) *set { return &set{filter: f, entries: map[entryKey]Decision{}} }
+func newSet(f filter) *set { return &set{filter: f, entries: map[entryKey]*Decision{}} }
 
 // outcome counts what one apply or expire did.
 type outcome struct {
@@ -75,7 +75,7 @@ func (s *set) apply(r *models.DecisionsStreamResponse, now time.Time) outcome {
 			o.duplicates++ // the same decision again (a minute on, a minute less left)
 			continue
 		}
-		s.entries[k] = d
+		s.entries[k] = &d
 		o.added++
 	}
 	return o

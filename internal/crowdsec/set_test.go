@@ -304,3 +304,32 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// Readers may ask while pulls apply (run with -race).
+func TestConcurrentReaders(t *testing.T) {
+	c := &clock{t0}
+	s := mustSource(t, c, nil, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			s.pulled(resp([]*models.Decision{dec(int64(i), "ban", "Ip", "192.0.2.1", "1h")}, nil))
+			s.pulled(resp(nil, []*models.Decision{dec(int64(i), "ban", "Ip", "192.0.2.1", "-1s")}))
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			if _, ok := s.Blocked(addr("192.0.2.1")); ok || s.Revision() != 400 {
+				t.Errorf("end: blocked %v, rev %d", ok, s.Revision())
+			}
+			return
+		default:
+			v := s.View()
+			d, ok := v.Blocked(addr("192.0.2.1"), t0)
+			if ok != (v.Len() == 1) || (ok && d.Value != "192.0.2.1") {
+				t.Fatalf("view rev %d: %v %+v with %d held", v.Revision(), ok, d, v.Len())
+			}
+		}
+	}
+}
