@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	csbouncer "github.com/crowdsecurity/go-cs-bouncer"
 	"github.com/kickagent/kickagent/internal/testrig"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -216,8 +217,12 @@ func TestLAPIDownAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	errsBefore := counterValue(csbouncer.TotalLAPIError)
 	runSource(t, s)
 	time.Sleep(2 * time.Second)
+	if n := counterValue(csbouncer.TotalLAPIError) - errsBefore; n < 1 {
+		t.Errorf("pull errors counted: %v", n)
+	}
 	if !s.LastPull().IsZero() {
 		t.Fatal("pulled from a stopped LAPI")
 	}
@@ -288,4 +293,24 @@ func TestLAPIOverlappingDecisions(t *testing.T) {
 	}
 	lapi(t, "decisions-delete", "--id", strconv.FormatInt(short, 10))
 	t.Logf("last decision deleted -> lifted in %v", waitFor(t, "lift", 3*pullEvery, lifted(s, ip)))
+}
+
+// A key the LAPI does not know: Run keeps retrying, counts the errors and
+// holds nothing.
+func TestLAPIWrongKey(t *testing.T) {
+	cfg := needLAPI(t)
+	cfg.KeyFile = filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(cfg.KeyFile, []byte("ffffffffffffffffffffffffffffffff\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, prometheus.NewRegistry(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errsBefore := counterValue(csbouncer.TotalLAPIError)
+	runSource(t, s)
+	time.Sleep(time.Second)
+	if !s.LastPull().IsZero() || counterValue(csbouncer.TotalLAPIError)-errsBefore < 1 {
+		t.Errorf("last pull %v, pull errors %v", s.LastPull(), counterValue(csbouncer.TotalLAPIError)-errsBefore)
+	}
 }
