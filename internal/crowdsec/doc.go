@@ -23,11 +23,10 @@
 // changed something), so a poll cycle can hold one revision throughout.
 // Before the first successful pull a Source holds nothing: LastPull says so.
 //
-// Limits of the library: a pull has no timeout of its own (a LAPI that
-// accepts and never answers stalls updates until Run's context ends; watch
-// kickagent_crowdsec_last_pull_timestamp_seconds); the first connection is
-// retried every 10 s, so a LAPI that comes up late is seen up to 10 s later;
-// the library logs through logrus's global logger, routed here to slog.
+// Limits of the library: the first connection is retried every 10 s, so a
+// LAPI that comes up late is seen up to 10 s later; a pull has no timeout
+// of its own (Config.PullTimeout sets one on its HTTP client); it logs
+// through logrus's global logger, routed here to slog.
 //
 // Each agent needs its own bouncer key: the LAPI sends each key the changes
 // since that key's last pull, so two agents sharing one split the changes.

@@ -21,6 +21,9 @@ import (
 // otherwise: a block reaches kickagent within this time of its decision.
 const DefaultUpdateFrequency = 5 * time.Second
 
+// DefaultPullTimeout bounds one pull of the decision stream.
+const DefaultPullTimeout = 30 * time.Second
+
 // Config says where the LAPI is and which decisions to take.
 type Config struct {
 	URL string // the LAPI, e.g. http://127.0.0.1:8080/
@@ -29,12 +32,15 @@ type Config struct {
 	// client certificate: CertPath and KeyPath, not both ways.
 	KeyFile           string
 	CertPath, KeyPath string
-	CAPath            string   // CA bundle for an https URL (empty: the system's)
-	Scopes            []string // default ip, range, username (the LAPI's own default omits username)
-	Types             []string // decision types that block; default ban; others are counted and ignored
-	UpdateFrequency   time.Duration
-	UserAgent         string           // default "kickagent"
-	Now               func() time.Time // default time.Now
+	CAPath            string        // CA bundle for an https URL (empty: the system's)
+	Scopes            []string      // default ip, range, username (the LAPI's own default omits username)
+	Types             []string      // decision types that block; default ban; others are counted and ignored
+	UpdateFrequency   time.Duration // between pulls; default 5 s, at least 100 ms
+	// PullTimeout bounds one pull (default 30 s): the library sets none, and
+	// a LAPI that accepts and never answers would stall updates for good.
+	PullTimeout time.Duration
+	UserAgent   string           // default "kickagent"
+	Now         func() time.Time // default time.Now
 	// OnChange is called (from Run's goroutine, or Expire's caller) after
 	// each change of revision. It must not block: signal a channel.
 	OnChange func()
@@ -86,6 +92,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Source, e
 	if err := b.Init(); err != nil {
 		return nil, fmt.Errorf("crowdsec: %w", err)
 	}
+	b.APIClient.GetClient().Timeout = cfg.PullTimeout
 	s := &Source{cfg: cfg, log: logger, m: newMetrics(reg), bouncer: b, set: newSet(filter{types: cfg.Types})}
 	s.view.Store(emptyView)
 	return s, nil
@@ -117,6 +124,12 @@ func withDefaults(cfg Config) (Config, error) {
 		cfg.UpdateFrequency = DefaultUpdateFrequency
 	case cfg.UpdateFrequency < 100*time.Millisecond:
 		return cfg, fmt.Errorf("crowdsec: update frequency %v is below 100ms", cfg.UpdateFrequency)
+	}
+	switch {
+	case cfg.PullTimeout == 0:
+		cfg.PullTimeout = DefaultPullTimeout
+	case cfg.PullTimeout < 0:
+		return cfg, fmt.Errorf("crowdsec: pull timeout %v is negative", cfg.PullTimeout)
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "kickagent"
