@@ -235,6 +235,21 @@ func TestLAPIDownAtStart(t *testing.T) {
 	t.Logf("LAPI up -> blocked in %v", waitFor(t, "block after the LAPI came up", 12*time.Second+3*pullEvery, blocked(s, "198.51.100.77")))
 	lapi(t, "decisions-delete", "--ip", "198.51.100.77")
 	waitFor(t, "lift", 3*pullEvery, lifted(s, "198.51.100.77"))
+
+	// Down again after the first pull: pulls fail, blocks stay, and the
+	// next pulls after the restart bring what changed (no 10 s wait now).
+	lapi(t, "decisions-add", "--ip", "198.51.100.78", "--duration", "10m")
+	waitFor(t, "block", 3*pullEvery, blocked(s, "198.51.100.78"))
+	lapi(t, "stop")
+	time.Sleep(2 * pullEvery)
+	if !blocked(s, "198.51.100.78")() {
+		t.Fatal("a block was dropped while the LAPI was down")
+	}
+	lapi(t, "start")
+	lapi(t, "decisions-delete", "--ip", "198.51.100.78")
+	lapi(t, "decisions-add", "--ip", "198.51.100.79", "--duration", "10m")
+	t.Logf("LAPI restarted -> new block in %v", waitFor(t, "block after restart", 3*pullEvery, blocked(s, "198.51.100.79")))
+	waitFor(t, "lift after restart", 3*pullEvery, lifted(s, "198.51.100.78"))
 }
 
 // ids lists the ids of the decisions cscli shows for ip.
