@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,7 +40,7 @@ type Config struct {
 	// PullTimeout bounds one pull (default 30 s): the library sets none, and
 	// a LAPI that accepts and never answers would stall updates for good.
 	PullTimeout time.Duration
-	UserAgent   string           // default "kickagent"
+	UserAgent   string           // TYPE/VERSION, as the LAPI wants; default kickagent/<module version or dev>
 	Now         func() time.Time // default time.Now
 	// OnChange is called (from Run's goroutine, or Expire's caller) after
 	// each change of revision. It must not block: signal a channel.
@@ -132,12 +133,22 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("crowdsec: pull timeout %v is negative", cfg.PullTimeout)
 	}
 	if cfg.UserAgent == "" {
-		cfg.UserAgent = "kickagent"
+		cfg.UserAgent = defaultUserAgent()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return cfg, nil
+}
+
+// defaultUserAgent is TYPE/VERSION: the LAPI shows both in cscli bouncers
+// list and warns on every pull about anything else.
+func defaultUserAgent() string {
+	v := "dev"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return "kickagent/" + v
 }
 
 // readKey reads the API key: the file's content without surrounding space.
