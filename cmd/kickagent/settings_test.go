@@ -69,7 +69,7 @@ func TestConfigFileBounds(t *testing.T) {
 		{"interval: -5s\n", ":2: interval: -5s is too short"},
 		{"limits:\n  max_kicks_per_cycle: -1\n", ":3: limits.max_kicks_per_cycle: -1: want at least 1"},
 		{"limits:\n  breaker_fraction: 1.5\n", ":3: limits.breaker_fraction: 1.5: want a fraction of the sessions, more than 0 and at most 1"},
-		{"intervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, idle_interval, audit_log, metrics_listen, dry_run, state_dir, limits, auth_policy, bundle)`},
+		{"intervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, idle_interval, audit_log, metrics_listen, dry_run, state_dir, limits, auth_policy, bundle, crowdsec)`},
 	} {
 		cfg := filepath.Join(dir, "kickagent.yaml")
 		if err := os.WriteFile(cfg, []byte("rules: [rules.yaml]\n"+tc.text), 0o600); err != nil {

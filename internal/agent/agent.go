@@ -310,7 +310,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, once bool) erro
 // and nothing it enforces needed a snapshot.
 func (a *Agent) tick(run func()) {
 	now := a.now()
-	held := a.blocks != nil && a.blocks.Blocked() != nil
+	held := a.blocks != nil && (a.blocks.Blocked() != nil || blockedUser(a.blocks) != nil)
 	due, why := a.sched.due(now, a.rules.Load().Demand(a.sched.last, now), held)
 	if due {
 		run()

@@ -73,12 +73,13 @@ func (a *Agent) cycle(ctx context.Context) error {
 
 	a.proto.Store(int32(snap.Protocol))
 	var blocked func(netip.Addr) (engine.Block, bool)
+	var byUser func(string) (engine.Block, bool)
 	if a.blocks != nil {
 		a.blocks.Expire()
-		blocked = a.blocks.Blocked()
+		blocked, byUser = a.blocks.Blocked(), blockedUser(a.blocks)
 	}
 	decisions, err := rs.Evaluate(ctx, engine.Input{Snapshot: snap, Now: now, Prepared: a.prep,
-		FirstSeen: a.st.seen.firstSeen, Old: a.st.keepOld, Blocked: blocked,
+		FirstSeen: a.st.seen.firstSeen, Old: a.st.keepOld, Blocked: blocked, BlockedUser: byUser,
 		SnapshotAfter: func(t time.Time) (time.Time, bool) { return a.st.snapshotAfter(t, now) }})
 	// A failing Rego policy is reported and the YAML decisions enforced.
 	if err = a.policyOutcome(err, rs, now); err != nil {

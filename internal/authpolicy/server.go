@@ -80,6 +80,7 @@ type Server struct {
 	now      func() time.Time
 	newCount CounterFactory
 	blocks   *blocks
+	external atomic.Pointer[External] // SetExternal
 	// breaker reports the agent's circuit breaker open: refuse nothing.
 	breaker func() bool
 	// onBlock is called when a block starts, so that the agent kicks the
@@ -153,6 +154,16 @@ func New(set Settings, d Deps) *Server {
 	}
 	return s
 }
+
+// External is a source of blocks besides the server's own brute-force
+// blocks (CrowdSec's decisions), consulted for every login.
+type External interface {
+	Blocked() func(ip netip.Addr) (engine.Block, bool)
+	BlockedUser() func(user string) (engine.Block, bool)
+}
+
+// SetExternal makes logins that ext blocks refused too.
+func (s *Server) SetExternal(ext External) { s.external.Store(&ext) }
 
 // Blocked reports a block in force covering ip (engine.Input.Blocked), or
 // nil when no block is held, so that a cycle skips the lookups.
@@ -243,6 +254,20 @@ func (s *Server) attempt(rs *engine.Ruleset, req *request, now time.Time) *engin
 	}
 	if s.blocks.len() > 0 {
 		a.Blocked = func(ip netip.Addr) (engine.Block, bool) { return s.blocks.lookup(ip, now) }
+	}
+	if ext := s.external.Load(); ext != nil {
+		if f := (*ext).Blocked(); f != nil {
+			own := a.Blocked
+			a.Blocked = func(ip netip.Addr) (engine.Block, bool) {
+				if own != nil {
+					if b, ok := own(ip); ok {
+						return b, true
+					}
+				}
+				return f(ip)
+			}
+		}
+		a.BlockedUser = (*ext).BlockedUser()
 	}
 	if rs.HasPolicy() && rs.DoorSkip() == "" {
 		a.Failures = s.failureCounts(req, now)

@@ -64,6 +64,23 @@ type Config struct {
 	// Bundle fetches rules and Rego policies from an OPA bundle service
 	// (off unless URL is set).
 	Bundle Bundle `yaml:"bundle"`
+	// CrowdSec takes ban decisions from a CrowdSec Local API as blocks
+	// (off unless URL is set).
+	CrowdSec CrowdSec `yaml:"crowdsec"`
+}
+
+// CrowdSec configures the CrowdSec decision source (internal/crowdsec).
+type CrowdSec struct {
+	// URL is the Local API's base URL.
+	URL string `yaml:"url"`
+	// APIKeyFile holds the bouncer key (cscli bouncers add NAME).
+	APIKeyFile string `yaml:"api_key_file"`
+	// CAFile verifies an https URL (default: the system's CAs).
+	CAFile string `yaml:"ca_file"`
+	// Scopes are the decision scopes taken (default ip, range, username).
+	Scopes []string `yaml:"scopes"`
+	// UpdateFrequency is the wait between pulls (default 5s).
+	UpdateFrequency Duration `yaml:"update_frequency"`
 }
 
 // Bundle configures the policy bundle source (internal/bundle).
@@ -143,6 +160,7 @@ var (
 	limitKeys  = yamlKeys(reflect.TypeFor[Limits]())
 	policyKeys = yamlKeys(reflect.TypeFor[AuthPolicy]())
 	bundleKeys = yamlKeys(reflect.TypeFor[Bundle]())
+	csKeys     = yamlKeys(reflect.TypeFor[CrowdSec]())
 )
 
 func yamlKeys(t reflect.Type) []string {
@@ -186,6 +204,8 @@ func Load(path string) (*Config, error) {
 	for i := range c.Policies {
 		c.Policies[i] = abs(c.Policies[i])
 	}
+	c.CrowdSec.APIKeyFile = abs(c.CrowdSec.APIKeyFile)
+	c.CrowdSec.CAFile = abs(c.CrowdSec.CAFile)
 	for i := range c.Bundle.VerificationKeys {
 		c.Bundle.VerificationKeys[i] = abs(c.Bundle.VerificationKeys[i])
 	}
@@ -217,6 +237,21 @@ func parse(file string, data []byte) (*Config, engine.Errors) {
 					fail(pv.Line, "auth_policy.%s: %v", k, err)
 				}
 			})
+			return
+		}
+		if key == "crowdsec" {
+			if v.Kind != yaml.MappingNode {
+				fail(v.Line, "crowdsec: want a mapping with the keys %s", strings.Join(csKeys, ", "))
+				return
+			}
+			engine.ForEachKey(v, csKeys, func(line int, msg string) { fail(line, "crowdsec: %s", msg) }, func(k string, cv *yaml.Node) {
+				if err := c.CrowdSec.set(k, cv); err != nil {
+					fail(cv.Line, "crowdsec.%s: %v", k, err)
+				}
+			})
+			if c.CrowdSec.URL != "" && c.CrowdSec.APIKeyFile == "" {
+				fail(v.Line, "crowdsec: api_key_file missing (the key is read from a file, never given on the command line)")
+			}
 			return
 		}
 		if key == "bundle" {
@@ -328,6 +363,34 @@ func (b *Bundle) set(key string, v *yaml.Node) error {
 	return err
 }
 
+// set decodes and checks the value of one key under crowdsec.
+func (cs *CrowdSec) set(key string, v *yaml.Node) error {
+	var err error
+	switch key {
+	case "url":
+		if cs.URL, err = str(v); err == nil {
+			err = CheckBundleURL(cs.URL)
+		}
+	case "api_key_file":
+		cs.APIKeyFile, err = str(v)
+	case "ca_file":
+		cs.CAFile, err = str(v)
+	case "scopes":
+		if cs.Scopes, err = list(v); err == nil {
+			for _, sc := range cs.Scopes {
+				switch strings.ToLower(sc) {
+				case "ip", "range", "username":
+				default:
+					return fmt.Errorf("%q: want ip, range or username", sc)
+				}
+			}
+		}
+	case "update_frequency":
+		cs.UpdateFrequency.Duration, err = duration(v, CheckInterval)
+	}
+	return err
+}
+
 // CheckBundleURL accepts an absolute http or https URL.
 func CheckBundleURL(s string) error {
 	u, err := url.Parse(s)
@@ -335,7 +398,7 @@ func CheckBundleURL(s string) error {
 		return err
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q: want an http:// or https:// URL of the bundle file", s)
+		return fmt.Errorf("%q: want an http:// or https:// URL", s)
 	}
 	return nil
 }

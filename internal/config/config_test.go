@@ -103,7 +103,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"limits:\n  dump_max_sessions: 0\n", ":2: limits.dump_max_sessions: 0: want at least 1 (leave it out for the default 1000000)"},
 		{"limits: 5\n", ":1: limits: want a mapping with the keys max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions"},
 		{"limits:\n  max_kick_per_cycle: 5\n", `:2: limits: unknown key "max_kick_per_cycle" (known: max_kicks_per_cycle, breaker_fraction, breaker_min_sessions, repeat_threshold, dump_max_line_bytes, dump_max_bytes, dump_max_sessions)`},
-		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, idle_interval, audit_log, metrics_listen, dry_run, state_dir, limits, auth_policy, bundle)`},
+		{"anvil_socket: /a\nintervall: 5s\n", `:2: unknown key "intervall" (known: anvil_socket, rules, rules_dir, policy, interval, idle_interval, audit_log, metrics_listen, dry_run, state_dir, limits, auth_policy, bundle, crowdsec)`},
 		{"interval: 5s\ninterval: 6s\n", `:2: key "interval" given twice`},
 		{"auth_policy:\n  listen: 0.0.0.0:9870\n", `:2: auth_policy.listen: "0.0.0.0:9870": not a loopback address`},
 		{"auth_policy:\n  listen: :9870\n", `:2: auth_policy.listen: ":9870": want a loopback address and port`},

@@ -43,8 +43,11 @@ type Attempt struct {
 	// Login and Failures are Rego input only (input.attempt).
 	Login    string
 	Failures map[string]int
-	// Blocked, if set, reports a brute-force block covering the IP.
-	Blocked func(ip netip.Addr) (Block, bool)
+	// Blocked, if set, reports a brute-force block covering the IP;
+	// BlockedUser, if set, a block of the user (CrowdSec's username
+	// decisions).
+	Blocked     func(ip netip.Addr) (Block, bool)
+	BlockedUser func(user string) (Block, bool)
 }
 
 // Block is a brute-force block in force: the rule that made it and why.
@@ -109,8 +112,8 @@ func (rs *Ruleset) Judge(ctx context.Context, a *Attempt) (Decision, error) {
 			d.Action = ActionDryRun
 		}
 	}
-	if (best == nil || best.dryRun) && a.Blocked != nil && s.IP.IsValid() {
-		if b, ok := a.Blocked(s.IP); ok && (best == nil || !b.DryRun) {
+	if best == nil || best.dryRun {
+		if b, ok := blockOf(a.Blocked, a.BlockedUser, &s); ok && (best == nil || !b.DryRun) {
 			d = Decision{Session: &s, ID: "login", Rule: b.Rule, Engine: EngineYAML, Reason: b.Reason,
 				Action: ActionKick, File: b.File}
 			if b.DryRun {
@@ -180,7 +183,7 @@ func (rs *Ruleset) doorAllow() *ast.Term {
 // "kickagent block" of its IP would kick it. A session a kick rule already
 // selects keeps that decision.
 func (rs *Ruleset) addBlocks(in *Input, ds []Decision) []Decision {
-	if in.Blocked == nil {
+	if in.Blocked == nil && in.BlockedUser == nil {
 		return ds
 	}
 	var out []Decision
@@ -196,8 +199,8 @@ func (rs *Ruleset) addBlocks(in *Input, ds []Decision) []Decision {
 			}
 		}
 		d := have
-		if s.IP.IsValid() && (have == nil || have.Action == ActionDryRun) {
-			if b, ok := in.Blocked(s.IP); ok && (have == nil || !b.DryRun) {
+		if have == nil || have.Action == ActionDryRun {
+			if b, ok := blockOf(in.Blocked, in.BlockedUser, s); ok && (have == nil || !b.DryRun) {
 				nd := Decision{Session: s, Index: i, ID: s.ID(), Rule: b.Rule, Engine: EngineYAML,
 					Reason: b.Reason, Action: ActionKick, File: b.File}
 				switch {
@@ -214,4 +217,17 @@ func (rs *Ruleset) addBlocks(in *Input, ds []Decision) []Decision {
 		}
 	}
 	return append(out, ds[k:]...)
+}
+
+// blockOf returns the block covering s: its client IP's, else its user's.
+func blockOf(ip func(netip.Addr) (Block, bool), user func(string) (Block, bool), s *anvil.Session) (Block, bool) {
+	if ip != nil && s.IP.IsValid() {
+		if b, ok := ip(s.IP); ok {
+			return b, true
+		}
+	}
+	if user != nil {
+		return user(s.User)
+	}
+	return Block{}, false
 }

@@ -107,8 +107,10 @@ type Input struct {
 	// context's remaining time, DefaultPolicyMemory).
 	PolicyBudget Budget
 	// Blocked, if set, reports a brute-force block covering a client IP:
-	// its sessions are kicked (door.go addBlocks).
-	Blocked func(ip netip.Addr) (Block, bool)
+	// its sessions are kicked (door.go addBlocks); BlockedUser, if set, a
+	// block of a user (CrowdSec's username decisions).
+	Blocked     func(ip netip.Addr) (Block, bool)
+	BlockedUser func(user string) (Block, bool)
 }
 
 // RuleRef names a YAML rule and where it is defined.
