@@ -56,10 +56,13 @@ instances="v23 v23shared v23proxy v24 v24proxy v24proxyhp h23 h24"
 # Stop exactly the instances this run started; p23 and p24 (SQL passdb, auth
 # cache, auth policy) are started by their tests, each with its own settings.
 trap 'for n in $instances p23 p24; do test/dovecot/instance.sh stop "$n" >/dev/null 2>&1 || true; done
-      test/dovecot/instance.sh release >/dev/null 2>&1 || true' EXIT
+      test/dovecot/instance.sh release >/dev/null 2>&1 || true
+      test/crowdsec/lapi.sh stop >/dev/null 2>&1 || true' EXIT
 for n in $instances; do
   test/dovecot/instance.sh start "$n"
 done
+echo "== starting a CrowdSec Local API (offline; internal/crowdsec and the fleet tests pull from it)"
+test/crowdsec/lapi.sh start
 
 echo "== Prometheus rules, their unit tests, the dashboard's queries, promtool check metrics on a live /metrics"
 test/promtool.sh

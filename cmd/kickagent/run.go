@@ -213,11 +213,25 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return s
 	}
 	var door *authpolicy.Server
-	var blocks agent.Blocks
+	var parts []agent.Blocks
 	if authPolicyOn(c) && !rs.once {
 		door = newAuthPolicy(c, &a, auditLog, reg, log.With("component", "auth-policy"))
-		blocks = door
+		parts = append(parts, door)
 	}
+	var cs *crowdsecBlocks
+	if c.CrowdSec.URL != "" && !rs.once {
+		var err error
+		// a is set before the decisions are first pulled (cs.run below).
+		if cs, err = newCrowdSec(&c.CrowdSec, func() { a.Wake() }, reg, log); err != nil {
+			log.Error("CrowdSec decision source", "err", err)
+			return exitConfig
+		}
+		parts = append(parts, cs)
+		if door != nil {
+			door.SetExternal(cs)
+		}
+	}
+	blocks := agent.JoinBlocks(parts...)
 	a = agent.New(agent.Settings{Interval: interval, IdleInterval: c.IdleInterval.Duration, DryRun: c.DryRun, MaxKicksPerCycle: c.Limits.MaxKicksPerCycle,
 		BreakerFraction: c.Limits.BreakerFraction, BreakerMinSessions: c.Limits.BreakerMinSessions,
 		RepeatThreshold: c.Limits.RepeatThreshold},
@@ -267,6 +281,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if br != nil {
 		br.start(ctx, log)
+	}
+	if cs != nil {
+		cs.run(ctx)
 	}
 	localChanged := make(chan struct{}, 1) // SIGHUP or a watched file changed
 	hup := make(chan os.Signal, 1)
