@@ -74,12 +74,14 @@ func TestSilentAnvil(t *testing.T) {
 				} else {
 					_, err = cl.Stream(ctx, nil, func(*anvil.Session) error { return nil })
 				}
-				// The wait is measured: it may run over the timeout.
+				// The wait is measured from the connect: it may run over
+				// the timeout, or under it by what connecting took (9 ms
+				// on a loaded CI machine).
 				got := ""
 				if err != nil {
 					got = err.Error()
 					if m := within.FindStringSubmatch(got); m != nil {
-						if d, _ := time.ParseDuration(m[1]); d >= 300*time.Millisecond && d < 2*time.Second {
+						if d, _ := time.ParseDuration(m[1]); d >= 200*time.Millisecond && d < 2*time.Second {
 							got = strings.Replace(got, m[0], "within 300ms", 1)
 						}
 					}
