@@ -52,10 +52,9 @@ func newBundleRules(c *config.Config, local func() engine.Sources, a **agent.Age
 		keys = append(keys, bundle.Key{ID: trimExt(filepath.Base(f)), PEM: pem})
 	}
 	br := &bundleRules{}
-	minDelay := cmp.Or(b.PollMin.Duration, time.Second)
-	maxDelay := cmp.Or(b.PollMax.Duration, max(minDelay, 5*time.Second))
+	minDelay, maxDelay := pollDelays(b.PollMin.Duration, b.PollMax.Duration)
 	src, err := bundle.New(bundle.Config{
-		URL: b.URL, MinDelay: minDelay, MaxDelay: max(maxDelay, minDelay),
+		URL: b.URL, MinDelay: minDelay, MaxDelay: maxDelay,
 		Verification: bundle.Verification{Keys: keys, Scope: b.Scope},
 		StateDir:     stateDir(c.StateDir),
 		Logger:       log, Registry: reg,
@@ -114,4 +113,11 @@ func engineBundle(ob *opabundle.Bundle) (*engine.Bundle, error) {
 	// Map order is random: sort, so that the ruleset's revision is stable.
 	slices.SortFunc(eb.Modules, func(x, y engine.SourceFile) int { return strings.Compare(x.Name, y.Name) })
 	return eb, nil
+}
+
+// pollDelays applies the defaults of bundle.poll_min (1s) and poll_max (5s,
+// or poll_min when that is longer) to the configured values (zero: unset).
+func pollDelays(minSet, maxSet time.Duration) (time.Duration, time.Duration) {
+	lo := cmp.Or(minSet, time.Second)
+	return lo, max(cmp.Or(maxSet, max(lo, 5*time.Second)), lo)
 }

@@ -183,6 +183,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 	t.cur = 0
 	t.next = t.next[:0]
 	t.gen++
+	prevLive, kept := t.live, 0
 	t.live = 0
 	for i := range sessions {
 		s := &sessions[i]
@@ -200,6 +201,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 				t.next = append(t.next, -1)
 				continue
 			case t.gen - 1:
+				kept++
 				if n := conns(s); n < sl.conns && !sl.sent {
 					for range sl.conns - n {
 						t.dec = append(t.dec, donor{t.conts[at], sl.first})
@@ -246,7 +248,7 @@ func (t *seenTable) observe(sessions []anvil.Session, now time.Time) {
 	}
 	t.restored = nil
 	t.at, t.next = t.next, t.at
-	t.inherit()
+	t.inherit(prevLive > kept)
 	if n := len(t.guids) + len(t.index); n > t.live && n-t.live >= n/8 {
 		t.prune()
 	}
@@ -372,8 +374,11 @@ var hexVal = func() (t [256]byte) {
 // match is a real new login from the same address within one interval
 // taken for the old session (a reset kicks it once), never an old session
 // spared.
-func (t *seenTable) inherit() {
-	if len(t.born) == 0 && len(t.young) == 0 {
+// left says whether a session of the last snapshot is gone: without one,
+// and without a dropped refcount, there is nothing to pass on and the last
+// snapshot's slots are not scanned.
+func (t *seenTable) inherit(left bool) {
+	if len(t.born) == 0 && len(t.young) == 0 || !left && len(t.dec) == 0 {
 		return
 	}
 	donors := make(map[uint64][]time.Time)
@@ -382,7 +387,11 @@ func (t *seenTable) inherit() {
 	}
 	// t.next is the last snapshot's slots now: those of an older
 	// generation than this one left.
-	for _, at := range t.next {
+	var last []int32
+	if left {
+		last = t.next
+	}
+	for _, at := range last {
 		if at < 0 {
 			continue
 		}

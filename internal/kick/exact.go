@@ -93,7 +93,7 @@ func exactConns(u *Unit, conns []TCPConn) ([]TCPConn, error) {
 	return out, nil
 }
 
-// bare is a for comparing anvil's client address with a socket's peer:
+// bare is a, ready to compare anvil's client address with a socket's peer:
 // IPv4-mapped IPv6 as IPv4, no zone (anvil prints none).
 func bare(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
 

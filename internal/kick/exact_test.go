@@ -325,3 +325,25 @@ func TestRunExactSeveralProcesses(t *testing.T) {
 		t.Errorf("%d socket lookups, closed %v; want 1 and dave's in pid 700", fs.lookups, fs.closed)
 	}
 }
+
+// One process's sessions change between the socket lookup and the kick:
+// that unit is refused, and the next process's exact unit still goes out
+// (the re-check's error once leaked into the units after it).
+func TestRunExactChangedOneOfTwo(t *testing.T) {
+	a, fs := shared23()
+	a.sessions = append(a.sessions, s23(700, "imap", "alice", "127.0.0.9", 1), s23(700, "imap", "gina", "127.0.0.10", 1))
+	fs.conns[700] = []TCPConn{conn("127.0.0.9", 3), conn("127.0.0.10", 4)}
+	sc := &hookSockets{SocketCloser: fs, afterConns: func() {
+		a.sessions = append(a.sessions, s23(300, "imap", "mallory", "127.0.0.2", 1))
+	}}
+	opt := fast
+	opt.Sockets = sc
+	rs, err := run(t, a, &fakeSig{anvil: a}, byUserIP("alice", ""), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, rs, "alice@300 refused-collateral sigterm err", "alice@700 kicked socket-destroy")
+	if !slices.Equal(fs.closed, []string{"127.0.0.9:3"}) {
+		t.Errorf("closed %v, want alice's socket in pid 700 alone", fs.closed)
+	}
+}
