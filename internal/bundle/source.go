@@ -299,9 +299,12 @@ func (s *Source) takeLocked(ctx context.Context, b *opabundle.Bundle, raw []byte
 	s.mu.Lock()
 	s.refused = nil
 	s.mu.Unlock()
+	// Saved first, so that the revision reported in force is on disk
+	// (a test raced the rename); in force either way: OnBundle took it.
+	err := s.store.commit()
 	s.setInForce(rev, false)
 	s.log.Info("bundle taken", "rev", rev)
-	if err := s.store.commit(); err != nil {
+	if err != nil {
 		// In force but not saved: a restart with the server down would
 		// start from the previous one.
 		err = fmt.Errorf("%w: %w", errPersist, err)
